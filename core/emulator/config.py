@@ -1,0 +1,35 @@
+"""Settings of one emulator instance: the batch model's knobs and the failure knobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+GB = 10**9
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything `eebatch emulator` can be told on its command line.
+
+    Times are *simulated* seconds; `speed` says how many of them pass per wall-clock second, so
+    a demo can run a day of EE queue in a minute while the HTTP side stays real.
+    """
+
+    slots: int = 2  # tasks RUNNING at once per project (EE's default for a new project)
+    speed: float = 1.0  # simulated seconds per wall-clock second
+    drive_quota: int | None = 15 * GB  # None: an unlimited Drive (quotaType UNLIMITED)
+    seed: int = 0
+    state_dir: Path | None = None  # None: a temporary dir removed on stop
+    # The batch model: a task runs for overhead + pixels * bands / pixel_rate simulated seconds.
+    task_overhead_seconds: float = 20.0
+    pixel_rate: float = 2_000_000.0  # pixel-bands per simulated second
+    jitter: float = 0.2  # +-20 % seeded run-time jitter
+    # Failures of oversized exports, as EE gives them.
+    memory_limit_pixels: int = 400_000_000  # above: "User memory limit exceeded."
+    timeout_pixels: int = 1_000_000_000  # above: "Computation timed out."
+    internal_error_rate: float = 0.0  # seeded fraction failing with "Internal error."
+    # Output files above this many bytes are split into prefix-RRRRRRRRRR-CCCCCCCCCC.tif shards.
+    file_split_bytes: int = 256 * 1024 * 1024
+    # Cap on every page size (operations, assets, Drive files) so tests can force paging.
+    max_page_size: int = 1000
