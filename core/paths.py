@@ -1,0 +1,44 @@
+"""Where eebatch keeps its files: platformdirs' per-user dirs, or EEBATCH_HOME when set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP = "eebatch"
+
+
+def _home() -> Path | None:
+    value = os.environ.get("EEBATCH_HOME")
+    return Path(value).expanduser() if value else None
+
+
+def data_dir() -> Path:
+    """Sessions live here (one SQLite file each)."""
+    home = _home()
+    path = home / "data" if home else platformdirs.user_data_path(APP, appauthor=False)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sessions_dir() -> Path:
+    path = data_dir() / "sessions"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def config_dir() -> Path:
+    """Credentials live here, each file mode 0600."""
+    home = _home()
+    path = home / "config" if home else platformdirs.user_config_path(APP, appauthor=False)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def log_dir() -> Path:
+    home = _home()
+    path = home / "log" if home else platformdirs.user_log_path(APP, appauthor=False)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

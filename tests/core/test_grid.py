@@ -1,0 +1,115 @@
+"""The grid: tiles cover the region, never overlap, meet the region itself, ids are stable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.grid import child_id, make_tiles, split_bounds
+from core.plan import make_plan
+from core.spec import parse_spec
+
+JOB = """
+[job]
+name = "g"
+[region]
+bbox = [{w}, {s}, {e}, {n}]
+[grid]
+size = {size}
+{extra}
+[recipe]
+name = "composite"
+"""
+
+
+def spec_for(w: float, s: float, e: float, n: float, size: float, extra: str = ""):
+    return parse_spec(JOB.format(w=w, s=s, e=e, n=n, size=size, extra=extra), Path("g.toml"))
+
+
+boxes = st.tuples(
+    st.floats(-170, 160), st.floats(-80, 70), st.floats(0.05, 9), st.floats(0.05, 9),
+    st.sampled_from([0.25, 0.5, 1.0, 1.5, 2.0, 3.0]),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(boxes)
+def test_tiles_cover_the_region_without_overlap(box: tuple[float, ...]) -> None:
+    w, s, dx, dy, size = box
+    spec = spec_for(w, s, w + dx, s + dy, size)
+    tiles = make_tiles(spec)
+    polys = shapely.box(*tiles.bounds().T)
+    union = shapely.union_all(polys)
+    # Cover: nothing of the region is left outside the tiles.
+    assert spec.region.difference(union).area < 1e-9 * spec.region.area + 1e-12
+    # No overlap: the tiles' areas add up to the area of their union.
+    assert abs(shapely.area(polys).sum() - union.area) < 1e-6 * union.area
+    # Every tile shares area with the region (not merely touching its edge).
+    assert (shapely.area(shapely.intersection(polys, spec.region)) > 0).all()
+    # Ids are unique.
+    assert len(set(tiles.ids())) == len(tiles)
+
+
+@settings(max_examples=25, deadline=None)
+@given(boxes)
+def test_tile_ids_depend_only_on_place(box: tuple[float, ...]) -> None:
+    """A tile keeps its id whatever region it is planned for: the grid has a fixed origin."""
+    w, s, dx, dy, size = box
+    small = make_tiles(spec_for(w, s, w + dx, s + dy, size))
+    big = make_tiles(spec_for(w - 5, s - 5, w + dx + 5, s + dy + 5, size))
+    big_by_id = dict(zip(big.ids(), map(tuple, big.bounds()), strict=True))
+    for tid, bounds in zip(small.ids(), map(tuple, small.bounds()), strict=True):
+        assert np.allclose(big_by_id[tid], bounds)
+
+
+def test_same_job_file_same_unit_ids() -> None:
+    extra = '[time]\nstart = 2020-01-01\nend = 2020-07-01\nstep = "2 months"'
+    first = [r[0] for r in make_plan(spec_for(-3, -2, 4, 5, 1, extra)).unit_rows()]
+    second = [r[0] for r in make_plan(spec_for(-3, -2, 4, 5, 1, extra)).unit_rows()]
+    assert first == second
+    assert first[0] == "r85c177_20200101"  # row from 90°N, column from 180°W
+
+
+def test_tiles_kept_only_where_they_meet_the_region_itself(tmp_path: Path) -> None:
+    # An L-shaped region: its bounding box holds 4 tiles, the region only 3.
+    (tmp_path / "l.geojson").write_text(
+        '{"type":"Feature","properties":{},"geometry":{"type":"Polygon","coordinates":'
+        '[[[0,0],[2,0],[2,1],[1,1],[1,2],[0,2],[0,0]]]}}')
+    body = JOB.format(w=0, s=0, e=1, n=1, size=1, extra="").replace(
+        "bbox = [0, 0, 1, 1]", 'file = "l.geojson"')
+    spec = parse_spec(body, tmp_path / "l.toml")
+    assert sorted(make_tiles(spec).ids()) == ["r88c180", "r89c180", "r89c181"]
+
+
+def test_projected_grid_in_metres() -> None:
+    extra = '[export]\ncrs = "EPSG:32611"\nscale = 30'
+    spec = parse_spec(JOB.format(w=-118, s=34, e=-117, n=35, size=50000, extra=extra)
+                      .replace('size = 50000', 'size = 50000\ncrs = "EPSG:32611"'),
+                      Path("p.toml"))
+    tiles = make_tiles(spec)
+    b = tiles.bounds()
+    assert np.allclose(b[:, 2] - b[:, 0], 50000)
+    assert tiles.frame.region.bounds[0] > 100_000  # the region was reprojected to UTM metres
+
+
+def test_align_snaps_tiles_to_whole_pixels() -> None:
+    extra = '[export]\ncrs = "EPSG:32611"\nscale = 30'
+    body = JOB.format(w=-118, s=34, e=-117, n=35, size=50000, extra=extra).replace(
+        "size = 50000", 'size = 50000\ncrs = "EPSG:32611"\nalign = true')
+    tiles = make_tiles(parse_spec(body, Path("a.toml")))
+    b = tiles.bounds()
+    assert np.allclose((b[:, 2] - b[:, 0]) / 30, np.round((b[:, 2] - b[:, 0]) / 30))
+    assert np.allclose(b[:, 0] / 30, np.round(b[:, 0] / 30))  # edges on the 30 m lattice
+    assert tiles.frame.size == 50010  # 1667 whole pixels
+
+
+def test_split_gives_four_quadrants_that_tile_the_parent() -> None:
+    parent = (0.0, 0.0, 2.0, 2.0)
+    quads = split_bounds(parent)
+    assert shapely.union_all(shapely.box(*np.array(quads).T)).equals(shapely.box(*parent))
+    assert sum((e - w) * (n - s) for w, s, e, n in quads) == 4
+    assert [child_id("r1c2", q) for q in range(4)] == ["r1c2.0", "r1c2.1", "r1c2.2", "r1c2.3"]
