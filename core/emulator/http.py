@@ -5,6 +5,7 @@ here knows either API.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -70,7 +71,8 @@ class Response:
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(obj, separators=(",", ":")).encode()
-    return Response(status, body, {"Content-Type": "application/json; charset=UTF-8", **(headers or {})})
+    content_type = {"Content-Type": "application/json; charset=UTF-8"}
+    return Response(status, body, {**content_type, **(headers or {})})
 
 
 def error_response(
@@ -97,7 +99,7 @@ def error_response(
         500: "backendError",
         503: "backendError",
     }.get(status, "error")
-    item: dict[str, str] = {"domain": "global", "reason": reason or default_reason, "message": message}
+    item = {"domain": "global", "reason": reason or default_reason, "message": message}
     if location:
         item.update(locationType="parameter", location=location)
     return json_response(
@@ -154,8 +156,9 @@ class HttpServer:
                 pass
 
             def do_CONNECT(self) -> None:
-                # earthengine-api's hidden catalog fetch arrives here through HTTPS_PROXY: refuse it.
-                server._write(self, error_response(403, "The emulator does not proxy."), None, "")
+                # earthengine-api's hidden catalog fetch comes here through HTTPS_PROXY: refuse.
+                refusal = error_response(403, "The emulator does not proxy.")
+                server._write(self, refusal, None, "")
 
             def _dispatch(self) -> None:
                 server._dispatch(self)
@@ -222,10 +225,8 @@ class HttpServer:
             self._write(h, response, req, route)
         except ResetConnection:
             h.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 h.connection.shutdown(2)
-            except OSError:
-                pass
 
     def _write(
         self, h: BaseHTTPRequestHandler, resp: Response, req: Request | None, route: str
@@ -250,10 +251,8 @@ class HttpServer:
             h.wfile.flush()
         except ResetConnection:
             h.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 h.connection.shutdown(2)
-            except OSError:
-                pass
         except (BrokenPipeError, ConnectionResetError):
             h.close_connection = True
 
