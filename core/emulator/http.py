@@ -178,8 +178,9 @@ class HttpServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        # A short poll interval: stop() waits for the serve loop to notice (0.5 s by default).
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="emulator-http", daemon=True
+            target=self._httpd.serve_forever, args=(0.05,), name="emulator-http", daemon=True
         )
         self._thread.start()
 
