@@ -303,7 +303,10 @@ class DriveService:
 
     def ensure_export_folder(self, name: str) -> str:
         """EE's `folder=` rule: a non-trashed folder titled exactly `name` at any depth (the
-        most recently modified if several), else a new one at the root. 'a/b' is one title."""
+        most recently modified if several), else a new one at the root. 'a/b' is one title;
+        an empty name means the root itself."""
+        if not name:  # no folder given: EE writes to the Drive root
+            return ROOT_ID
         with self._lock:
             memo: dict[str, bool] = {}
             found = [
@@ -333,6 +336,32 @@ class DriveService:
                 raise KeyError(f"no Drive folder {parent_id!r}")
             entry = self._create(title, mime_type, [parent_id], size=size, md5=md5, file_id=file_id)
             return self._resource(entry, self.base_url, {})
+
+    def seed_fixture_files(self, export_folder: str = "eebatch") -> dict[str, str]:
+        """Test data worth having (notes §9.9): the export folder at the root plus a nested
+        duplicate of it, a zero-byte file and a title with a quote and a backslash. Never
+        called on start; returns the ids by role."""
+        with self._lock:
+            top = self._create(export_folder, FOLDER_MIME, [ROOT_ID])
+            archive = self._create("archive", FOLDER_MIME, [ROOT_ID])
+            nested = self._create(export_folder, FOLDER_MIME, [archive.id])
+            ids = {"export_folder": top.id, "archive": archive.id, "nested_duplicate": nested.id}
+            for role, title, data in (
+                ("empty_file", "empty.tif", b""),
+                ("quoted_file", "Valentine's Day \\ x.tif", b"II*\x00"),
+            ):
+                file_id = self._new_id()
+                self._blob(file_id).write_bytes(data)
+                entry = self._create(
+                    title,
+                    "image/tiff",
+                    [top.id],
+                    size=len(data),
+                    md5=hashlib.md5(data).hexdigest(),
+                    file_id=file_id,
+                )
+                ids[role] = entry.id
+            return ids
 
     def free_bytes(self) -> int | None:
         """Quota left, or None for an unlimited Drive."""

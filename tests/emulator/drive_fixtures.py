@@ -10,54 +10,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from core.emulator.app import Emulator
 from core.emulator.config import EmulatorConfig
 
 FOLDER = "application/vnd.google-apps.folder"
 
 
-def _start(config: EmulatorConfig) -> Any:
-    """The full Emulator when the EE side is importable, else the same wiring for Drive only."""
-    try:
-        from core.emulator.app import Emulator
-    except ImportError:
-        return _DriveOnly(config).start()
-    return Emulator(config).start()
-
-
-class _DriveOnly:
-    """app.Emulator's wiring minus Earth Engine (for a tree where ee.py does not exist yet)."""
-
-    def __init__(self, config: EmulatorConfig) -> None:
-        from core.emulator.drive import DriveService
-        from core.emulator.faults import FaultInjector
-        from core.emulator.http import HttpServer, Router
-
-        assert config.state_dir is not None
-        self.config = config
-        self.router = Router()
-        self.drive = DriveService(config, Path(config.state_dir) / "drive")
-        self.faults = FaultInjector()
-        self.drive.register(self.router)
-        self.faults.register(self.router)
-        self.server = HttpServer(self.router)
-        self.server.before = self.faults.before
-        self.server.stream = self.faults.stream
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def start(self) -> _DriveOnly:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-
-def start_emulator(tmp_path: Path, n: int, **fields: Any) -> Any:
+def start_emulator(tmp_path: Path, n: int, **fields: Any) -> Emulator:
     """A started emulator with its state under tmp_path (the caller stops it)."""
-    return _start(EmulatorConfig(state_dir=tmp_path / f"emu{n}", **fields))
+    return Emulator(EmulatorConfig(state_dir=tmp_path / f"emu{n}", **fields)).start()
 
 
 def admin(emu: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:

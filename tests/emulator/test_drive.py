@@ -159,6 +159,7 @@ def test_ensure_export_folder_follows_the_ee_rule(emu, drive, tmp_path):
     # trashed folders do not count
     drive.CreateFile({"id": created}).Trash()
     assert emu.drive.ensure_export_folder("exports") == nested["id"]
+    assert emu.drive.ensure_export_folder("") == drive.GetAbout()["rootFolderId"]
     # (d) a separator is part of the title, not a path
     ab = emu.drive.ensure_export_folder("a/b")
     found = drive.ListFile({"q": "title = 'a/b'"}).GetList()
@@ -178,8 +179,26 @@ def test_add_file_moves_bytes_in_and_returns_the_file(emu, drive, tmp_path):
     listed = drive.ListFile({"q": f"'{folder}' in parents and trashed=false"}).GetList()
     assert [f["id"] for f in listed] == [res["id"]]
     assert emu.drive.quota_used() == 70_000
+    status, state = admin(emu, "GET", "/_emulator/state")
+    assert status == 200 and state["drive"]["quota"]["used"] == 70_000
+    assert [f["md5Checksum"] for f in state["drive"]["files"] if f["id"] == res["id"]] == [
+        md5(data)
+    ]
     with pytest.raises(KeyError):
         emu.drive.add_file("no-such-folder", "x", tmp_path / "missing", "image/tiff")
+
+
+def test_seed_fixture_files(emu, drive, tmp_path):
+    assert drive.ListFile().GetList() == []  # product data starts empty
+    ids = emu.drive.seed_fixture_files("exports")
+    q = f"title = 'exports' and mimeType = '{FOLDER}' and trashed=false"
+    found = {f["id"] for f in drive.ListFile({"q": q}).GetList()}
+    assert found == {ids["export_folder"], ids["nested_duplicate"]}
+    quoted = drive.ListFile({"q": "title = 'Valentine\\'s Day \\\\ x.tif'"}).GetList()
+    assert [f["id"] for f in quoted] == [ids["quoted_file"]]
+    out = tmp_path / "empty"
+    drive.CreateFile({"id": ids["empty_file"]}).GetContentFile(str(out))
+    assert out.read_bytes() == b""
 
 
 # -- listing -----------------------------------------------------------------------------------
@@ -197,6 +216,13 @@ def test_list_pages_with_a_small_page_cap(make_emulator):
     assert count(emu, "GET drive files.list") - before == 3  # 2 + 2 + 1, then no token
     pages = [len(page) for page in drive.ListFile({"q": q, "maxResults": 1000})]
     assert pages == [2, 2, 1]
+    newest_first = drive.ListFile({"q": q, "orderBy": "title desc"}).GetList()
+    assert [f["title"] for f in newest_first] == [f"f{i}" for i in reversed(range(5))]
+    slim = drive.auth.service.files().list(q=q, fields="items(title),nextPageToken").execute()
+    assert set(slim) == {"items", "nextPageToken"} and slim["items"] == [
+        {"title": "f0"},
+        {"title": "f1"},
+    ]
     # a deleted item does not shift the next page (the token is a position, not an offset)
     listing = drive.ListFile({"q": q, "maxResults": 2})
     first = listing.GetList()
@@ -477,6 +503,28 @@ def test_resumable_upload_in_chunks_gets_308s(emu, drive, tmp_path):
     assert response["md5Checksum"] == md5(data) and response["fileSize"] == "600000"
 
 
+def test_failed_chunk_resumes_after_a_status_query(emu, drive, tmp_path):
+    data = os.urandom(600_000)
+    src = tmp_path / "resume.bin"
+    src.write_bytes(data)
+    media = MediaFileUpload(
+        str(src), mimetype="application/octet-stream", chunksize=256 * 1024, resumable=True
+    )
+    request = drive.auth.service.files().insert(body={"title": "resume.bin"}, media_body=media)
+    add_fault(emu, kind="status", status=503, method="PUT", path_regex=r"^/upload/", skip=1)
+    request.next_chunk()  # chunk 1 stored
+    with pytest.raises(HttpError) as exc:
+        request.next_chunk()  # chunk 2 fails
+    assert exc.value.resp.status == 503
+    before = count(emu, "PUT drive upload.session")
+    response = None
+    while response is None:  # status query (bytes */600000) → 308 Range, then the rest
+        _, response = request.next_chunk()
+    assert count(emu, "PUT drive upload.session") - before == 3
+    assert response["md5Checksum"] == md5(data)
+    assert emu.drive.state()["uploads"] == 0
+
+
 def test_multipart_and_media_uploads(drive):
     service = drive.auth.service
     body = b"line\r\n\r\nwith blank lines\n"
@@ -624,6 +672,13 @@ def test_global_throttle_is_shared_by_connections(emu, drive, tmp_path):
     assert not errors
     assert time.monotonic() - started >= 0.35  # 1 MiB in total at 2 MiB/s ≈ 0.5 s
     assert admin(emu, "POST", "/_emulator/throttle", {"total": -1})[0] == 400
+    admin(emu, "POST", "/_emulator/throttle", {"per_connection": MiB, "total": None})
+    started = time.monotonic()
+    fetch(ids[0])
+    assert time.monotonic() - started >= 0.35  # 512 KiB at 1 MiB/s ≈ 0.5 s
+    assert not errors
+    admin(emu, "DELETE", "/_emulator/faults")  # clears the throttle too
+    assert admin(emu, "GET", "/_emulator/faults")[1]["throttle"]["per_connection"] is None
 
 
 def test_faults_match_any_route_by_path_and_method(emu):
