@@ -1,0 +1,675 @@
+"""The Earth Engine side of the emulator: the REST v1 subset earthengine-api 1.7.50 uses.
+
+Routes (notes/ee-rest.md): the discovery document, the algorithms list from the wheel, the
+export endpoints feeding the batch model (batch.py), operations list/get/cancel, assets,
+value:compute for constant expressions, project config, and a fake OAuth token endpoint.
+Never 401 (the client would try to refresh), never 5xx for "unsupported" (it would retry with
+backoff): unsupported calls get 400/404 JSON.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.emulator import outputs
+from core.emulator.assets import AssetError, AssetStore, is_root, parent_of, split_name
+from core.emulator.batch import DONE_STATES, BatchModel, Task
+from core.emulator.clock import SimClock, rfc3339
+from core.emulator.config import EmulatorConfig
+from core.emulator.discovery import document_bytes
+from core.emulator.drive import ROOT_ID
+from core.emulator.expression import (
+    ExpressionError,
+    ImageSpec,
+    TableSpec,
+    analyze_image,
+    analyze_table,
+    analyze_video,
+    constant_value,
+)
+from core.emulator.http import Request, Response, Router, error_response, json_response
+
+# No public source gives EE's exact text for an export that does not fit into Drive; this is
+# the emulator's wording (the engine classifies it by "quota"/"Drive").
+DRIVE_QUOTA_MSG = "Google Drive quota exceeded. Free up space in your Drive and try again."
+DEFAULT_MAX_PIXELS = 100_000_000  # EE's default maxPixels (1e8)
+EXPORT_TYPES = {
+    "image": "EXPORT_IMAGE",
+    "table": "EXPORT_FEATURES",
+    "video": "EXPORT_VIDEO",
+    "map": "EXPORT_TILES",
+    "classifier": "EXPORT_CLASSIFIER",
+}
+P = r"(?P<project>[^/:]+)"
+OP = r"(?P<op>[A-Za-z0-9_-]+)"
+ASSET = r"(?P<path>[^:]+?)"
+
+
+@dataclass
+class ExportJob:
+    """What the finisher needs to produce outputs (the Task's payload)."""
+
+    kind: str  # image | table | video
+    destination: str  # drive | gcs | asset
+    file_format: str = ""
+    folder: str = ""
+    prefix: str = ""
+    bucket: str = ""
+    asset_name: str = ""
+    overwrite: bool = False
+    image: ImageSpec | None = None
+    grid: outputs.Grid | None = None
+    table: TableSpec | None = None
+    selectors: list[str] | None = None
+    file_dims: tuple[int, int] | None = None
+    nodata: float | None = None
+    est_bytes: int = 0
+    files: list[str] = field(default_factory=list)  # names written (for state/tests)
+
+
+class EarthEngineService:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        drive: Any,
+        state_dir: Path,
+        clock: Any | None = None,
+    ) -> None:
+        self.config = config
+        self.drive = drive
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.clock = clock or SimClock(config.speed)
+        self.model = BatchModel(config, self.clock, self._finish)
+        self.assets = AssetStore(self.clock)
+        self._algorithms: bytes | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.model.start()
+
+    def stop(self) -> None:
+        self.model.stop()
+
+    def state(self) -> dict[str, Any]:
+        tasks = []
+        for t in sorted(self.model.tasks.values(), key=lambda t: t.seq):
+            job = t.payload if isinstance(t.payload, ExportJob) else None
+            tasks.append(
+                {
+                    "id": t.id,
+                    "project": t.project,
+                    "description": t.description,
+                    "state": t.state,
+                    "priority": t.priority,
+                    "pixels": t.pixels,
+                    "bands": t.bands,
+                    "duration": round(t.duration, 3),
+                    "files": list(job.files) if job else [],
+                    "error": (t.error or {}).get("message"),
+                }
+            )
+        return {
+            "clock": rfc3339(self.clock.now()),
+            "speed": self.config.speed,
+            "operations": self.model.counts(),
+            "tasks": tasks,
+            "assets": self.assets.count(),
+        }
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    def register(self, router: Router) -> None:
+        add = router.add
+        add("GET", r"/\$discovery/rest", self._discovery, name="ee discovery")
+        add("POST", r"/token", self._token, name="ee token")
+        add("GET", rf"/v1/projects/{P}/algorithms", self._algorithms_list,
+            name="ee algorithms.list")  # fmt: skip
+        for kind in EXPORT_TYPES:
+            add("POST", rf"/v1/projects/{P}/(?P<kind>{kind}):export", self._export,
+                name=f"ee {kind}.export")  # fmt: skip
+        add("GET", rf"/v1/projects/{P}/operations", self._ops_list, name="ee operations.list")
+        add("GET", rf"/v1/projects/{P}/operations/{OP}", self._ops_get, name="ee operations.get")
+        add("POST", rf"/v1/projects/{P}/operations/{OP}:cancel", self._ops_cancel,
+            name="ee operations.cancel")  # fmt: skip
+        add("POST", rf"/v1/projects/{P}/operations/{OP}:wait", self._ops_get,
+            name="ee operations.wait")  # fmt: skip
+        add("DELETE", rf"/v1/projects/{P}/operations/{OP}", self._ops_delete,
+            name="ee operations.delete")  # fmt: skip
+        add("GET", rf"/v1/projects/{P}:listAssets", self._list_root, name="ee projects.listAssets")
+        add("GET", rf"/v1/projects/{P}/assets/{ASSET}:listAssets", self._list_assets,
+            name="ee assets.listAssets")  # fmt: skip
+        add("GET", rf"/v1/projects/{P}/assets/{ASSET}:listImages", self._list_assets,
+            name="ee assets.listImages")  # fmt: skip
+        add("POST", rf"/v1/projects/{P}/assets/{ASSET}:copy", self._asset_copy,
+            name="ee assets.copy")  # fmt: skip
+        add("POST", rf"/v1/projects/{P}/assets/{ASSET}:move", self._asset_move,
+            name="ee assets.move")  # fmt: skip
+        add("GET", rf"/v1/projects/{P}/assets/{ASSET}", self._asset_get, name="ee assets.get")
+        add("POST", rf"/v1/projects/{P}/assets", self._asset_create, name="ee assets.create")
+        add("DELETE", rf"/v1/projects/{P}/assets/{ASSET}", self._asset_delete,
+            name="ee assets.delete")  # fmt: skip
+        add("PATCH", rf"/v1/projects/{P}/assets/{ASSET}", self._asset_patch,
+            name="ee assets.patch")  # fmt: skip
+        add("POST", rf"/v1/projects/{P}/value:compute", self._value_compute,
+            name="ee value.compute")  # fmt: skip
+        add("GET", rf"/v1/projects/{P}/config", self._config_get, name="ee getConfig")
+        add("PATCH", rf"/v1/projects/{P}/config", self._config_update, name="ee updateConfig")
+        # Everything else under /v1 is unsupported: a 400 (a 404 or 5xx would mislead or be
+        # retried; 404 is reserved for missing things).
+        for method in ("GET", "POST", "PATCH", "DELETE"):
+            add(method, r"/v1/.*", self._unsupported, name="ee unsupported")
+
+    # -- small endpoints ------------------------------------------------------------------------
+
+    def _discovery(self, req: Request) -> Response:
+        return Response(200, document_bytes(), {"Content-Type": "application/json"})
+
+    def _token(self, req: Request) -> Response:
+        # Service-account JWT-bearer exchange (notes §3.1): any assertion gets a token.
+        return json_response(
+            {"access_token": "eebatch-emulator-token", "expires_in": 3600, "token_type": "Bearer"}
+        )
+
+    def _algorithms_list(self, req: Request, project: str) -> Response:
+        if self._algorithms is None:
+            # The complete ListAlgorithmsResponse that ships in the wheel (991 algorithms).
+            res = importlib.resources.files("ee") / "tests" / "algorithms.json"
+            self._algorithms = res.read_bytes()
+        return Response(200, self._algorithms, {"Content-Type": "application/json"})
+
+    def _unsupported(self, req: Request) -> Response:
+        return error_response(400, f"The emulator does not support {req.method} {req.path}.")
+
+    def _value_compute(self, req: Request, project: str) -> Response:
+        body = req.json()
+        try:
+            return json_response({"result": constant_value(body.get("expression") or {})})
+        except ExpressionError as exc:
+            return error_response(400, str(exc))
+
+    def _config_get(self, req: Request, project: str) -> Response:
+        return json_response(self._config_json(project))
+
+    def _config_update(self, req: Request, project: str) -> Response:
+        body = req.json()
+        n = body.get("maxConcurrentExports")
+        if not isinstance(n, int) or n < 1:
+            return error_response(400, "maxConcurrentExports must be a positive integer.")
+        with self.model.lock:
+            self.model.slots[project] = n
+        return json_response(self._config_json(project))
+
+    def _config_json(self, project: str) -> dict[str, Any]:
+        return {
+            "name": f"projects/{project}/config",
+            "maxConcurrentExports": self.model.slots_for(project),
+            "planMaxConcurrentExports": max(self.model.slots_for(project), self.config.slots),
+        }
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def _task(self, project: str, op: str) -> Task | None:
+        t = self.model.tasks.get(op)
+        return t if t is not None and t.project == project else None
+
+    def _missing_op(self, project: str, op: str) -> Response:
+        return error_response(404, f"Operation 'projects/{project}/operations/{op}' not found.")
+
+    def _ops_get(self, req: Request, project: str, op: str) -> Response:
+        task = self._task(project, op)
+        if task is None:
+            return self._missing_op(project, op)
+        return json_response(self.model.operation(task))
+
+    def _ops_cancel(self, req: Request, project: str, op: str) -> Response:
+        task = self._task(project, op)
+        if task is None:
+            return self._missing_op(project, op)
+        if task.state in ("SUCCEEDED", "FAILED"):
+            return error_response(
+                400, f"Operation '{task.name}' has already finished ({task.state})."
+            )
+        self.model.cancel(task)
+        return json_response({})
+
+    def _ops_delete(self, req: Request, project: str, op: str) -> Response:
+        task = self._task(project, op)
+        if task is None:
+            return self._missing_op(project, op)
+        if task.state not in DONE_STATES:
+            return error_response(400, f"Operation '{task.name}' is still running.")
+        self.model.delete(task)
+        return json_response({})
+
+    def _ops_list(self, req: Request, project: str) -> Response:
+        try:
+            size = int(req.query.get("pageSize") or 500)
+        except ValueError:
+            return error_response(400, "pageSize must be an integer.")
+        size = max(1, min(size, self.config.max_page_size))
+        try:
+            keep = _op_filter(req.query.get("filter", ""))
+        except ValueError as exc:
+            return error_response(400, str(exc))
+        tasks = self.model.list_tasks(project)
+        token = req.query.get("pageToken")
+        if token:
+            m = re.fullmatch(r"s(\d+)", token)
+            if not m:
+                return error_response(400, f"Invalid pageToken '{token}'.")
+            tasks = [t for t in tasks if t.seq < int(m.group(1))]
+        ops = []
+        last: Task | None = None
+        more = False
+        for t in tasks:
+            op = self.model.operation(t)
+            if not keep(op):
+                continue
+            if len(ops) == size:
+                more = True
+                break
+            ops.append(op)
+            last = t
+        out: dict[str, Any] = {}
+        if ops:
+            out["operations"] = ops
+        if more and last is not None:
+            out["nextPageToken"] = f"s{last.seq}"
+        return json_response(out)
+
+    # -- exports --------------------------------------------------------------------------------
+
+    def _export(self, req: Request, project: str, kind: str) -> Response:
+        body = req.json()
+        if not isinstance(body, dict):
+            return error_response(400, "The request body must be a JSON object.")
+        request_id = body.get("requestId") or None
+        if request_id is not None and (not isinstance(request_id, str) or len(request_id) > 60):
+            return error_response(400, "requestId must be a string of at most 60 characters.")
+        existing = self.model.find_by_request(project, request_id)
+        if existing is not None:
+            return json_response(self.model.operation(existing))
+        if kind in ("map", "classifier"):
+            return error_response(400, f"{kind}:export is not supported by the emulator.")
+        try:
+            job, pixels, bands, fail = self._plan_export(project, kind, body)
+        except (ExpressionError, AssetError, ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, AssetError):
+                return error_response(exc.status, exc.message)
+            return error_response(400, str(exc).strip("'\""))
+        priority = body.get("priority", {})
+        priority = priority.get("value", 100) if isinstance(priority, dict) else priority
+        try:
+            priority = int(priority)
+        except (TypeError, ValueError):
+            return error_response(400, "priority must be an integer.")
+        if not 0 <= priority <= 9999:
+            return error_response(400, "priority must be between 0 and 9999.")
+        task, _ = self.model.submit(
+            project,
+            EXPORT_TYPES[kind],
+            str(body.get("description") or ""),
+            priority=priority,
+            request_id=request_id,
+            pixels=pixels,
+            bands=bands,
+            payload=job,
+            fail_on_start=fail,
+        )
+        return json_response(self.model.operation(task))
+
+    def _plan_export(
+        self, project: str, kind: str, body: dict[str, Any]
+    ) -> tuple[ExportJob, int, int, str | None]:
+        """Decode an export request; returns (job, model pixels, bands, failure at start)."""
+        expression = body.get("expression")
+        if not isinstance(expression, dict):
+            raise ExpressionError("The export request has no expression.")
+        job = self._destination(project, kind, body)
+        fail: str | None = None
+        if kind == "table":
+            job.table = analyze_table(expression)
+            sel = body.get("selectors")
+            job.selectors = [str(s) for s in sel] if isinstance(sel, list) and sel else None
+            est = max(job.table.count, 1) * (64 + 24 * len(job.selectors or job.table.columns))
+            job.est_bytes = est
+            return job, max(job.table.count, 1) * 100, 1, None
+        if kind == "video":
+            opts = body.get("videoOptions") or {}
+            spec = analyze_video(expression, opts.get("maxFrames"))
+        else:
+            spec = analyze_image(expression)
+        job.image = spec
+        if spec.region is None:
+            # EE accepts the task and fails it: composites have no footprint.
+            fail = "Unable to export unbounded image."
+            job.grid = None
+            return job, 0, len(spec.bands), fail
+        grid = outputs.image_grid(spec)
+        job.grid = grid
+        bands = 3 if kind == "video" else len(spec.bands)
+        limit_field = (
+            (body.get("videoOptions") or {}).get("maxPixelsPerFrame")
+            if kind == "video"
+            else body.get("maxPixels")
+        )
+        limit = DEFAULT_MAX_PIXELS
+        if isinstance(limit_field, dict) and "value" in limit_field:
+            limit = int(limit_field["value"])
+        elif isinstance(limit_field, (int, str)):
+            limit = int(limit_field)
+        if grid.pixels > limit:
+            fail = (
+                f"Export too large: specified {grid.pixels} pixels (max: {limit}). "
+                "Specify higher maxPixels value if you intend to export a large area."
+            )
+        frames = spec.frames if kind == "video" else 1
+        pixels = outputs.model_pixels(spec, grid) * frames
+        job.est_bytes = outputs.image_bytes(grid, bands, spec.dtype) * frames
+        if kind == "video":
+            job.est_bytes //= 40  # compressed video, roughly
+        return job, pixels, bands, fail
+
+    def _destination(self, project: str, kind: str, body: dict[str, Any]) -> ExportJob:
+        file_opts = body.get("fileExportOptions")
+        asset_opts = body.get("assetExportOptions")
+        if isinstance(asset_opts, dict):
+            if kind == "video":
+                raise ValueError("Video exports cannot go to an asset.")
+            dest = asset_opts.get("earthEngineDestination") or {}
+            name = str(dest.get("name") or "")
+            split_name(name)  # 400 when malformed
+            overwrite = bool(dest.get("overwrite"))
+            self._check_asset_destination(name, overwrite)
+            return ExportJob(kind, "asset", asset_name=name, overwrite=overwrite)
+        if not isinstance(file_opts, dict):
+            for other in ("featureViewExportOptions", "bigqueryExportOptions"):
+                if other in body:
+                    raise ValueError(f"{other} exports are not supported by the emulator.")
+            raise ValueError("The export request has no destination.")
+        fmt = str(file_opts.get("fileFormat") or ("MP4" if kind == "video" else "")).upper()
+        supported = {
+            "image": {"GEO_TIFF"},
+            "table": set(outputs.TABLE_MIME),
+            "video": {"MP4"},
+        }[kind]
+        if fmt not in supported:
+            raise ValueError(
+                f"fileFormat {fmt or '(none)'} is not supported by the emulator for {kind} "
+                f"exports (supported: {', '.join(sorted(supported))})."
+            )
+        job = ExportJob(kind, "", file_format=fmt)
+        geotiff = file_opts.get("geoTiffOptions") or {}
+        dims = geotiff.get("tileDimensions")
+        if isinstance(dims, dict) and dims.get("width") and dims.get("height"):
+            w, h = int(dims["width"]), int(dims["height"])
+            if w <= 0 or h <= 0 or w > outputs.MAX_SIDE or h > outputs.MAX_SIDE:
+                raise ValueError(f"fileDimensions must be between 1 and {outputs.MAX_SIDE}.")
+            job.file_dims = (w, h)
+        nodata = (geotiff.get("noData") or {}).get("floatValue")
+        job.nodata = float(nodata) if isinstance(nodata, (int, float)) else None
+        if "driveDestination" in file_opts:
+            d = file_opts["driveDestination"] or {}
+            job.destination = "drive"
+            job.folder = str(d.get("folder") or "")
+            job.prefix = str(d.get("filenamePrefix") or body.get("description") or "export")
+        elif "cloudStorageDestination" in file_opts:
+            d = file_opts["cloudStorageDestination"] or {}
+            if not d.get("bucket"):
+                raise ValueError("cloudStorageDestination needs a bucket.")
+            job.destination = "gcs"
+            job.bucket = str(d["bucket"])
+            job.prefix = str(d.get("filenamePrefix") or body.get("description") or "export")
+        else:
+            raise ValueError("fileExportOptions needs driveDestination or cloudStorageDestination.")
+        return job
+
+    def _check_asset_destination(self, name: str, overwrite: bool) -> None:
+        """EE refuses an export into an existing asset without overwrite, or into a folder that
+        does not exist, when the task is submitted."""
+        try:
+            self.assets.get(name)
+            exists = True
+        except AssetError:
+            exists = False
+        if exists and not overwrite:
+            raise AssetError(400, f"Cannot overwrite asset '{name}'.")
+        parent = parent_of(name)
+        if not is_root(parent):
+            try:
+                p = self.assets.get(parent)
+            except AssetError:
+                raise AssetError(
+                    400, f"Cannot export to '{name}': folder '{parent}' does not exist."
+                ) from None
+            if p["type"] not in ("FOLDER", "IMAGE_COLLECTION"):
+                raise AssetError(400, f"'{parent}' is not a folder.")
+
+    # -- outputs (the batch model's finisher; runs without the model lock) ------------------------
+
+    def _finish(self, task: Task) -> str | None:
+        job = task.payload
+        if not isinstance(job, ExportJob):
+            return None
+        if job.destination == "gcs":
+            # No storage is emulated: the task succeeds and names where the files would be.
+            task.destination_uris = [f"gs://{job.bucket}/{job.prefix}"]
+            return None
+        if job.destination == "asset":
+            return self._finish_asset(task, job)
+        free = self.drive.free_bytes()
+        if free is not None and job.est_bytes > free:
+            return DRIVE_QUOTA_MSG
+        tmp = Path(tempfile.mkdtemp(prefix=f"{task.id}-", dir=self.state_dir))
+        try:
+            files = self._write_files(task, job, tmp)
+            total = sum(p.stat().st_size for p, _, _ in files)
+            free = self.drive.free_bytes()
+            if free is not None and total > free:
+                return DRIVE_QUOTA_MSG
+            # No folder: EE writes into the Drive root.
+            folder_id = self.drive.ensure_export_folder(job.folder) if job.folder else ROOT_ID
+            for path, title, mime in files:
+                try:
+                    self.drive.add_file(folder_id, title, path, mime)
+                except Exception as exc:
+                    if "quota" in str(exc).lower() or "space" in str(exc).lower():
+                        return DRIVE_QUOTA_MSG
+                    raise
+                job.files.append(title)
+            task.destination_uris = [f"https://drive.google.com/#folders/{folder_id}"]
+            return None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _write_files(self, task: Task, job: ExportJob, tmp: Path) -> list[tuple[Path, str, str]]:
+        seed = self.config.seed * 1_000_003 + task.seq
+        out: list[tuple[Path, str, str]] = []
+        if job.kind == "image":
+            assert job.grid is not None and job.image is not None
+            grid, bands, dtype = job.grid, len(job.image.bands), job.image.dtype
+            windows = outputs.shard_plan(
+                grid, bands, dtype, self.config.file_split_bytes, job.file_dims
+            )
+            for row0, col0, h, w in windows:
+                title = (
+                    f"{job.prefix}.tif"
+                    if len(windows) == 1
+                    else outputs.shard_name(job.prefix, row0, col0)
+                )
+                path = tmp / title
+                outputs.write_geotiff(
+                    path, grid, bands, dtype, seed, (row0, col0, h, w), job.nodata
+                )
+                out.append((path, title, "image/tiff"))
+        elif job.kind == "video":
+            assert job.grid is not None and job.image is not None
+            title = f"{job.prefix}.mp4"
+            outputs.write_video_placeholder(tmp / title, job.image.frames, job.grid)
+            out.append((tmp / title, title, "video/mp4"))
+        else:
+            assert job.table is not None
+            fmt = job.file_format
+            ext, mime = outputs.TABLE_MIME[fmt]
+            if fmt == "SHP":
+                for p in outputs.write_shp(tmp, job.prefix, job.table, job.selectors, seed):
+                    out.append(
+                        (p, p.name, outputs.SHP_MIME.get(p.suffix, "application/octet-stream"))
+                    )
+                return out
+            path = tmp / f"{job.prefix}.{ext}"
+            writer = {
+                "CSV": outputs.write_csv,
+                "GEO_JSON": outputs.write_geojson,
+                "KML": outputs.write_kml,
+                "KMZ": outputs.write_kmz,
+            }[fmt]
+            writer(path, job.table, job.selectors, seed)
+            out.append((path, path.name, mime))
+        return out
+
+    def _finish_asset(self, task: Task, job: ExportJob) -> str | None:
+        extra: dict[str, Any] = {"sizeBytes": str(job.est_bytes)}
+        if job.kind == "image" and job.image is not None and job.grid is not None:
+            asset_type = "IMAGE"
+            extra["bands"] = [
+                {
+                    "id": b,
+                    "dataType": {"precision": "FLOAT" if "float" in job.image.dtype else "INT"},
+                    "grid": {
+                        "crsCode": job.grid.crs,
+                        "dimensions": {"width": job.grid.width, "height": job.grid.height},
+                        "affineTransform": {
+                            "scaleX": job.grid.dx,
+                            "translateX": job.grid.x0,
+                            "scaleY": -job.grid.dy,
+                            "translateY": job.grid.y0,
+                        },
+                    },
+                }
+                for b in job.image.bands
+            ]
+        else:
+            asset_type = "TABLE"
+            assert job.table is not None
+            extra["featureCount"] = str(job.table.count)
+        try:
+            self.assets.create(
+                job.asset_name, asset_type, extra, overwrite=job.overwrite, allow_any_type=True
+            )
+        except AssetError as exc:
+            return exc.message
+        task.destination_uris = [f"https://code.earthengine.google.com/?asset={job.asset_name}"]
+        job.files.append(job.asset_name)
+        return None
+
+    # -- assets ---------------------------------------------------------------------------------
+
+    def _asset_call(self, fn: Any, *args: Any) -> Response:
+        try:
+            return json_response(fn(*args))
+        except AssetError as exc:
+            return error_response(exc.status, exc.message)
+
+    def _page_size(self, req: Request) -> int:
+        try:
+            size = int(req.query.get("pageSize") or self.config.max_page_size)
+        except ValueError:
+            size = self.config.max_page_size
+        return max(1, min(size, self.config.max_page_size))
+
+    def _list_root(self, req: Request, project: str) -> Response:
+        parent = f"projects/{project}/assets"
+        return self._asset_call(
+            self.assets.list, parent, self._page_size(req), req.query.get("pageToken")
+        )
+
+    def _list_assets(self, req: Request, project: str, path: str) -> Response:
+        parent = f"projects/{project}/assets/{path}".rstrip("/")
+        return self._asset_call(
+            self.assets.list, parent, self._page_size(req), req.query.get("pageToken")
+        )
+
+    def _asset_get(self, req: Request, project: str, path: str) -> Response:
+        return self._asset_call(self.assets.get, f"projects/{project}/assets/{path}")
+
+    def _asset_create(self, req: Request, project: str) -> Response:
+        asset_id = req.query.get("assetId", "").strip("/")
+        if not asset_id:
+            return error_response(400, "assetId is required.")
+        body = req.json() or {}
+        overwrite = req.query.get("overwrite", "").lower() == "true"
+        return self._asset_call(
+            lambda: self.assets.create(
+                f"projects/{project}/assets/{asset_id}",
+                str(body.get("type") or ""),
+                body,
+                overwrite=overwrite,
+            )
+        )
+
+    def _asset_delete(self, req: Request, project: str, path: str) -> Response:
+        def delete() -> dict[str, Any]:
+            self.assets.delete(f"projects/{project}/assets/{path}")
+            return {}
+
+        return self._asset_call(delete)
+
+    def _asset_patch(self, req: Request, project: str, path: str) -> Response:
+        body = req.json() or {}
+        if "updateMask" in req.query and "updateMask" not in body:
+            body["updateMask"] = {"paths": req.query["updateMask"].split(",")}
+        return self._asset_call(self.assets.patch, f"projects/{project}/assets/{path}", body)
+
+    def _asset_copy(self, req: Request, project: str, path: str) -> Response:
+        body = req.json() or {}
+        dst = str(body.get("destinationName") or "")
+        return self._asset_call(
+            self.assets.copy,
+            f"projects/{project}/assets/{path}",
+            dst,
+            bool(body.get("overwrite")),
+        )
+
+    def _asset_move(self, req: Request, project: str, path: str) -> Response:
+        body = req.json() or {}
+        dst = str(body.get("destinationName") or "")
+        return self._asset_call(self.assets.move, f"projects/{project}/assets/{path}", dst)
+
+
+def _op_filter(text: str) -> Any:
+    """A small subset of AIP-160 for operations.list (the Python client never sends one):
+    clauses `field = "value"` / `field != "value"` joined by AND, on `metadata.<key>` or
+    `done`. Anything else is a 400."""
+    text = text.strip()
+    if not text:
+        return lambda op: True
+    clauses = []
+    for part in re.split(r"\s+AND\s+", text):
+        m = re.fullmatch(r'\s*([A-Za-z_.]+)\s*(!=|=)\s*"?([^"]*)"?\s*', part)
+        if not m:
+            raise ValueError(f"Unsupported filter '{text}' (the emulator supports field=\"v\").")
+        field_, op, value = m.groups()
+        if not (field_.startswith("metadata.") or field_ == "done"):
+            raise ValueError(f"Unsupported filter field '{field_}'.")
+        clauses.append((field_, op, value))
+
+    def keep(opj: dict[str, Any]) -> bool:
+        for field_, op, value in clauses:
+            cur: Any = opj
+            for key in field_.split("."):
+                cur = cur.get(key) if isinstance(cur, dict) else None
+            actual = str(cur).lower() if isinstance(cur, bool) else str(cur)
+            if (actual == value) != (op == "="):
+                return False
+        return True
+
+    return keep
