@@ -18,12 +18,20 @@ EMULATOR_TOKEN = "eebatch-emulator-token"
 def _catalog_fetch_kept_local(url: str) -> Iterator[None]:
     """ee.Initialize fetches a deprecation catalog from storage.googleapis.com whatever the URL
     is. Routing https through the emulator (which answers CONNECT with 403) keeps it offline."""
+    import urllib.request
+
     saved = {k: os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy")}
     os.environ["HTTPS_PROXY"] = os.environ["https_proxy"] = url
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    # urlopen() caches one opener whose ProxyHandler read the environment when it was built: if
+    # anything called urlopen earlier, the variables above would be ignored and the fetch would
+    # go out directly. A fresh opener reads them now; the old one is put back afterwards.
+    saved_opener = getattr(urllib.request, "_opener", None)
+    urllib.request.install_opener(urllib.request.build_opener())
     try:
         yield
     finally:
+        urllib.request.install_opener(saved_opener)  # type: ignore[arg-type]
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
