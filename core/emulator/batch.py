@@ -13,6 +13,7 @@ message that fails the task instead.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from collections.abc import Callable
@@ -91,6 +92,8 @@ class BatchModel:
         self.lock = threading.RLock()
         self._advance_lock = threading.Lock()  # one advancer at a time (it drops `lock`)
         self.tasks: dict[str, Task] = {}  # id -> task
+        self._active: dict[str, Task] = {}  # not done: the only tasks an event can concern
+        self._next_at: float | None = None  # cached time of the next event (None: recompute)
         self.by_request: dict[tuple[str, str], str] = {}
         self.slots: dict[str, int] = {}  # per-project override (projects.updateConfig)
         self._seq = 0
@@ -102,6 +105,11 @@ class BatchModel:
 
     def slots_for(self, project: str) -> int:
         return self.slots.get(project, self.config.slots)
+
+    def set_slots(self, project: str, n: int) -> None:
+        with self.lock:
+            self.slots[project] = n
+            self._next_at = None
 
     def find_by_request(self, project: str, request_id: str | None) -> Task | None:
         if not request_id:
@@ -147,6 +155,8 @@ class BatchModel:
                 fail_on_start=fail_on_start,
             )
             self.tasks[task.id] = task
+            self._active[task.id] = task
+            self._next_at = None
             if request_id:
                 self.by_request[(project, request_id)] = task.id
             return task, True
@@ -155,6 +165,7 @@ class BatchModel:
         """PENDING → CANCELLED at once; RUNNING → CANCELLING → CANCELLED shortly after."""
         with self.lock:
             now = max(self.clock.now(), self._cursor)
+            self._next_at = None
             if task.state == PENDING:
                 self._end(task, CANCELLED, now, CODE_CANCELLED, CANCELLED_MSG)
             elif task.state == RUNNING and not task.finishing:
@@ -165,6 +176,8 @@ class BatchModel:
     def delete(self, task: Task) -> None:
         with self.lock:
             self.tasks.pop(task.id, None)
+            self._active.pop(task.id, None)
+            self._next_at = None
             if task.request_id:
                 self.by_request.pop((task.project, task.request_id), None)
 
@@ -209,7 +222,7 @@ class BatchModel:
 
         running: dict[str, int] = {}
         pending: dict[str, list[Task]] = {}
-        for task in self.tasks.values():
+        for task in self._active.values():
             if task.state in (RUNNING, CANCELLING):
                 running[task.project] = running.get(task.project, 0) + 1
                 if task.finishing:
@@ -245,10 +258,16 @@ class BatchModel:
             while True:
                 with self.lock:
                     now = self.clock.now()
-                    ev = self._next_event()
-                    if ev is None or ev[0] > now:
+                    # Nothing changed and nothing is due: skip the scan (the ticker runs often).
+                    if self._next_at is not None and self._next_at > now:
                         self._cursor = max(self._cursor, now)
                         return
+                    ev = self._next_event()
+                    if ev is None or ev[0] > now:
+                        self._next_at = ev[0] if ev else math.inf
+                        self._cursor = max(self._cursor, now)
+                        return
+                    self._next_at = None
                     t, kind, task = ev
                     self._cursor = max(self._cursor, t)
                     if kind == "start":
@@ -282,6 +301,8 @@ class BatchModel:
     ) -> None:
         task.state = state
         task.end_time = task.update_time = t
+        self._active.pop(task.id, None)
+        self._next_at = None
         if task.start_time is not None:
             task.eecu = max(t - task.start_time, 0.0) * EECU_PER_SECOND
         task.error = {"code": code, "message": message} if message else None

@@ -38,7 +38,8 @@ from core.emulator.http import Request, Response, Router, error_response, json_r
 # No public source gives EE's exact text for an export that does not fit into Drive; this is
 # the emulator's wording (the engine classifies it by "quota"/"Drive").
 DRIVE_QUOTA_MSG = "Google Drive quota exceeded. Free up space in your Drive and try again."
-DEFAULT_MAX_PIXELS = 100_000_000  # EE's default maxPixels (1e8)
+DEFAULT_MAX_PIXELS = 100_000_000
+STATE_TASKS = 500  # tasks listed in /_emulator/state  # EE's default maxPixels (1e8)
 EXPORT_TYPES = {
     "image": "EXPORT_IMAGE",
     "table": "EXPORT_FEATURES",
@@ -100,7 +101,9 @@ class EarthEngineService:
 
     def state(self) -> dict[str, Any]:
         tasks = []
-        for t in sorted(self.model.tasks.values(), key=lambda t: t.seq):
+        with self.model.lock:
+            everything = sorted(self.model.tasks.values(), key=lambda t: t.seq)
+        for t in everything[-STATE_TASKS:]:
             job = t.payload if isinstance(t.payload, ExportJob) else None
             tasks.append(
                 {
@@ -120,7 +123,8 @@ class EarthEngineService:
             "clock": rfc3339(self.clock.now()),
             "speed": self.config.speed,
             "operations": self.model.counts(),
-            "tasks": tasks,
+            "tasks": tasks,  # the newest STATE_TASKS
+            "tasks_total": len(everything),
             "assets": self.assets.count(),
         }
 
@@ -130,36 +134,73 @@ class EarthEngineService:
         add = router.add
         add("GET", r"/\$discovery/rest", self._discovery, name="ee discovery")
         add("POST", r"/token", self._token, name="ee token")
-        add("GET", rf"/v1/projects/{P}/algorithms", self._algorithms_list,
-            name="ee algorithms.list")  # fmt: skip
+        add(
+            "GET", rf"/v1/projects/{P}/algorithms", self._algorithms_list, name="ee algorithms.list"
+        )
         for kind in EXPORT_TYPES:
-            add("POST", rf"/v1/projects/{P}/(?P<kind>{kind}):export", self._export,
-                name=f"ee {kind}.export")  # fmt: skip
+            add(
+                "POST",
+                rf"/v1/projects/{P}/(?P<kind>{kind}):export",
+                self._export,
+                name=f"ee {kind}.export",
+            )
         add("GET", rf"/v1/projects/{P}/operations", self._ops_list, name="ee operations.list")
         add("GET", rf"/v1/projects/{P}/operations/{OP}", self._ops_get, name="ee operations.get")
-        add("POST", rf"/v1/projects/{P}/operations/{OP}:cancel", self._ops_cancel,
-            name="ee operations.cancel")  # fmt: skip
-        add("POST", rf"/v1/projects/{P}/operations/{OP}:wait", self._ops_get,
-            name="ee operations.wait")  # fmt: skip
-        add("DELETE", rf"/v1/projects/{P}/operations/{OP}", self._ops_delete,
-            name="ee operations.delete")  # fmt: skip
+        add(
+            "POST",
+            rf"/v1/projects/{P}/operations/{OP}:cancel",
+            self._ops_cancel,
+            name="ee operations.cancel",
+        )
+        add(
+            "POST",
+            rf"/v1/projects/{P}/operations/{OP}:wait",
+            self._ops_get,
+            name="ee operations.wait",
+        )
+        add(
+            "DELETE",
+            rf"/v1/projects/{P}/operations/{OP}",
+            self._ops_delete,
+            name="ee operations.delete",
+        )
         add("GET", rf"/v1/projects/{P}:listAssets", self._list_root, name="ee projects.listAssets")
-        add("GET", rf"/v1/projects/{P}/assets/{ASSET}:listAssets", self._list_assets,
-            name="ee assets.listAssets")  # fmt: skip
-        add("GET", rf"/v1/projects/{P}/assets/{ASSET}:listImages", self._list_assets,
-            name="ee assets.listImages")  # fmt: skip
-        add("POST", rf"/v1/projects/{P}/assets/{ASSET}:copy", self._asset_copy,
-            name="ee assets.copy")  # fmt: skip
-        add("POST", rf"/v1/projects/{P}/assets/{ASSET}:move", self._asset_move,
-            name="ee assets.move")  # fmt: skip
+        add(
+            "GET",
+            rf"/v1/projects/{P}/assets/{ASSET}:listAssets",
+            self._list_assets,
+            name="ee assets.listAssets",
+        )
+        add(
+            "GET",
+            rf"/v1/projects/{P}/assets/{ASSET}:listImages",
+            self._list_assets,
+            name="ee assets.listImages",
+        )
+        add(
+            "POST",
+            rf"/v1/projects/{P}/assets/{ASSET}:copy",
+            self._asset_copy,
+            name="ee assets.copy",
+        )
+        add(
+            "POST",
+            rf"/v1/projects/{P}/assets/{ASSET}:move",
+            self._asset_move,
+            name="ee assets.move",
+        )
         add("GET", rf"/v1/projects/{P}/assets/{ASSET}", self._asset_get, name="ee assets.get")
         add("POST", rf"/v1/projects/{P}/assets", self._asset_create, name="ee assets.create")
-        add("DELETE", rf"/v1/projects/{P}/assets/{ASSET}", self._asset_delete,
-            name="ee assets.delete")  # fmt: skip
-        add("PATCH", rf"/v1/projects/{P}/assets/{ASSET}", self._asset_patch,
-            name="ee assets.patch")  # fmt: skip
-        add("POST", rf"/v1/projects/{P}/value:compute", self._value_compute,
-            name="ee value.compute")  # fmt: skip
+        add(
+            "DELETE",
+            rf"/v1/projects/{P}/assets/{ASSET}",
+            self._asset_delete,
+            name="ee assets.delete",
+        )
+        add("PATCH", rf"/v1/projects/{P}/assets/{ASSET}", self._asset_patch, name="ee assets.patch")
+        add(
+            "POST", rf"/v1/projects/{P}/value:compute", self._value_compute, name="ee value.compute"
+        )
         add("GET", rf"/v1/projects/{P}/config", self._config_get, name="ee getConfig")
         add("PATCH", rf"/v1/projects/{P}/config", self._config_update, name="ee updateConfig")
         # Everything else under /v1 is unsupported: a 400 (a 404 or 5xx would mislead or be
@@ -203,8 +244,7 @@ class EarthEngineService:
         n = body.get("maxConcurrentExports")
         if not isinstance(n, int) or n < 1:
             return error_response(400, "maxConcurrentExports must be a positive integer.")
-        with self.model.lock:
-            self.model.slots[project] = n
+        self.model.set_slots(project, n)
         return json_response(self._config_json(project))
 
     def _config_json(self, project: str) -> dict[str, Any]:

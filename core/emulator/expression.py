@@ -253,39 +253,23 @@ def geometry_region(g: Any) -> Region | None:
 
 # -- image analysis ---------------------------------------------------------------------------
 
-_L89 = [f"SR_B{i}" for i in range(1, 8)] + [
-    "SR_QA_AEROSOL", "ST_B10", "ST_ATRAN", "ST_CDIST", "ST_DRAD", "ST_EMIS", "ST_EMSD", "ST_QA",
-    "ST_TRAD", "ST_URAD", "QA_PIXEL", "QA_RADSAT",
-]  # fmt: skip
+
+def _names(text: str) -> list[str]:
+    return text.split()
+
+
+_ST = _names("ST_ATRAN ST_CDIST ST_DRAD ST_EMIS ST_EMSD ST_QA ST_TRAD ST_URAD QA_PIXEL QA_RADSAT")
+_L89 = [f"SR_B{i}" for i in range(1, 8)] + ["SR_QA_AEROSOL", "ST_B10", *_ST]
 _L457 = [f"SR_B{i}" for i in (1, 2, 3, 4, 5, 7)] + [
-    "SR_ATMOS_OPACITY", "SR_CLOUD_QA", "ST_B6", "ST_ATRAN", "ST_CDIST", "ST_DRAD", "ST_EMIS",
-    "ST_EMSD", "ST_QA", "ST_TRAD", "ST_URAD", "QA_PIXEL", "QA_RADSAT",
-]  # fmt: skip
-_S2 = [
-    "B1",
-    "B2",
-    "B3",
-    "B4",
-    "B5",
-    "B6",
-    "B7",
-    "B8",
-    "B8A",
-    "B9",
-    "B11",
-    "B12",
-    "AOT",
-    "WVP",
-    "SCL",
-    "TCI_R",
-    "TCI_G",
-    "TCI_B",
-    "MSK_CLDPRB",
-    "MSK_SNWPRB",
-    "QA10",
-    "QA20",
-    "QA60",
+    "SR_ATMOS_OPACITY",
+    "SR_CLOUD_QA",
+    "ST_B6",
+    *_ST,
 ]
+_S2 = _names(
+    "B1 B2 B3 B4 B5 B6 B7 B8 B8A B9 B11 B12 AOT WVP SCL TCI_R TCI_G TCI_B MSK_CLDPRB MSK_SNWPRB "
+    "QA10 QA20 QA60"
+)
 # id prefix → (bands, dtype, native scale in metres)
 CATALOG: dict[str, tuple[list[str], str, float]] = {
     "LANDSAT/LC08/C02/T1_L2": (_L89, "uint16", 30.0),
@@ -315,17 +299,34 @@ class ImageInfo:
 
 
 _CASTS = {
-    "Image.toByte": "uint8", "Image.toUint8": "uint8", "Image.toInt8": "int8",
-    "Image.toShort": "int16", "Image.toInt16": "int16", "Image.toUint16": "uint16",
-    "Image.toInt": "int32", "Image.toInt32": "int32", "Image.toUint32": "uint32",
-    "Image.toLong": "int64", "Image.toInt64": "int64", "Image.toFloat": "float32",
+    "Image.toByte": "uint8",
+    "Image.toUint8": "uint8",
+    "Image.toInt8": "int8",
+    "Image.toShort": "int16",
+    "Image.toInt16": "int16",
+    "Image.toUint16": "uint16",
+    "Image.toInt": "int32",
+    "Image.toInt32": "int32",
+    "Image.toUint32": "uint32",
+    "Image.toLong": "int64",
+    "Image.toInt64": "int64",
+    "Image.toFloat": "float32",
     "Image.toDouble": "float64",
-}  # fmt: skip
+}
 _FLOAT_OPS = {
-    "Image.normalizedDifference", "Image.divide", "Image.expression", "Image.sqrt", "Image.log",
-    "Image.log10", "Image.exp", "Image.pow", "reduce.mean", "Image.hypot", "Image.atan2",
+    "Image.normalizedDifference",
+    "Image.divide",
+    "Image.expression",
+    "Image.sqrt",
+    "Image.log",
+    "Image.log10",
+    "Image.exp",
+    "Image.pow",
+    "reduce.mean",
+    "Image.hypot",
+    "Image.atan2",
     "Image.float",
-}  # fmt: skip
+}
 _IMAGE_ARGS = ("input", "image", "image1", "dstImg", "collection", "source", "value", "object")
 
 
@@ -590,11 +591,18 @@ class TableSpec:
 
 
 _REDUCER_OUTPUTS = {
-    "Reducer.mean": ["mean"], "Reducer.median": ["median"], "Reducer.sum": ["sum"],
-    "Reducer.count": ["count"], "Reducer.min": ["min"], "Reducer.max": ["max"],
-    "Reducer.minMax": ["min", "max"], "Reducer.stdDev": ["stdDev"], "Reducer.first": ["first"],
-    "Reducer.mode": ["mode"], "Reducer.variance": ["variance"],
-}  # fmt: skip
+    "Reducer.mean": ["mean"],
+    "Reducer.median": ["median"],
+    "Reducer.sum": ["sum"],
+    "Reducer.count": ["count"],
+    "Reducer.min": ["min"],
+    "Reducer.max": ["max"],
+    "Reducer.minMax": ["min", "max"],
+    "Reducer.stdDev": ["stdDev"],
+    "Reducer.first": ["first"],
+    "Reducer.mode": ["mode"],
+    "Reducer.variance": ["variance"],
+}
 
 
 def _find_region(node: Any, seen: set[int] | None = None) -> Region | None:

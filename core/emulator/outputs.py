@@ -95,8 +95,17 @@ def image_grid(spec: ImageSpec) -> Grid:
             raise ValueError("a pixel-space region needs crsTransform")
         px0, py0, px1, py1 = spec.region.bbox
         w, h = max(round(px1 - px0), 1), max(round(py1 - py0), 1)
-        return Grid(f"EPSG:{epsg}", epsg, geographic, t[2] + px0 * t[0], t[5] + py0 * t[4],
-                    abs(t[0]), abs(t[4]), w, h)  # fmt: skip
+        return Grid(
+            f"EPSG:{epsg}",
+            epsg,
+            geographic,
+            t[2] + px0 * t[0],
+            t[5] + py0 * t[4],
+            abs(t[0]),
+            abs(t[4]),
+            w,
+            h,
+        )
     x0, y0, x1, y1 = _to_crs(spec.region, crs)
     if spec.width or spec.height or spec.max_dimension:
         w_ext, h_ext = max(x1 - x0, 1e-12), max(y1 - y0, 1e-12)
@@ -150,8 +159,9 @@ def model_pixels(spec: ImageSpec, grid: Grid) -> int:
 # -- GeoTIFF ----------------------------------------------------------------------------------
 
 
-def geotiff_tags(grid: Grid, col0: int = 0, row0: int = 0, nodata: float | None = None
-                 ) -> list[tuple[int, str, int, Any, bool]]:  # fmt: skip
+def geotiff_tags(
+    grid: Grid, col0: int = 0, row0: int = 0, nodata: float | None = None
+) -> list[tuple[int, str, int, Any, bool]]:
     """tifffile extratags georeferencing a window of `grid` starting at (row0, col0)."""
     x = grid.x0 + col0 * grid.dx
     y = grid.y0 - row0 * grid.dy
@@ -282,8 +292,10 @@ def table_rows(spec: TableSpec, seed: int) -> tuple[list[str], list[dict[str, An
             props = dict(spec.rows[i])
         else:
             # Computed values: deterministic numbers per (seed, row, column).
-            props = {c: round(((i * 37 + j * 101 + seed * 7) % 1000) / 10.0, 1)
-                     for j, c in enumerate(spec.columns)}  # fmt: skip
+            props = {
+                c: round(((i * 37 + j * 101 + seed * 7) % 1000) / 10.0, 1)
+                for j, c in enumerate(spec.columns)
+            }
         geom = None
         if spec.geometries is not None and i < len(spec.geometries):
             geom = spec.geometries[i]
@@ -309,8 +321,11 @@ def write_csv(path: Path, spec: TableSpec, selectors: list[str] | None, seed: in
         out = csv.writer(fh)
         out.writerow(header)
         for row in rows:
-            values = {**row["props"], "system:index": row["system:index"],
-                      ".geo": json.dumps(row["geometry"], separators=(",", ":"))}  # fmt: skip
+            values = {
+                **row["props"],
+                "system:index": row["system:index"],
+                ".geo": json.dumps(row["geometry"], separators=(",", ":")),
+            }
             out.writerow([_cell(values.get(c)) for c in header])
 
 

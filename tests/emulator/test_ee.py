@@ -247,8 +247,9 @@ def test_large_image_is_split_into_named_shards(emulator_factory: Any, tmp_path:
     for row0, col0, _, _, x, y in shards:
         assert (x, y) == (x0 + col0 * 10, y0 - row0 * 10)
     # fileDimensions sets the shard size even below the split threshold.
-    task = start_image(composite(), "dims", folder="dims", crs="EPSG:32632", scale=10,
-                       fileDimensions=[512, 256])  # fmt: skip
+    task = start_image(
+        composite(), "dims", folder="dims", crs="EPSG:32632", scale=10, fileDimensions=[512, 256]
+    )
     assert wait_status(task)["state"] == "COMPLETED"
     _, files = drive_files(emu, "dims")
     cols = {int(re.findall(r"\d{10}", f["title"])[1]) for f in files}
@@ -297,8 +298,10 @@ def test_priority_orders_the_queue(emulator_factory: Any) -> None:
     low_b = start_image(ndvi(), "low_b")
     high = start_image(ndvi(), "high", priority=500)
     ops = {t.id: wait_op(t.name) for t in (first, low_a, low_b, high)}
-    start = {k: ops[t.id]["metadata"]["startTime"] for k, t in
-             (("first", first), ("a", low_a), ("b", low_b), ("high", high))}  # fmt: skip
+    start = {
+        k: ops[t.id]["metadata"]["startTime"]
+        for k, t in (("first", first), ("a", low_a), ("b", low_b), ("high", high))
+    }
     assert start["first"] < start["high"] < start["a"] < start["b"]
     # One slot: the next task starts the moment the previous one ends.
     assert ops[high.id]["metadata"]["startTime"] == ops[first.id]["metadata"]["endTime"]
@@ -411,11 +414,13 @@ def features() -> Any:
 
 
 def test_table_export_writes_csv_and_geojson(ee_emulator: Any, tmp_path: Path) -> None:
-    t1 = ee.batch.Export.table.toDrive(features(), description="tbl", folder="tables",
-                                       selectors=["name", "value"])  # fmt: skip
+    t1 = ee.batch.Export.table.toDrive(
+        features(), description="tbl", folder="tables", selectors=["name", "value"]
+    )
     t2 = ee.batch.Export.table.toDrive(features(), description="full", folder="tables")
-    t3 = ee.batch.Export.table.toDrive(features(), description="geo", folder="tables",
-                                       fileFormat="GeoJSON")  # fmt: skip
+    t3 = ee.batch.Export.table.toDrive(
+        features(), description="geo", folder="tables", fileFormat="GeoJSON"
+    )
     for t in (t1, t2, t3):
         t.start()
     for t in (t1, t2, t3):
@@ -440,9 +445,14 @@ def test_video_export_lands_in_drive(ee_emulator: Any) -> None:
         .limit(4)
         .map(lambda i: i.visualize(bands=["SR_B4", "SR_B3", "SR_B2"], min=0, max=3000))
     )
-    task = ee.batch.Export.video.toDrive(frames, description="vid", folder="videos",
-                                         region=ee.Geometry.Rectangle(TILE_BOX),
-                                         dimensions=64, framesPerSecond=2)  # fmt: skip
+    task = ee.batch.Export.video.toDrive(
+        frames,
+        description="vid",
+        folder="videos",
+        region=ee.Geometry.Rectangle(TILE_BOX),
+        dimensions=64,
+        framesPerSecond=2,
+    )
     task.start()
     st = wait_status(task)
     assert st["state"] == "COMPLETED" and st["task_type"] == "EXPORT_VIDEO"
@@ -494,9 +504,13 @@ def test_to_asset_export_creates_the_asset(ee_emulator: Any) -> None:
 
     def to_asset(name: str, **kw: Any) -> Any:
         task = ee.batch.Export.image.toAsset(
-            ndvi(), description=name, assetId=f"{root}/exports/{name}",
-            region=ee.Geometry.Rectangle(TILE_BOX), scale=30, **kw,
-        )  # fmt: skip
+            ndvi(),
+            description=name,
+            assetId=f"{root}/exports/{name}",
+            region=ee.Geometry.Rectangle(TILE_BOX),
+            scale=30,
+            **kw,
+        )
         task.start()
         return task
 
@@ -518,24 +532,32 @@ def test_to_asset_export_creates_the_asset(ee_emulator: Any) -> None:
     assert names == [f"{root}/exports/ndvi", f"{root}/exports/ndvi_moved"]
     ee.data.setAssetProperties(f"{root}/exports/ndvi", {"tile": "r1c1"})
     assert ee.data.getAsset(f"{root}/exports/ndvi")["properties"] == {"tile": "r1c1"}
-    table = ee.batch.Export.table.toAsset(features(), description="pts",
-                                          assetId=f"{root}/exports/points")  # fmt: skip
+    table = ee.batch.Export.table.toAsset(
+        features(), description="pts", assetId=f"{root}/exports/points"
+    )
     table.start()
     assert wait_status(table)["state"] == "COMPLETED"
     assert ee.data.getAsset(f"{root}/exports/points")["type"] == "TABLE"
     with pytest.raises(ee.EEException, match="does not exist"):
         to_asset_missing = ee.batch.Export.image.toAsset(
-            ndvi(), description="x", assetId=f"{root}/nope/x",
-            region=ee.Geometry.Rectangle(TILE_BOX), scale=30,
-        )  # fmt: skip
+            ndvi(),
+            description="x",
+            assetId=f"{root}/nope/x",
+            region=ee.Geometry.Rectangle(TILE_BOX),
+            scale=30,
+        )
         to_asset_missing.start()
 
 
 def test_gcs_export_succeeds_without_storage(ee_emulator: Any) -> None:
     task = ee.batch.Export.image.toCloudStorage(
-        ndvi(), description="gcs", bucket="my-bucket", fileNamePrefix="tiles/t1",
-        region=ee.Geometry.Rectangle(TILE_BOX), scale=30,
-    )  # fmt: skip
+        ndvi(),
+        description="gcs",
+        bucket="my-bucket",
+        fileNamePrefix="tiles/t1",
+        region=ee.Geometry.Rectangle(TILE_BOX),
+        scale=30,
+    )
     task.start()
     st = wait_status(task)
     assert st["state"] == "COMPLETED" and st["destination_uris"] == ["gs://my-bucket/tiles/t1"]
@@ -550,10 +572,113 @@ def test_project_config_sets_the_slots(emulator_factory: Any) -> None:
     assert emu.ee.model.slots_for(PROJECT) == 5
 
 
+def test_operations_filter_and_unknown_task_status(ee_emulator: Any) -> None:
+    from googleapiclient.errors import HttpError
+
+    done = start_image(ndvi(), "filtered")
+    wait_status(done)
+    ops = ee.data._get_cloud_projects().operations()
+    res = ops.list(name=f"projects/{PROJECT}", filter='metadata.state = "SUCCEEDED"').execute()
+    assert [o["name"] for o in res["operations"]] == [done.name]
+    assert ops.list(name=f"projects/{PROJECT}", filter='metadata.state="RUNNING"').execute() == {}
+    with pytest.raises(HttpError) as err:
+        ops.list(name=f"projects/{PROJECT}", filter="createTime > 5").execute()
+    assert err.value.resp.status == 400
+    (status,) = ee.data.getTaskStatus(["NOSUCHTASK00000000000000"])
+    assert status["state"] == "UNKNOWN"
+
+
+def test_discovery_document_declares_what_the_client_calls(emulator: Any) -> None:
+    import urllib.parse
+    import urllib.request
+
+    import httplib2
+    from googleapiclient.discovery import build_from_document
+
+    url = f"{emulator.url}/$discovery/rest?version=v1&prettyPrint=false"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        doc = json.loads(resp.read())
+    p = build_from_document(doc, http=httplib2.Http()).projects()
+    a = "projects/p/assets/f/x"
+    calls = {
+        "algorithms": p.algorithms().list(parent="projects/p", prettyPrint=False),
+        "root": p.listAssets(parent="projects/p", pageSize=2, pageToken="t", view="BASIC"),
+        "list": p.assets().listAssets(parent=a, filter="x", view="FULL", pageSize=1),
+        "get": p.assets().get(name=a, prettyPrint=False),
+        "create": p.assets().create(
+            parent="projects/p", assetId="f/x", body={}, overwrite=True, prettyPrint=False
+        ),
+        "delete": p.assets().delete(name=a),
+        "patch": p.assets().patch(name=a, body={}),
+        "copy": p.assets().copy(sourceName=a, body={}),
+        "move": p.assets().move(sourceName=a, body={}),
+        "features": p.assets().listFeatures(asset=a, pageSize=1, region="r", filter="f"),
+        "export": p.image().export(project="projects/p", body={}),
+        "import": p.image().import_(project="projects/p", body={}),
+        "ops": p.operations().list(name="projects/p", pageSize=500, pageToken="s1"),
+        "op": p.operations().get(name="projects/p/operations/X"),
+        "cancel": p.operations().cancel(name="projects/p/operations/X", body={}),
+        "value": p.value().compute(project="projects/p", body={}, prettyPrint=False),
+        "thumb": p.thumbnails().create(parent="projects/p", fields="name", body={}),
+        "tiles": p.maps().tiles().get(parent="projects/p/maps/m", zoom=1, x=2, y=3),
+        "config": p.getConfig(name="projects/p/config"),
+    }
+    paths = {k: urllib.parse.urlsplit(c.uri).path for k, c in calls.items()}
+    assert paths["root"] == "/v1/projects/p:listAssets"
+    assert paths["list"] == "/v1/projects/p/assets/f/x:listAssets"
+    assert paths["create"] == "/v1/projects/p/assets" and "assetId=f%2Fx" in calls["create"].uri
+    assert paths["ops"] == "/v1/projects/p/operations"
+    assert paths["tiles"] == "/v1/projects/p/maps/m/tiles/1/2/3"
+    # Without nextPageToken in the list responses no *_next() would exist.
+    assert hasattr(p.operations(), "list_next") and hasattr(p.assets(), "listAssets_next")
+    assert hasattr(p, "listAssets_next")
+
+
+def test_service_account_token_endpoint(emulator: Any, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from core.connect import _catalog_fetch_kept_local
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "sa-project",
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": "robot@sa-project.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": f"{emulator.url}/token",
+            }
+        )
+    )
+    ee.Reset()
+    creds = ee.ServiceAccountCredentials(None, str(key_file))
+    with _catalog_fetch_kept_local(emulator.url):
+        ee.Initialize(credentials=creds, url=emulator.url)  # no project: earthengine-legacy
+    task = start_image(ndvi(), "sa_export")
+    assert task.name.startswith("projects/earthengine-legacy/operations/")
+    assert wait_status(task)["state"] == "COMPLETED"
+    assert count(emulator, "POST ee token") >= 1
+
+
 # -- nothing leaves the machine --------------------------------------------------------------
 
 
 def test_no_request_leaves_loopback(emulator: Any, connections: Any, tmp_path: Path) -> None:
+    import urllib.request
+
+    # An earlier urlopen() caches an opener built without the proxy trick; init_ee must cope.
+    with urllib.request.urlopen(f"{emulator.url}/_emulator/state", timeout=10) as resp:
+        assert resp.status == 200
     with connections.recording() as events:
         init_ee(emulator.url, PROJECT)  # includes the hidden catalog fetch
         task = start_image(ndvi(), "audit", folder="audit")
