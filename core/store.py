@@ -75,6 +75,12 @@ MIGRATIONS: list[str] = [
         heartbeat REAL NOT NULL, stopped REAL
     );
     """,
+    # version 2: manual retries jump the queue; UIs read only the units changed since last time
+    """
+    ALTER TABLE units ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX units_updated ON units(updated);
+    CREATE INDEX attempts_state ON attempts(state);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

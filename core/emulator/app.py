@@ -34,6 +34,7 @@ class Emulator:
         self.server = HttpServer(self.router, port)
         self.server.before = self.faults.before
         self.server.stream = self.faults.stream
+        self.drive.base_url = self.server.url  # links in files EE adds before any request
 
     @property
     def url(self) -> str:

@@ -61,8 +61,10 @@ class RecipeInfo:
     def bands(self, params: dict[str, Any]) -> list[tuple[str, int]]:
         """(band name, bytes per pixel) of the exported image, for size estimates."""
         if self.name == "composite":
-            # Landsat SR bands are uint16; normalized differences are float32.
-            return [(b, 2) for b in params["bands"]] + [(i, 4) for i in params["indices"]]
+            # Landsat SR bands are uint16; with an index the image is cast to float32, as one
+            # GeoTIFF holds one data type.
+            nbytes = 4 if params["indices"] else 2
+            return [(b, nbytes) for b in params["bands"]] + [(i, 4) for i in params["indices"]]
         return [(f"b{i}", params["bytes_per_band"]) for i in range(params["bands"])]
 
 

@@ -1,0 +1,166 @@
+"""The Earth Engine adapter, on earthengine-api: start an export under our own requestId,
+list every operation in one paged call, cancel, and the few asset calls eebatch needs."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from core.spec import ExportSpec
+
+# The client keeps module-level state; the worker thread and a TUI thread must not interleave
+# Initialize with calls.
+_EE_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the worker needs of an EE operation (the raw dict has more)."""
+
+    name: str
+    description: str
+    state: str  # PENDING, RUNNING, CANCELLING, SUCCEEDED, FAILED, CANCELLED
+    progress: float
+    eecu_seconds: float | None
+    error: str | None
+    start_time: str | None
+    destination_uris: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, op: dict[str, Any]) -> Operation:
+        meta = op.get("metadata", {})
+        error = op.get("error", {}).get("message") if op.get("done") else None
+        return cls(op["name"], meta.get("description", ""), meta.get("state", "UNKNOWN"),
+                   float(meta.get("progress", 1.0 if op.get("done") else 0.0)),
+                   meta.get("batchEecuUsageSeconds"), error, meta.get("startTime"),
+                   tuple(meta.get("destinationUris", ())))
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("PENDING", "RUNNING", "CANCELLING")
+
+
+class EarthEngine:
+    """One initialised client for one project."""
+
+    def __init__(self, project: str) -> None:
+        self.project = project
+
+    @classmethod
+    def for_emulator(cls, url: str, project: str = "eebatch-demo") -> EarthEngine:
+        from core.connect import init_ee
+
+        with _EE_LOCK:
+            init_ee(url, project)
+        return cls(project)
+
+    @classmethod
+    def for_google(cls, project: str, credentials: Any) -> EarthEngine:
+        import ee
+
+        with _EE_LOCK:
+            ee.Reset()
+            ee.Initialize(credentials=credentials, project=project)
+        return cls(project)
+
+    def start_export(self, request_id: str, obj: Any, *, kind: str, description: str,
+                     prefix: str, export: ExportSpec, region: Any,
+                     crs_transform: list[float] | None = None,
+                     dimensions: str | None = None, priority: int | None = None) -> str:
+        """Send one export with our requestId (EE runs one attempt per id, however often it is
+        sent) and return the operation name."""
+        import ee
+
+        with _EE_LOCK:
+            if kind == "table":
+                task = _table_task(obj, description, prefix, export, priority)
+                op = ee.data.exportTable(request_id, task.config)
+            else:
+                task = _image_task(obj, description, prefix, export, region, crs_transform,
+                                   dimensions, priority)
+                op = ee.data.exportImage(request_id, task.config)
+        return str(op["name"])
+
+    def list_operations(self) -> list[Operation]:
+        """Every operation of the project: one paged operations.list, newest first."""
+        import ee
+
+        with _EE_LOCK:
+            ops = ee.data.listOperations(f"projects/{self.project}")
+        return [Operation.from_json(op) for op in ops]
+
+    def cancel(self, name: str) -> None:
+        import ee
+
+        with _EE_LOCK:
+            ee.data.cancelOperation(name)
+
+    def asset_exists(self, asset_id: str) -> bool:
+        import ee
+
+        with _EE_LOCK:
+            return ee.data.getInfo(asset_id) is not None
+
+    def create_folder(self, asset_id: str) -> None:
+        import ee
+
+        with _EE_LOCK:
+            if ee.data.getInfo(asset_id) is None:
+                ee.data.createFolder(asset_id)
+
+    def delete_asset(self, asset_id: str) -> None:
+        import ee
+
+        with _EE_LOCK:
+            ee.data.deleteAsset(asset_id)
+
+    def ping(self) -> int:
+        """A cheap authenticated call (lists one page of operations); returns how many."""
+        return len(self.list_operations())
+
+
+def _image_task(image: Any, description: str, prefix: str, export: ExportSpec, region: Any,
+                crs_transform: list[float] | None, dimensions: str | None,
+                priority: int | None) -> Any:
+    import ee
+
+    common: dict[str, Any] = {"description": description, "region": region,
+                              "crs": export.crs, "maxPixels": export.max_pixels}
+    if crs_transform is not None:
+        common["crsTransform"] = crs_transform
+        common["dimensions"] = dimensions
+    else:
+        common["scale"] = export.scale
+    if priority is not None:
+        common["priority"] = priority
+    if export.destination == "asset":
+        return ee.batch.Export.image.toAsset(
+            image, assetId=f"{export.asset_folder}/{prefix}", **common)
+    file_options: dict[str, Any] = {"fileNamePrefix": prefix, "fileFormat": export.file_format}
+    if export.file_dimensions is not None:
+        dims = export.file_dimensions
+        file_options["fileDimensions"] = tuple(dims) if isinstance(dims, list) else dims
+    if export.destination == "gcs":
+        return ee.batch.Export.image.toCloudStorage(image, bucket=export.bucket, **common,
+                                                    **file_options)
+    return ee.batch.Export.image.toDrive(image, folder=export.folder, **common, **file_options)
+
+
+def _table_task(collection: Any, description: str, prefix: str, export: ExportSpec,
+                priority: int | None) -> Any:
+    import ee
+
+    common: dict[str, Any] = {"description": description}
+    if priority is not None:
+        common["priority"] = priority
+    fmt = export.file_format if export.file_format.upper() != "GEOTIFF" else "CSV"
+    if export.destination == "asset":
+        return ee.batch.Export.table.toAsset(collection, assetId=f"{export.asset_folder}/{prefix}",
+                                             **common)
+    if export.destination == "gcs":
+        return ee.batch.Export.table.toCloudStorage(collection, bucket=export.bucket,
+                                                    fileNamePrefix=prefix, fileFormat=fmt,
+                                                    **common)
+    return ee.batch.Export.table.toDrive(collection, folder=export.folder, fileNamePrefix=prefix,
+                                         fileFormat=fmt, **common)

@@ -1,0 +1,1 @@
+"""The worker: admission, submit, monitor, download, cleanup, retry, split, commands."""

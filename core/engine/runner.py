@@ -1,0 +1,112 @@
+"""Start a worker on a session: connect the backends the job names, take the session's worker
+lock, run. Used by `eebatch run`, the demo and the dashboard's in-process worker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from core import paths
+from core.backends.drive import Drive
+from core.backends.earthengine import EarthEngine
+from core.engine.worker import Backends, Summary, Worker
+from core.spec import JobSpec, parse_spec
+from core.store import Store
+
+
+class BackendError(Exception):
+    """The job's backend cannot be reached or is not set up; the message says what to do."""
+
+
+def load_session_spec(store: Store) -> JobSpec:
+    """The job as it was when the session was created (the file may have changed since)."""
+    return parse_spec(store.job_text, store.job_path)
+
+
+def open_backends(spec: JobSpec, emulator_url: str | None = None) -> Backends:
+    backend = spec.backend
+    if backend.kind == "emulator":
+        url = emulator_url or backend.url
+        if not url:
+            raise BackendError("backend.kind = \"emulator\" needs backend.url (start one with "
+                               "`eebatch emulator --port 8787`)")
+        ee = EarthEngine.for_emulator(url, backend.project or "eebatch-demo")
+        drive = Drive.for_emulator(url) if spec.export.destination == "drive" else None
+        return Backends(ee, drive)
+    from core.credentials import google_backends
+
+    return google_backends(spec)
+
+
+def _file_log(session_id: str) -> logging.Handler:
+    handler = logging.FileHandler(paths.log_dir() / f"{session_id}.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    return handler
+
+
+def run_session(session_path: Path, *, emulator_url: str | None = None,
+                stop: threading.Event | None = None, stay_alive: bool = False) -> Summary:
+    """Run the session's worker in this thread until every unit is finished (or `stop`)."""
+    store = Store(session_path)
+    handler: logging.Handler | None = None
+    try:
+        store.acquire_worker()  # raises SessionBusy with who holds it
+        handler = _file_log(store.id)
+        logger = logging.getLogger("eebatch")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        spec = load_session_spec(store)
+        backends = open_backends(spec, emulator_url)
+        return Worker(store, spec, backends, stay_alive=stay_alive).run(stop)
+    finally:
+        if handler is not None:
+            logging.getLogger("eebatch").removeHandler(handler)
+            handler.close()
+        store.close()
+
+
+class RunningWorker:
+    """A worker in a thread of this process (the dashboard's)."""
+
+    def __init__(self, session_path: Path, emulator_url: str | None) -> None:
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self.summary: Summary | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(session_path, emulator_url),
+                                        name="eebatch-worker", daemon=True)
+
+    def _run(self, session_path: Path, emulator_url: str | None) -> None:
+        try:
+            self.summary = run_session(session_path, emulator_url=emulator_url, stop=self._stop,
+                                       stay_alive=True)
+        except BaseException as exc:
+            self.error = exc
+
+    def start(self) -> RunningWorker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+def start_worker(session_path: Path, emulator_url: str | None = None) -> RunningWorker:
+    """Start a worker thread. Raises SessionBusy when another process already runs the
+    session (then a UI simply attaches to the store)."""
+    probe = Store(session_path)
+    try:
+        if probe.worker_alive():
+            from core.store import SessionBusy
+
+            raise SessionBusy(f"session {probe.id} is already run by another process")
+    finally:
+        probe.close()
+    return RunningWorker(session_path, emulator_url).start()

@@ -1,0 +1,745 @@
+"""The worker loop. It reads and writes only through the session store, so a UI in another
+process can watch and steer it, and it is crash-only: every step is committed before the next
+one depends on it, and `recover()` makes a restart after kill -9 continue where it stopped.
+
+One thread runs the loop and owns the store connection; a pool of threads downloads and
+deletes Drive files and hands results back through futures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.backends.drive import Drive, DriveFile, Quota, VerifyError
+from core.backends.earthengine import EarthEngine, Operation
+from core.backends.failures import Kind, classify_exception, classify_message, http_status
+from core.grid import child_id, split_bounds
+from core.plan import Period, unit_id
+from core.recipes.build import RecipeError, UnitWork, build
+from core.spec import JobSpec
+from core.store import (
+    BACKOFF,
+    CANCELLED,
+    DONE,
+    DOWNLOADING,
+    EXPORTED,
+    FAILED,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    SPLIT,
+    SUBMITTING,
+    Store,
+    StoreError,
+)
+
+log = logging.getLogger("eebatch.worker")
+
+IN_EE = (SUBMITTING, QUEUED, RUNNING)  # units holding an EE task slot
+UNFINISHED = (PENDING, BACKOFF, SUBMITTING, QUEUED, RUNNING, EXPORTED, DOWNLOADING)
+EE_ACTIVE = ("submitting", "PENDING", "RUNNING", "CANCELLING")
+PROJECT_QUEUE_CAP = 2800  # EE holds 3,000 pending tasks per project; keep clear of it
+MISSING_FILE_POLLS = 5  # an exported unit whose files never show up is retried
+
+
+@dataclass
+class Backends:
+    ee: EarthEngine
+    drive: Drive | None  # None when the export goes to assets or Cloud Storage
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int]
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (unit, error)
+
+    @property
+    def ok(self) -> bool:
+        return all(self.counts.get(s, 0) == 0 for s in (FAILED, CANCELLED, *UNFINISHED))
+
+
+def description_for(session: str, unit: str, attempt: int) -> str:
+    """EE task descriptions allow [A-Za-z0-9.,:;_-] and 100 characters."""
+    text = re.sub(r"[^A-Za-z0-9.,:;_-]", "_", f"eebatch:{session}:{unit}:a{attempt}")
+    return text if len(text) <= 100 else text[:88] + f":{abs(hash(text)) % 10**10:010d}"
+
+
+class Worker:
+    def __init__(self, store: Store, spec: JobSpec, backends: Backends, *,
+                 stay_alive: bool = False, tick: float = 0.2,
+                 rng: random.Random | None = None) -> None:
+        self.store = store
+        self.spec = spec
+        self.ee = backends.ee
+        self.drive = backends.drive
+        self.stay_alive = stay_alive  # in the TUI: keep serving retries after the last unit
+        self.tick = tick
+        self.rng = rng or random.Random()
+        self.limits = spec.limits
+        self.output_dir = spec.output_dir
+        self.pool = ThreadPoolExecutor(max_workers=spec.limits.download_workers,
+                                       thread_name_prefix="eebatch-download")
+        self.downloads: dict[int, Future[Any]] = {}  # file row id -> download future
+        self.deletes: dict[int, Future[Any]] = {}  # file row id -> delete future
+        self.missing_polls: dict[str, int] = {}
+        self.quota = Quota(0, None, 0)
+        self.project_pending = 0
+        self.folder_ids: list[str] = []
+        self.next_poll = 0.0
+        self.ratio = 1.0  # actual / estimated bytes, learned from finished units
+        self.downloaded: deque[tuple[float, int]] = deque()  # (time, bytes) for the rate
+        self.finished: deque[float] = deque()  # times units finished, for throughput
+        self.started = time.time()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None) -> Summary:
+        stop = stop or threading.Event()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._event(f"worker started (pid {os.getpid()})")
+        try:
+            self.recover()
+            while not stop.is_set():
+                self.handle_commands()
+                if time.time() >= self.next_poll:
+                    self.poll()
+                self.submit()
+                self.collect()
+                self.schedule_downloads()
+                self.write_status()
+                if not self.stay_alive and self.idle():
+                    break
+                stop.wait(self.tick)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.collect()
+            self.write_status()
+        summary = self.summary()
+        self._event(f"worker stopped: {self._counts_text(summary.counts)}")
+        return summary
+
+    def idle(self) -> bool:
+        counts = self.store.counts()
+        return not self.downloads and not self.deletes and all(
+            counts.get(s, 0) == 0 for s in UNFINISHED)
+
+    def summary(self) -> Summary:
+        failed = [(r["id"], r["error"] or "") for r in self.store.conn.execute(
+            "SELECT id, error FROM units WHERE state = ? ORDER BY id", (FAILED,))]
+        return Summary(self.store.counts(), failed)
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """After any stop, kill -9 included: adopt the session's live EE tasks, finish or redo
+        half-done downloads, then carry on. Nothing here sends an export."""
+        conn = self.store.conn
+        with self.store.tx():
+            # Files mid-download: start them again from byte 0 (pydrive2 cannot resume).
+            for row in conn.execute("SELECT id, title FROM files WHERE state = 'downloading'"):
+                (self.output_dir / (row["title"] + ".part")).unlink(missing_ok=True)
+            conn.execute("UPDATE files SET state = 'listed' WHERE state = 'downloading'")
+            conn.execute("UPDATE units SET state = ?, updated = ? WHERE state = ?",
+                         (EXPORTED, time.time(), DOWNLOADING))
+        unsent = conn.execute("SELECT COUNT(*) FROM attempts WHERE state = 'submitting'"
+                              ).fetchone()[0]
+        live = conn.execute("SELECT COUNT(*) FROM attempts WHERE state IN"
+                            " ('PENDING', 'RUNNING', 'CANCELLING')").fetchone()[0]
+        if unsent or live:
+            self.poll()  # adopts by operation name or description tag
+            # An export whose request may never have reached EE is sent again under the same
+            # requestId: EE answers with the existing operation if it did.
+            with self.store.tx():
+                conn.execute(
+                    "UPDATE units SET state = ?, not_before = NULL, updated = ? WHERE id IN"
+                    " (SELECT unit FROM attempts WHERE state = 'submitting') AND state = ?",
+                    (BACKOFF, time.time(), SUBMITTING))
+            self._event(f"recovered: {live} live EE tasks adopted, {unsent} exports to resend")
+        self._learn_ratio()
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def handle_commands(self) -> None:
+        for cmd in self.store.pending_commands():
+            try:
+                result = self._command(cmd["verb"], cmd["unit"], cmd["arg"])
+                ok = True
+            except StoreError as exc:
+                result, ok = str(exc), False
+            with self.store.tx():
+                self.store.finish_command(cmd["id"], ok, result)
+                self.store.log(f"{cmd['verb']} {cmd['unit'] or ''}: {result}".replace("  ", " "),
+                               "info" if ok else "warning", cmd["unit"])
+
+    def _command(self, verb: str, unit: str | None, arg: str | None) -> str:
+        import json
+
+        if verb == "pause":
+            with self.store.tx():
+                self.store.set_setting("paused", True)
+            return "submissions paused"
+        if verb == "resume":
+            with self.store.tx():
+                self.store.set_setting("paused", False)
+            return "submissions resumed"
+        if verb == "set":
+            data = json.loads(arg or "{}")
+            with self.store.tx():
+                self.store.set_setting(data["key"], data["value"])
+            return f"{data['key']} = {data['value']}"
+        row = self.store.unit(unit or "")
+        if row is None:
+            raise StoreError(f"no unit {unit!r}")
+        if verb == "retry":
+            if row["state"] not in (FAILED, CANCELLED):
+                raise StoreError(f"unit {unit} is {row['state']}: only failed or cancelled "
+                                 "units retry")
+            with self.store.tx():
+                self._set_unit(row["id"], PENDING, error=None, attempts=0, priority=1,
+                               not_before=None)
+            return "queued again, ahead of the others"
+        if verb == "cancel":
+            return self._cancel(row)
+        raise StoreError(f"unknown command {verb!r}")
+
+    def _cancel(self, row: Any) -> str:
+        state = row["state"]
+        if state in (DONE, FAILED, CANCELLED, SPLIT):
+            raise StoreError(f"unit {row['id']} is {state}: nothing to cancel")
+        if state == DOWNLOADING:
+            raise StoreError(f"unit {row['id']} is already downloading; it will be done soon")
+        attempt = self._latest_attempt(row["id"])
+        if attempt is not None and attempt["state"] in ("PENDING", "RUNNING") and \
+                attempt["operation"]:
+            try:
+                self.ee.cancel(attempt["operation"])
+            except Exception as exc:
+                raise StoreError(f"EE did not cancel {row['id']}: "
+                                 f"{classify_exception(exc)[1]}") from None
+        with self.store.tx():
+            if attempt is not None and attempt["state"] in EE_ACTIVE:
+                self.store.conn.execute("UPDATE attempts SET state = 'CANCELLING', updated = ?"
+                                        " WHERE id = ?", (time.time(), attempt["id"]))
+            self._set_unit(row["id"], CANCELLED, error="cancelled by the user")
+        if state == EXPORTED:
+            self._remove_outputs(row["id"])
+        return "cancelled"
+
+    # -- monitor -------------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """One paged operations.list for every task, and the Drive quota."""
+        try:
+            ops = self.ee.list_operations()
+        except Exception as exc:
+            self._event(f"listing EE tasks failed, will retry: {classify_exception(exc)[1]}",
+                        "warning")
+            self.next_poll = time.time() + self.limits.poll_seconds
+            return
+        by_name = {op.name: op for op in ops}
+        by_description = {op.description: op for op in ops}
+        self.project_pending = sum(op.state == "PENDING" for op in ops)
+        attempts = self.store.conn.execute(
+            "SELECT a.*, u.state AS unit_state, u.depth, u.attempts AS unit_attempts"
+            " FROM attempts a JOIN units u ON u.id = a.unit"
+            " WHERE a.state IN ('submitting', 'PENDING', 'RUNNING', 'CANCELLING')").fetchall()
+        for attempt in attempts:
+            op = by_name.get(attempt["operation"] or "") or by_description.get(
+                attempt["description"])
+            if op is not None:
+                self._track(attempt, op)
+        if self.drive is not None:
+            try:
+                self.quota = self.drive.quota()
+            except Exception as exc:
+                self._event(f"reading the Drive quota failed: {classify_exception(exc)[1]}",
+                            "warning")
+        self.next_poll = time.time() + self._poll_interval(ops)
+
+    def _poll_interval(self, ops: list[Operation]) -> float:
+        base = self.limits.poll_seconds
+        ours = self.store.conn.execute("SELECT COUNT(*) FROM units WHERE state IN (?, ?, ?)",
+                                       IN_EE).fetchone()[0]
+        if ours == 0:
+            return base * 2  # idle: nothing of ours is in EE
+        if any(op.state == "RUNNING" and op.progress >= 0.8 for op in ops):
+            return base / 4  # something is about to finish: look again soon
+        return base
+
+    def _track(self, attempt: Any, op: Operation) -> None:
+        now = time.time()
+        unit = attempt["unit"]
+        conn = self.store.conn
+        with self.store.tx():
+            conn.execute(
+                "UPDATE attempts SET operation = ?, state = ?, progress = ?, eecu_seconds = ?,"
+                " error = ?, started = COALESCE(started, ?), updated = ? WHERE id = ?",
+                (op.name, op.state if attempt["state"] != "CANCELLING" or not op.active
+                 else "CANCELLING", op.progress, op.eecu_seconds, op.error,
+                 now if op.state == "RUNNING" else None, now, attempt["id"]))
+            if attempt["unit_state"] == CANCELLED:
+                # Either the export finished before the cancel reached EE (its files must leave
+                # Drive), or EE acknowledged a submit only after the user cancelled it (it was
+                # never cancelled, since its operation name was unknown).
+                if op.state == "SUCCEEDED":
+                    self.store.log("finished before the cancel reached EE; removing its files",
+                                   "info", unit)
+                elif not (op.active and not attempt["operation"]):
+                    return
+            elif op.state == "PENDING":
+                self._set_unit(unit, QUEUED, only_from=(SUBMITTING, BACKOFF, QUEUED))
+                return
+            elif op.state == "RUNNING":
+                self._set_unit(unit, RUNNING, only_from=(SUBMITTING, BACKOFF, QUEUED))
+                return
+            elif op.state == "SUCCEEDED":
+                done = self.drive is None  # assets and Cloud Storage: nothing to fetch
+                self._set_unit(unit, DONE if done else EXPORTED)
+                self.store.log(f"exported in EE ({op.eecu_seconds or 0:.0f} EECU-s)", "info",
+                               unit)
+                if done:
+                    self.finished.append(now)
+                return
+            elif op.state == "FAILED":
+                self._failed(attempt, op.error or "failed without a message")
+                return
+            elif op.state == "CANCELLED":
+                self._set_unit(unit, CANCELLED, error="cancelled in Earth Engine")
+                self.store.log("cancelled in Earth Engine (outside eebatch)", "warning", unit)
+                return
+            else:
+                return
+        # A cancelled unit whose export finished anyway, or a cancel of a task that EE had not
+        # yet acknowledged.
+        if op.state == "SUCCEEDED":
+            self._remove_outputs(unit)
+        elif op.active:
+            try:
+                self.ee.cancel(op.name)
+            except Exception as exc:
+                self._event(f"cancel failed: {classify_exception(exc)[1]}", "warning", unit)
+
+    def _failed(self, attempt: Any, message: str) -> None:
+        """Classify an EE failure (inside a transaction)."""
+        unit = attempt["unit"]
+        kind = classify_message(message)
+        if kind is Kind.SPLIT:
+            if attempt["depth"] < self.limits.split_depth:
+                self._split(unit, message)
+            else:
+                self._set_unit(unit, FAILED, error=f"{message} (already split "
+                               f"{attempt['depth']} times; split_depth = "
+                               f"{self.limits.split_depth})")
+                self.store.log(f"failed: {message}", "error", unit)
+        elif kind is Kind.TRANSIENT:
+            self._backoff(unit, attempt["unit_attempts"], message)
+        else:
+            self._set_unit(unit, FAILED, error=message)
+            self.store.log(f"failed: {message}", "error", unit)
+
+    def _backoff(self, unit: str, attempts: int, message: str) -> None:
+        if attempts >= self.limits.max_attempts:
+            self._set_unit(unit, FAILED, error=f"{message} (gave up after {attempts} attempts)")
+            self.store.log(f"failed after {attempts} attempts: {message}", "error", unit)
+            return
+        base = max(1.0, self.limits.poll_seconds / 2)
+        delay = min(base * 2 ** max(attempts - 1, 0), 600) * self.rng.uniform(0.5, 1.5)
+        self._set_unit(unit, BACKOFF, error=message, not_before=time.time() + delay)
+        self.store.log(f"will retry in {delay:.0f} s: {message}", "warning", unit)
+
+    def _split(self, unit: str, message: str) -> None:
+        row = self.store.unit(unit)
+        assert row is not None
+        period = Period(row["period"], None, None)
+        children = []
+        for q, (w, s, e, n) in enumerate(split_bounds((row["west"], row["south"], row["east"],
+                                                        row["north"]))):
+            tile = child_id(row["tile"], q)
+            children.append((unit_id(tile, period), tile, row["row"], row["col"],
+                             row["depth"] + 1, unit, row["period"], row["start"], row["end"],
+                             w, s, e, n, row["est_pixels"] // 4, row["est_bytes"] // 4,
+                             row["priority"], time.time()))
+        self.store.conn.executemany(
+            "INSERT OR IGNORE INTO units (id, tile, row, col, depth, parent, period, start, end,"
+            " west, south, east, north, est_pixels, est_bytes, priority, updated) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", children)
+        self._set_unit(unit, SPLIT, error=message)
+        self.store.log(f"{message} -> split into 4 tiles", "warning", unit)
+
+    # -- admission and submit ------------------------------------------------------------------
+
+    def submit(self) -> None:
+        settings = self.store.settings()
+        if settings.get("paused"):
+            return
+        max_tasks = int(settings.get("max_tasks", self.limits.max_tasks))
+        budget = int(settings.get("drive_budget", self.limits.drive_budget))
+        conn = self.store.conn
+        in_ee = conn.execute("SELECT COUNT(*) FROM units WHERE state IN (?, ?, ?)",
+                             IN_EE).fetchone()[0]
+        room = min(max_tasks - in_ee, PROJECT_QUEUE_CAP - self.project_pending)
+        if room <= 0:
+            return
+        now = time.time()
+        candidates = conn.execute(
+            "SELECT * FROM units WHERE state IN (?, ?) AND (not_before IS NULL OR"
+            " not_before <= ?) ORDER BY priority DESC, est_bytes DESC, id LIMIT ?",
+            (PENDING, BACKOFF, now, room * 4)).fetchall()
+        if not candidates:
+            return
+        expected = self._expected_drive_bytes()
+        submitted = 0
+        for row in candidates:
+            if submitted >= room:
+                break
+            need = int(row["est_bytes"] * self.ratio)
+            if self.drive is not None and not self._fits(need, expected, budget):
+                continue  # a smaller unit further down may still fit
+            if self._send(row):
+                expected += need
+                self.project_pending += 1
+                submitted += 1
+        if submitted:
+            self.next_poll = min(self.next_poll, time.time() + self.limits.poll_seconds)
+
+    def _fits(self, need: int, expected: int, budget: int) -> bool:
+        used = self.quota.used
+        limit = budget if self.quota.total is None else min(budget, self.quota.total)
+        if used + expected + need <= limit:
+            return True
+        # Nothing of ours is on its way: a unit bigger than the budget alone still goes when
+        # the Drive itself can hold it, or the job would wait forever.
+        return expected == 0 and (self.quota.total is None or used + need <= self.quota.total)
+
+    def _expected_drive_bytes(self) -> int:
+        """Bytes that will land in Drive from exports not yet finished (files already there
+        are in the quota's `used`)."""
+        total = self.store.conn.execute(
+            "SELECT COALESCE(SUM(est_bytes), 0) FROM units WHERE state IN (?, ?, ?)",
+            IN_EE).fetchone()[0]
+        return int(total * self.ratio)
+
+    def _send(self, row: Any) -> bool:
+        """Write the attempt (with its requestId) first, then send. Returns True if sent."""
+        unit = row["id"]
+        conn = self.store.conn
+        attempt = self._latest_attempt(unit)
+        now = time.time()
+        with self.store.tx():
+            if attempt is None or attempt["state"] != "submitting":
+                n = (attempt["n"] + 1) if attempt is not None else 1
+                request_id = str(uuid.uuid4())
+                description = description_for(self.store.id, unit, n)
+                conn.execute(
+                    "INSERT INTO attempts (unit, n, request_id, description, state, created,"
+                    " updated) VALUES (?, ?, ?, ?, 'submitting', ?, ?)",
+                    (unit, n, request_id, description, now, now))
+                attempt = self._latest_attempt(unit)
+            self._set_unit(unit, SUBMITTING, attempts=row["attempts"] + 1)
+        assert attempt is not None
+        work = UnitWork(unit, (row["west"], row["south"], row["east"], row["north"]),
+                        row["start"], row["end"])
+        prefix = self.spec.export.prefix.format(job=self.spec.name, unit=unit)
+        try:
+            kind, obj = build(self.spec, work)
+            name = self.ee.start_export(
+                attempt["request_id"], obj, kind=kind, description=attempt["description"],
+                prefix=prefix, export=self.spec.export, region=_region(self.spec, work),
+                priority=200 if row["priority"] > 0 else None)
+        except RecipeError as exc:
+            with self.store.tx():
+                conn.execute("UPDATE attempts SET state = 'FAILED', error = ? WHERE id = ?",
+                             (str(exc), attempt["id"]))
+                self._set_unit(unit, FAILED, error=str(exc))
+                self.store.log(f"failed: {exc}", "error", unit)
+            return False
+        except Exception as exc:
+            kind_, message = classify_exception(exc)
+            with self.store.tx():
+                if kind_ is Kind.TRANSIENT:
+                    # The attempt stays 'submitting': the resend reuses its requestId.
+                    self._backoff(unit, row["attempts"] + 1, f"submit: {message}")
+                else:
+                    conn.execute("UPDATE attempts SET state = 'FAILED', error = ? WHERE id = ?",
+                                 (message, attempt["id"]))
+                    self._set_unit(unit, FAILED, error=f"submit: {message}")
+                    self.store.log(f"submit failed: {message}", "error", unit)
+            return False
+        with self.store.tx():
+            conn.execute("UPDATE attempts SET operation = ?, state = 'PENDING', updated = ?"
+                         " WHERE id = ? AND state = 'submitting'",
+                         (name, time.time(), attempt["id"]))
+            self._set_unit(unit, QUEUED, only_from=(SUBMITTING,))
+        return True
+
+    # -- download, verify, delete --------------------------------------------------------------
+
+    def schedule_downloads(self) -> None:
+        if self.drive is None:
+            return
+        conn = self.store.conn
+        now = time.time()
+        exported = conn.execute(
+            "SELECT * FROM units WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"
+            " ORDER BY updated LIMIT 64", (EXPORTED, now)).fetchall()
+        listed_units = {r[0] for r in conn.execute(
+            "SELECT DISTINCT unit FROM files WHERE state = 'listed'")}
+        if exported and any(r["id"] not in listed_units for r in exported):
+            self._list_outputs([r for r in exported if r["id"] not in listed_units])
+        free = self.limits.download_workers * 2 - len(self.downloads)
+        if free <= 0:
+            return
+        rows = conn.execute(
+            "SELECT f.* FROM files f JOIN units u ON u.id = f.unit WHERE f.state = 'listed'"
+            " AND u.state IN (?, ?) AND (u.not_before IS NULL OR u.not_before <= ?)"
+            " ORDER BY f.id LIMIT ?", (EXPORTED, DOWNLOADING, now, free)).fetchall()
+        for row in rows:
+            if row["id"] in self.downloads:
+                continue
+            with self.store.tx():
+                conn.execute("UPDATE files SET state = 'downloading', updated = ? WHERE id = ?",
+                             (now, row["id"]))
+                self._set_unit(row["unit"], DOWNLOADING, only_from=(EXPORTED,))
+            file = DriveFile(row["drive_id"], row["title"], row["size"], row["md5"], ())
+            part = self.output_dir / (row["title"] + ".part")
+            self.downloads[row["id"]] = self.pool.submit(self.drive.download, file, part)
+
+    def _list_outputs(self, units: list[Any]) -> None:
+        """Find each exported unit's files: every folder of the export's name, split files
+        matched by prefix."""
+        assert self.drive is not None
+        try:
+            self.folder_ids = self.drive.find_folders(self.spec.export.folder)
+            files = self.drive.list_folder(self.folder_ids)
+        except Exception as exc:
+            self._event(f"listing the Drive folder failed: {classify_exception(exc)[1]}",
+                        "warning")
+            return
+        known = {r[0] for r in self.store.conn.execute("SELECT drive_id FROM files")}
+        for row in units:
+            mine = [f for f in files if self._is_output_of(row["id"], f.title)]
+            with self.store.tx():
+                if not mine:
+                    misses = self.missing_polls.get(row["id"], 0) + 1
+                    self.missing_polls[row["id"]] = misses
+                    if misses >= MISSING_FILE_POLLS:
+                        self.missing_polls.pop(row["id"])
+                        self._redo_export(row["id"], "its files never appeared in Drive folder "
+                                                     f"{self.spec.export.folder!r}")
+                    continue
+                attempt = self._latest_attempt(row["id"])
+                for f in mine:
+                    if f.id in known:
+                        continue
+                    self.store.conn.execute(
+                        "INSERT INTO files (unit, attempt, drive_id, title, size, md5, state,"
+                        " updated) VALUES (?, ?, ?, ?, ?, ?, 'listed', ?)",
+                        (row["id"], attempt["id"] if attempt else None, f.id, f.title, f.size,
+                         f.md5, time.time()))
+                self.store.log(f"{len(mine)} file(s) in Drive, "
+                               f"{sum(f.size for f in mine):,} bytes", "info", row["id"])
+
+    def _is_output_of(self, unit: str, title: str) -> bool:
+        prefix = self.spec.export.prefix.format(job=self.spec.name, unit=unit)
+        return re.fullmatch(re.escape(prefix) + r"(-\d{10}-\d{10})?\.[A-Za-z0-9]+", title) \
+            is not None
+
+    def collect(self) -> None:
+        """Fold finished downloads and deletes into the store (this thread owns it)."""
+        for file_id, future in list(self.downloads.items()):
+            if future.done():
+                del self.downloads[file_id]
+                self._downloaded(file_id, future)
+        for file_id, future in list(self.deletes.items()):
+            if future.done():
+                del self.deletes[file_id]
+                self._deleted(file_id, future)
+        self._schedule_deletes()
+
+    def _downloaded(self, file_id: int, future: Future[Any]) -> None:
+        row = self.store.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+        part = self.output_dir / (row["title"] + ".part")
+        exc = future.exception() if not future.cancelled() else None
+        unit = self.store.unit(row["unit"])
+        if future.cancelled() or exc is not None:
+            part.unlink(missing_ok=True)
+            with self.store.tx():
+                self.store.conn.execute("UPDATE files SET state = 'listed' WHERE id = ?",
+                                        (file_id,))
+                if future.cancelled():
+                    return
+                if http_status(exc) == 404:  # gone from Drive: only a new export brings it back
+                    self.store.conn.execute("DELETE FROM files WHERE unit = ? AND state IN"
+                                            " ('listed', 'downloading')", (row["unit"],))
+                    self._redo_export(row["unit"], f"{row['title']} vanished from Drive")
+                    return
+                message = str(exc) if isinstance(exc, VerifyError) else \
+                    classify_exception(exc)[1]
+                self._download_failed(unit, f"download of {row['title']}: {message}")
+            return
+        final = self.output_dir / row["title"]
+        os.replace(part, final)
+        _fsync_dir(self.output_dir)
+        with self.store.tx():
+            self.store.conn.execute(
+                "UPDATE files SET state = 'verified', local_path = ?, updated = ? WHERE id = ?",
+                (str(final), time.time(), file_id))
+        self.downloaded.append((time.time(), row["size"]))
+
+    def _download_failed(self, unit: Any, message: str) -> None:
+        failures = self.store.conn.execute(
+            "SELECT COUNT(*) FROM events WHERE unit = ? AND message LIKE 'download of %'"
+            " AND level = 'warning'", (unit["id"],)).fetchone()[0] + 1
+        if failures >= self.limits.max_attempts:
+            self._set_unit(unit["id"], FAILED, error=f"{message} (gave up after {failures}"
+                                                     " tries; the file stays in Drive)")
+            self.store.log(message, "error", unit["id"])
+            return
+        delay = min(2.0 ** failures, 60) * self.rng.uniform(0.5, 1.5)
+        self._set_unit(unit["id"], EXPORTED, not_before=time.time() + delay)
+        self.store.log(message, "warning", unit["id"])
+
+    def _schedule_deletes(self) -> None:
+        """Verified files leave Drive: deleted, never trashed (trash keeps the quota)."""
+        if self.drive is None:
+            return
+        rows = self.store.conn.execute(
+            "SELECT id, drive_id FROM files WHERE state = 'verified' ORDER BY id LIMIT 64"
+        ).fetchall()
+        for row in rows:
+            if row["id"] not in self.deletes:
+                self.deletes[row["id"]] = self.pool.submit(self.drive.delete, row["drive_id"])
+
+    def _deleted(self, file_id: int, future: Future[Any]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        row = self.store.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+        if exc is not None:
+            self._event(f"deleting {row['title']} from Drive failed, will retry: "
+                        f"{classify_exception(exc)[1]}", "warning", row["unit"])
+            return
+        with self.store.tx():
+            self.store.conn.execute("UPDATE files SET state = 'deleted', updated = ? WHERE id = ?",
+                                    (time.time(), file_id))
+            left = self.store.conn.execute(
+                "SELECT COUNT(*) FROM files WHERE unit = ? AND state != 'deleted'",
+                (row["unit"],)).fetchone()[0]
+            unit = self.store.unit(row["unit"])
+            if left == 0 and unit["state"] in (DOWNLOADING, EXPORTED):
+                self._set_unit(row["unit"], DONE, error=None)
+                size = self.store.conn.execute("SELECT SUM(size) FROM files WHERE unit = ?",
+                                               (row["unit"],)).fetchone()[0]
+                self.store.log(f"done: {size:,} bytes verified", "info", row["unit"])
+                self.finished.append(time.time())
+        self._learn_ratio()
+
+    def _remove_outputs(self, unit: str) -> None:
+        """A cancelled unit's files leave Drive; only files eebatch's prefix names are
+        touched."""
+        if self.drive is None:
+            return
+        try:
+            folders = self.drive.find_folders(self.spec.export.folder)
+            for f in self.drive.list_folder(folders):
+                if self._is_output_of(unit, f.title):
+                    self.drive.delete(f.id)
+        except Exception as exc:
+            self._event(f"removing outputs from Drive failed: {classify_exception(exc)[1]}",
+                        "warning", unit)
+            return
+        with self.store.tx():
+            self.store.conn.execute("DELETE FROM files WHERE unit = ? AND state != 'deleted'",
+                                    (unit,))
+            self.store.log("outputs removed from Drive", "info", unit)
+
+    def _redo_export(self, unit: str, why: str) -> None:
+        row = self.store.unit(unit)
+        assert row is not None
+        self._backoff(unit, row["attempts"], why)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _learn_ratio(self) -> None:
+        actual, estimated = self.store.conn.execute(
+            "SELECT (SELECT COALESCE(SUM(f.size), 0) FROM files f JOIN units u ON u.id = f.unit"
+            "        WHERE u.state = :done),"
+            "       (SELECT COALESCE(SUM(est_bytes), 0) FROM units WHERE state = :done"
+            "        AND id IN (SELECT unit FROM files))", {"done": DONE}).fetchone()
+        if actual and estimated:
+            self.ratio = max(actual / estimated, 0.01)
+
+    def _latest_attempt(self, unit: str) -> Any:
+        return self.store.conn.execute(
+            "SELECT * FROM attempts WHERE unit = ? ORDER BY n DESC LIMIT 1", (unit,)).fetchone()
+
+    def _set_unit(self, unit: str, state: str, *, only_from: tuple[str, ...] | None = None,
+                  **fields: Any) -> None:
+        sets = ["state = ?", "updated = ?"] + [f"{k} = ?" for k in fields]
+        params: list[Any] = [state, time.time(), *fields.values(), unit]
+        sql = f"UPDATE units SET {', '.join(sets)} WHERE id = ?"
+        if only_from:
+            sql += f" AND state IN ({', '.join('?' * len(only_from))})"
+            params += list(only_from)
+        self.store.conn.execute(sql, params)
+
+    def _event(self, message: str, level: str = "info", unit: str | None = None) -> None:
+        getattr(log, level if level != "warning" else "warning")(
+            f"{unit + ': ' if unit else ''}{message}")
+        with self.store.tx():
+            self.store.log(message, level, unit)
+
+    def write_status(self) -> None:
+        now = time.time()
+        while self.downloaded and self.downloaded[0][0] < now - 10:
+            self.downloaded.popleft()
+        while self.finished and self.finished[0] < now - 600:
+            self.finished.popleft()
+        window = min(600.0, max(now - self.started, 1.0))
+        per_hour = len(self.finished) * 3600 / window
+        conn = self.store.conn
+        left = conn.execute(f"SELECT COUNT(*) FROM units WHERE state IN "
+                            f"({', '.join('?' * len(UNFINISHED))})", UNFINISHED).fetchone()[0]
+        waiting = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE state"
+                               " IN ('listed', 'downloading')").fetchone()
+        status = {
+            "drive_used": self.quota.used, "drive_total": self.quota.total,
+            "drive_trash": self.quota.trash, "files_waiting": waiting[0],
+            "waiting_bytes": waiting[1],
+            "download_rate": sum(b for _, b in self.downloaded) / 10,
+            "units_per_hour": per_hour,
+            "eta_seconds": left * 3600 / per_hour if per_hour > 0 and left else None,
+            "project_pending": self.project_pending, "updated": now,
+        }
+        with self.store.tx():
+            self.store.set_setting("worker_status", status)
+            self.store.heartbeat()
+
+    @staticmethod
+    def _counts_text(counts: dict[str, int]) -> str:
+        return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def _region(spec: JobSpec, work: UnitWork) -> Any:
+    from core.recipes.build import tile_geometry
+
+    return tile_geometry(spec, work.bounds)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
