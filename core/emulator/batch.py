@@ -350,6 +350,11 @@ class BatchModel:
                 "createTime": rfc3339(task.create_time),
                 "updateTime": rfc3339(task.update_time),
             }
+            if task.state == RUNNING and task.start_time is not None:
+                # EE refreshes updateTime with each progress report while a task runs.
+                meta["updateTime"] = rfc3339(
+                    max(task.update_time, min(now, task.start_time + task.duration))
+                )
             if task.start_time is not None:
                 meta["startTime"] = rfc3339(task.start_time)
                 meta["attempt"] = 1

@@ -139,6 +139,16 @@ def _coords_bbox(coords: Any) -> BBox | None:
     ys: list[float] = []
 
     def walk(c: Any) -> None:
+        if (
+            isinstance(c, (list, tuple))
+            and len(c) >= 4
+            and len(c) % 2 == 0
+            and all(isinstance(v, (int, float)) for v in c)
+        ):
+            # A flat list: Rectangle's [x0, y0, x1, y1] or [x, y, x, y, ...].
+            xs.extend(float(v) for v in c[0::2])
+            ys.extend(float(v) for v in c[1::2])
+            return
         if isinstance(c, (list, tuple)):
             if (
                 len(c) >= 2
@@ -221,8 +231,11 @@ def geometry_region(g: Any) -> Region | None:
         if bbox is None:
             return None
         crs = "EPSG:4326"
-        if "proj" in g.args and g.args["proj"] is not None:
-            crs = _proj_crs(g.args["proj"]) or "pixel"
+        proj = g.args.get("crs", g.args.get("proj"))
+        if proj is not None:
+            # A computed projection (the client's Image.projection() for dimensions +
+            # crsTransform) means pixel coordinates of the export grid.
+            crs = _proj_crs(proj) or "pixel"
         gtype = "Polygon" if name == "Rectangle" else name
         return Region(bbox, crs, {"type": gtype, "coordinates": g.args.get("coordinates")})
     if g.name == "GeometryConstructors.BBox":

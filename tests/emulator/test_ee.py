@@ -73,6 +73,7 @@ def start_image(image: Any, description: str, **kw: Any) -> Any:
     kw.setdefault("region", ee.Geometry.Rectangle(TILE_BOX))
     kw.setdefault("scale", 30)
     kw.setdefault("maxPixels", 1e13)
+    kw = {k: v for k, v in kw.items() if v is not None}
     task = ee.batch.Export.image.toDrive(image, description=description, **kw)
     task.start()
     return task
@@ -218,6 +219,33 @@ def test_ndvi_in_geographic_crs_is_float32_with_degree_pixels(
     x0, y0 = tags["tiepoint"][3], tags["tiepoint"][4]
     assert x0 <= west < x0 + px and y0 - px < north <= y0
     assert w == math.ceil((east - x0) / px - 1e-9) and h == math.ceil((y0 - south) / px - 1e-9)
+
+
+def test_grid_from_dimensions_crs_transform_and_a_flat_region(
+    ee_emulator: Any, tmp_path: Path
+) -> None:
+    exact = start_image(
+        composite(),
+        "exact",
+        folder="grids",
+        region=None,
+        scale=None,
+        crs="EPSG:32632",
+        crsTransform=[30, 0, 500000, 0, -30, 5000000],
+        dimensions="100x50",
+    )
+    flat = start_image(ndvi(), "flat", folder="grids", region=[10, 45, 10.1, 45.1], scale=100)
+    assert wait_status(exact)["state"] == wait_status(flat)["state"] == "COMPLETED"
+    _, files = drive_files(ee_emulator, "grids")
+    tags = {f["title"]: geotags(download(f, tmp_path)) for f in files}
+    t = tags["exact.tif"]
+    assert t["shape"] == (3, 50, 100) and t["scale"][:2] == (30.0, 30.0)
+    assert t["tiepoint"][3:5] == (500000.0, 5000000.0)
+    # A flat [w, s, e, n] list (a two-point line for the client): its bounding box is exported.
+    h, w = tags["flat.tif"]["shape"]
+    px = 100 / DEG
+    assert w == math.ceil(10.1 / px - 1e-9) - math.floor(10 / px + 1e-9)
+    assert h == math.ceil(45.1 / px - 1e-9) - math.floor(45 / px + 1e-9)
 
 
 def test_large_image_is_split_into_named_shards(emulator_factory: Any, tmp_path: Path) -> None:

@@ -177,6 +177,7 @@ def test_operation_json_while_running_and_done() -> None:
     clock.advance(6)
     meta = m.operation(t)["metadata"]
     assert meta["state"] == RUNNING and meta["progress"] == 0.5 and meta["attempt"] == 1
+    assert meta["updateTime"] == rfc3339(T0 + 6)  # refreshed with the progress
     assert meta["batchEecuUsageSeconds"] == 6.0 and len(meta["stages"]) == 2
     clock.advance(10)
     m.advance()

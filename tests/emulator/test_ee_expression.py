@@ -203,3 +203,24 @@ def test_geotiff_writing_is_fast(tmp_path: Path) -> None:
     assert time.perf_counter() - t0 < 1.0 and size > 20_000_000
     with tifffile.TiffFile(tmp_path / "x.tif") as tf:
         assert tf.series[0].shape == (3, 2048, 1707) and tf.pages[0].is_tiled
+
+
+def test_table_files_in_every_format(tmp_path: Path) -> None:
+    import zipfile
+
+    from pyogrio.raw import read
+
+    from core.emulator.expression import TableSpec
+    from core.emulator.outputs import write_kml, write_kmz, write_shp
+
+    spec = TableSpec(3, ["name", "value"], [{"name": f"n{i}", "value": i} for i in range(3)])
+    parts = write_shp(tmp_path, "pts", spec, None, seed=1)
+    assert sorted(p.suffix for p in parts) == [".cpg", ".dbf", ".prj", ".shp", ".shx"]
+    meta, _, geometry, fields = read(tmp_path / "pts.shp")
+    assert list(meta["fields"]) == ["name", "value"] and len(geometry) == 3
+    assert list(fields[0]) == ["n0", "n1", "n2"] and "4326" in meta["crs"]
+    write_kml(tmp_path / "t.kml", spec, ["name"], seed=1)
+    assert (tmp_path / "t.kml").read_text().count("<Placemark>") == 3
+    write_kmz(tmp_path / "t.kmz", spec, None, seed=1)
+    with zipfile.ZipFile(tmp_path / "t.kmz") as z:
+        assert z.namelist() == ["doc.kml"] and b"n2" in z.read("doc.kml")
