@@ -133,6 +133,159 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status_line(store: Store, started: float) -> str:
+    counts = store.counts()
+    total = sum(n for s, n in counts.items() if s in COUNTED)
+    done = counts.get(DONE, 0)
+    busy = " ".join(f"{s} {counts[s]}" for s in STATES
+                    if s not in (DONE, "split", "pending") and counts.get(s))
+    status = store.setting("worker_status") or {}
+    rate = status.get("units_per_hour") or 0.0
+    eta = status.get("eta_seconds")
+    drive_total = status.get("drive_total")
+    drive = (f"Drive {_size(status.get('drive_used', 0))} of "
+             f"{_size(drive_total) if drive_total else 'unlimited'}")
+    return (f"{time.strftime('%H:%M:%S')} {store.id}: {_progress(done, total)}"
+            f"{' | ' + busy if busy else ''} | {rate:.0f} units/h"
+            f"{', ETA ' + humanize.naturaldelta(eta) if eta else ''} | {drive}"
+            f" | {humanize.naturaldelta(time.time() - started)} elapsed")
+
+
+def run_headless(session_path: Path, *, emulator_url: str | None = None,
+                 every: float = 10.0) -> int:
+    """Run the worker in a thread, print a progress line every `every` seconds; exit 0 when
+    every unit is done, 1 with a summary when some failed or were cancelled."""
+    import threading
+
+    from core.engine.runner import run_session
+
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            result["summary"] = run_session(session_path, emulator_url=emulator_url)
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=work, name="eebatch-worker", daemon=True)
+    started = time.time()
+    thread.start()
+    store = Store(session_path)
+    try:
+        while thread.is_alive():
+            thread.join(every)
+            print(_status_line(store, started), flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: the session is saved; `eebatch run "
+              f"{store.id} --headless` continues it", file=sys.stderr)
+        return 130
+    finally:
+        store.close()
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    summary = result["summary"]
+    from core.engine.worker import Summary
+
+    assert isinstance(summary, Summary)
+    if summary.ok:
+        print(f"all {summary.counts.get(DONE, 0)} units done")
+        return 0
+    print("finished with problems: " + ", ".join(
+        f"{n} {s}" for s, n in sorted(summary.counts.items()) if s not in (DONE, "split")))
+    for unit, error in summary.failed[:20]:
+        print(f"  {unit}: {error}")
+    if len(summary.failed) > 20:
+        print(f"  … and {len(summary.failed) - 20} more (`eebatch status`)")
+    return 1
+
+
+def _session_from(target: str) -> Path:
+    """A job file creates a new session; anything else names an existing one."""
+    if target.endswith(".toml"):
+        store, plan = create_session(_job(target))
+        print(f"created session {store.id}: {plan.units:,} units")
+        path = store.path
+        store.close()
+        return path
+    return Store.find(target)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    path = _session_from(args.target)
+    if args.headless:
+        return run_headless(path, every=args.every)
+    from tui.launch import open_session
+
+    return open_session(str(path), mouse=not args.no_mouse)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from core.demo import prepare_demo
+
+    if not args.headless:
+        from tui.launch import demo
+
+        return demo(mouse=not args.no_mouse)
+    emulator, path = prepare_demo()
+    print(f"demo: emulator at {emulator.url}, session {path.stem}")
+    try:
+        code = run_headless(path, emulator_url=emulator.url, every=args.every)
+        store = Store(path)
+        spec_dir = store.job_path.parent
+        files = store.conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files"
+                                   " WHERE state = 'deleted'").fetchone()
+        splits = store.counts().get("split", 0)
+        retried = store.conn.execute("SELECT COUNT(*) FROM units WHERE attempts > 1"
+                                     ).fetchone()[0]
+        print(f"{files[0]} verified files ({_size(files[1])}) in {spec_dir / 'output'}")
+        print(f"{splits} tiles ran out of memory and were split in four; {retried} units were "
+              "retried after transient failures; the Drive folder was emptied as files landed.")
+        print(f"look at it: eebatch status {store.id}   (log: {store.id}.log in the log dir)")
+        store.close()
+        return code
+    finally:
+        emulator.stop()
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from core.emulator.app import Emulator
+    from core.emulator.config import EmulatorConfig
+    from core.sizes import parse_size
+
+    quota = None if args.drive_quota == "unlimited" else parse_size(args.drive_quota)
+    config = EmulatorConfig(
+        slots=args.slots, speed=args.speed, drive_quota=quota, seed=args.seed,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+        memory_limit_pixels=args.memory_limit_pixels, timeout_pixels=args.timeout_pixels,
+        internal_error_rate=args.internal_error_rate, max_page_size=args.page_size)
+    emulator = Emulator(config, port=args.port).start()
+    url = emulator.url
+    print(f"eebatch emulator ready: {url}", flush=True)
+    print(f"""
+  Earth Engine:  from core.connect import init_ee; init_ee("{url}", "my-project")
+                 (= ee.Initialize(credentials=Credentials(token="…"), url="{url}",
+                    project="my-project"))
+  Drive:         from core.connect import make_drive; drive = make_drive("{url}")
+  a job file:    [backend] kind = "emulator"  url = "{url}"
+  state:         curl {url}/_emulator/state
+  Ctrl-C stops it.""", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eebatch",
@@ -160,6 +313,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("session", help="session id (or a unique prefix)")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask")
     p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("run", help="run a job file or session to the end")
+    p.add_argument("target", help="a job file (creates a session) or a session id")
+    p.add_argument("--headless", action="store_true",
+                   help="no dashboard: progress lines for a log file or tmux")
+    p.add_argument("--every", type=float, default=10.0, metavar="S",
+                   help="seconds between progress lines (default 10)")
+    p.add_argument("--no-mouse", action="store_true", help="dashboard without mouse support")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="the demo job on the built-in emulator")
+    p.add_argument("--headless", action="store_true", help="no dashboard: progress lines")
+    p.add_argument("--every", type=float, default=5.0, metavar="S",
+                   help="seconds between progress lines (default 5)")
+    p.add_argument("--no-mouse", action="store_true", help="dashboard without mouse support")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("emulator", help="serve the local EE and Drive emulator")
+    p.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (0: any free)")
+    p.add_argument("--slots", type=_positive_int, default=2,
+                   help="tasks RUNNING at once per project (EE's default: 2)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="simulated seconds per wall-clock second")
+    p.add_argument("--drive-quota", default="15 GB", help='Drive size, or "unlimited"')
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--state-dir", help="keep Drive files and state here (default: a temp dir)")
+    p.add_argument("--memory-limit-pixels", type=int, default=400_000_000,
+                   help='exports above fail with "User memory limit exceeded."')
+    p.add_argument("--timeout-pixels", type=int, default=1_000_000_000,
+                   help='exports above fail with "Computation timed out."')
+    p.add_argument("--internal-error-rate", type=float, default=0.0,
+                   help='fraction of exports failing with "Internal error."')
+    p.add_argument("--page-size", type=_positive_int, default=1000,
+                   help="cap on every page size (forces paging)")
+    p.set_defaults(func=cmd_emulator)
     return parser
 
 

@@ -1,0 +1,45 @@
+"""The demo: the built-in emulator in this process, a fresh demo session on it."""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from core import paths
+from core.emulator.app import Emulator
+from core.emulator.config import EmulatorConfig
+from core.session import create_session
+
+# EE's batch model, sped up: 4 slots, a day of queue in a minute, and limits that make the
+# southern tiles (the biggest, at 1 km) run out of memory and split.
+DEMO_EMULATOR = EmulatorConfig(slots=4, speed=15.0, task_overhead_seconds=20.0, seed=7,
+                               memory_limit_pixels=5_800, internal_error_rate=0.05)
+
+
+def demo_dir() -> Path:
+    path = paths.data_dir() / "demo"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_demo_job() -> Path:
+    """A fresh copy of the demo job file and its region (its output goes beside it)."""
+    directory = demo_dir()
+    shutil.rmtree(directory / "output", ignore_errors=True)
+    for name in ("demo_job.toml", "california.geojson"):
+        source = resources.files("core") / name
+        (directory / name.replace("demo_job", "demo")).write_bytes(source.read_bytes())
+    return directory / "demo.toml"
+
+
+def prepare_demo(state_dir: Path | None = None,
+                 config: EmulatorConfig = DEMO_EMULATOR) -> tuple[Emulator, Path]:
+    """Start the emulator on a free loopback port and create the demo session. The caller
+    runs the worker with `emulator_url=emulator.url` and stops the emulator at the end."""
+    emulator = Emulator(config if state_dir is None else
+                        EmulatorConfig(**{**config.__dict__, "state_dir": state_dir})).start()
+    store, _ = create_session(write_demo_job())
+    path = store.path
+    store.close()
+    return emulator, path
