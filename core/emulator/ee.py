@@ -412,7 +412,7 @@ class EarthEngineService:
                 "Specify higher maxPixels value if you intend to export a large area."
             )
         frames = spec.frames if kind == "video" else 1
-        pixels = outputs.model_pixels(spec, grid) * frames
+        pixels = outputs.model_pixels(grid) * frames
         job.est_bytes = outputs.image_bytes(grid, bands, spec.dtype) * frames
         if kind == "video":
             job.est_bytes //= 40  # compressed video, roughly

@@ -236,8 +236,11 @@ def geometry_region(g: Any) -> Region | None:
             # A computed projection (the client's Image.projection() for dimensions +
             # crsTransform) means pixel coordinates of the export grid.
             crs = _proj_crs(proj) or "pixel"
-        gtype = "Polygon" if name == "Rectangle" else name
-        return Region(bbox, crs, {"type": gtype, "coordinates": g.args.get("coordinates")})
+        if name == "Rectangle":  # [x0, y0, x1, y1] (flat or as two points) → a ring
+            x0, y0, x1, y1 = bbox
+            ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+            return Region(bbox, crs, {"type": "Polygon", "coordinates": [ring]})
+        return Region(bbox, crs, {"type": name, "coordinates": g.args.get("coordinates")})
     if g.name == "GeometryConstructors.BBox":
         a = g.args
         bbox = (a.get("west"), a.get("south"), a.get("east"), a.get("north"))

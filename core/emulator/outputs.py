@@ -138,22 +138,16 @@ def image_grid(spec: ImageSpec) -> Grid:
     return Grid(f"EPSG:{epsg}", epsg, geographic, ox + c0 * dx, oy - r0 * dy, dx, dy, w, h)
 
 
-def model_pixels(spec: ImageSpec, grid: Grid) -> int:
-    """Pixels the batch model charges for (run time, memory, time-out): for a geographic CRS
-    the ground area of the region at the export scale (metres at the region's latitude, as
-    eebatch's planner estimates); otherwise the grid's pixel count."""
-    if (
-        grid.geographic
-        and spec.region is not None
-        and spec.region.crs == "EPSG:4326"
-        and not (spec.width or spec.height or spec.max_dimension)
-    ):
-        w, s, e, n = spec.region.bbox
-        scale = grid.dx * METRES_PER_DEGREE
-        lat = math.radians((s + n) / 2)
-        area = (e - w) * METRES_PER_DEGREE * math.cos(lat) * (n - s) * METRES_PER_DEGREE_LAT
-        return max(math.ceil(area / scale**2), 1)
-    return grid.pixels
+def model_pixels(grid: Grid) -> int:
+    """Pixels the batch model charges for (run time, memory, time-out). For a geographic grid
+    this is the ground area it covers at the export scale (degrees → metres at the grid's
+    latitude, as eebatch's planner estimates), not the raw W×H, which grows towards the poles;
+    for a projected grid it is W×H."""
+    if not grid.geographic:
+        return grid.pixels
+    lat = math.radians(grid.y0 - grid.height * grid.dy / 2)
+    shrink = max(math.cos(lat), 0.0) * METRES_PER_DEGREE_LAT / METRES_PER_DEGREE
+    return max(math.ceil(grid.pixels * shrink), 1)
 
 
 # -- GeoTIFF ----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,10 @@ def test_model_pixels_use_ground_area_in_degrees() -> None:
     grid = image_grid(spec)
     assert grid.dx == pytest.approx(100 / METRES_PER_DEGREE)
     # At 60° N a degree of longitude is half as long: the model charges about half the grid.
-    assert model_pixels(spec, grid) == pytest.approx(grid.pixels * 0.49, rel=0.05)
+    shrink = math.cos(math.radians(60.5)) * 110_574 / METRES_PER_DEGREE
+    assert model_pixels(grid) == pytest.approx(grid.pixels * shrink, rel=0.005)
+    utm = image_grid(ImageSpec(Region((10.0, 60.0, 11.0, 61.0)), "EPSG:32632", None, 100.0))
+    assert model_pixels(utm) == utm.pixels
 
 
 def test_shard_plan_and_names() -> None:
