@@ -1,0 +1,444 @@
+"""The dashboard driven with Pilot on real session files: each flow ends in the store (the
+command table the worker reads), and the panes show what the store holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from core.store import Store
+from tests.tui.fixtures import T0, commands, set_state
+from tui.app import EEBatchApp
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.details import DetailsScreen
+from tui.widgets.common import CODE
+from tui.widgets.drive_meter import DriveMeter
+from tui.widgets.header import StatusHeader
+from tui.widgets.tasks_pane import TasksPane, TaskTable
+from tui.widgets.tile_map import TileMap
+
+ROOT = Path(__file__).parents[2]
+
+
+def unit_ids(store: Store) -> list[str]:
+    return [r["id"] for r in store.units() if r["depth"] == 0]
+
+
+async def ready(pilot: Pilot[object]) -> None:
+    app = pilot.app
+    assert isinstance(app, EEBatchApp)
+    for _ in range(50):
+        if app.polls:
+            break
+        await pilot.pause()
+    assert app.polls, "the first poll never happened"
+    await pilot.pause()
+
+
+async def sent(pilot: Pilot[object], store: Store) -> list[tuple[str, str | None, object]]:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    return commands(store)
+
+
+async def tasks_focused(pilot: Pilot[object], unit: str) -> TaskTable:
+    table = pilot.app.query_one(TaskTable)
+    table.focus()
+    table.move_cursor(row=table.get_row_index(unit))
+    await pilot.pause()
+    return table
+
+
+def header_text(app: EEBatchApp) -> str:
+    return str(app.query_one(StatusHeader).render())
+
+
+# -- tasks: cancel, retry, bulk, filter, sort ----------------------------------------------------
+
+
+async def test_cancel_asks_first_and_reaches_the_command_table(session: Store) -> None:
+    running = unit_ids(session)[30]
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        await tasks_focused(pilot, running)
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert await sent(pilot, session) == []
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        assert await sent(pilot, session) == [("cancel", running, None)]
+
+
+async def test_retry_applies_only_to_failed_or_cancelled_tasks(session: Store) -> None:
+    ids = unit_ids(session)
+    failed, running = ids[37], ids[30]
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        table = await tasks_focused(pilot, running)
+        assert table.check_action("retry", ()) is None  # greyed in the footer
+        await pilot.press("r")
+        assert await sent(pilot, session) == []
+        table = await tasks_focused(pilot, failed)
+        assert table.check_action("retry", ()) is True
+        assert table.check_action("cancel", ()) is None
+        await pilot.press("r")
+        assert await sent(pilot, session) == [("retry", failed, None)]
+
+
+async def test_marked_rows_are_cancelled_together(session: Store) -> None:
+    ids = unit_ids(session)
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        table = await tasks_focused(pilot, ids[30])
+        await pilot.press("space")  # marks, moves down
+        table.move_cursor(row=table.get_row_index(ids[34]))
+        await pilot.press("space")
+        assert table.marks == {ids[30], ids[34]}
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        assert sorted(await sent(pilot, session)) == [("cancel", ids[30], None),
+                                                      ("cancel", ids[34], None)]
+        assert table.marks == set()
+
+
+async def test_filter_shows_matching_tasks_and_esc_clears(session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        table = app.query_one(TaskTable)
+        everything = table.row_count
+        table.focus()
+        await pilot.press("slash", *"not found")
+        await pilot.pause()
+        assert table.row_count == 1
+        assert table.get_row_at(0)[1] == unit_ids(session)[37]
+        await pilot.press("enter")  # keeps the filter, back to the table
+        assert app.focused is table and table.row_count == 1
+        await pilot.press("slash", "escape")
+        await pilot.pause()
+        assert table.row_count == everything
+
+
+async def test_sort_by_column_keeps_the_cursor_on_its_task(session: Store) -> None:
+    ids = unit_ids(session)
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        table = await tasks_focused(pilot, ids[40])
+        first = table.get_row_at(0)[1]
+        assert first == ids[37]  # most urgent first: the failed task
+        await pilot.press("s")  # by unit id
+        await pilot.pause()
+        assert table.sort_by == "unit"
+        assert [table.get_row_at(i)[1] for i in range(3)] == sorted(table.tasks)[:3]
+        assert table.current_key() == ids[40]
+
+
+async def test_live_update_is_a_diff_and_the_cursor_stays(session: Store) -> None:
+    ids = unit_ids(session)
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        table = await tasks_focused(pilot, ids[31])
+        set_state(session, ids[31], "exported", ts=T0 + 10, attempt="SUCCEEDED", progress=1.0)
+        set_state(session, ids[5], "running", ts=T0 + 11, attempt="new")
+        app.poll_now()
+        await pilot.pause()
+        assert table.current_key() == ids[31]
+        assert "exported" in str(table.get_row(ids[31])[2])
+        assert ids[5] in table.tasks
+
+
+# -- pause, limits, command results --------------------------------------------------------------
+
+
+async def test_pause_resume_and_max_tasks(session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("p")
+        assert await sent(pilot, session) == [("pause", None, None)]
+        assert "PAUSED" in header_text(app)
+        session.set_setting("paused", True)  # what the worker does with the command
+        app.poll_now()
+        await pilot.press("p")
+        assert (await sent(pilot, session))[-1] == ("resume", None, None)
+        await pilot.press("plus", "plus", "minus")
+        cmds = (await sent(pilot, session))[2:]
+        assert [c[2]["value"] for c in cmds] == [7, 8, 7]  # type: ignore[index]
+        assert all(c[0] == "set" and c[2]["key"] == "max_tasks" for c in cmds)  # type: ignore[index]
+        assert "tasks 8/7" in header_text(app)
+
+
+async def test_minus_stops_at_one_task(session: Store) -> None:
+    session.set_setting("max_tasks", 1)
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        assert app.check_action("max_tasks", (-1,)) is None
+        await pilot.press("minus")
+        assert await sent(pilot, session) == []
+
+
+async def test_a_failed_command_shows_its_reason(session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("p")
+        await sent(pilot, session)
+        (cid,) = [r[0] for r in session.conn.execute("SELECT id FROM commands")]
+        session.finish_command(cid, False, "the worker is shutting down")
+        app.poll_now()
+        await pilot.pause()
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert errors and "shutting down" in errors[-1].message
+
+
+async def test_a_command_the_store_refuses_is_shown(session: Store) -> None:
+    done = unit_ids(session)[0]
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        app.send_command("cancel", [done])
+        assert await sent(pilot, session) == []
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert errors and "nothing to cancel" in errors[-1].message
+
+
+# -- tiles: states, zoom, failed, details -------------------------------------------------------
+
+
+async def test_map_places_every_tile_and_draws_split_tiles_as_children(session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        tile_map = app.query_one(TileMap)
+        model = tile_map.model
+        assert model is not None and (model.R, model.C) == (8, 9)
+        split = unit_ids(session)[42]
+        i = model.tile_ids.index(split)
+        # NW done, NE running, SW pending, SE failed
+        assert model.quads[i, 0].tolist() == [CODE["done"], CODE["running"], CODE["pending"],
+                                              CODE["failed"]]
+        tile_map.set_zoom(0)  # 4 x 2 characters a tile: the quadrants show
+        await pilot.pause()
+        r, c = int(model.r[i]), int(model.c[i])
+        top = tile_map._line(2 * r).text[4 * c:4 * c + 4]
+        bottom = tile_map._line(2 * r + 1).text[4 * c:4 * c + 4]
+        assert (top, bottom) == ("██▒▒", "··✗✗")
+        legend = str(app.query_one("#legend").render())
+        assert "failed 2" in legend and "done 31" in legend
+
+
+async def test_zoom_out_shows_the_most_urgent_state_of_a_cell(session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        tile_map = app.query_one(TileMap)
+        tile_map.focus()
+        tile_map.set_zoom(1)
+        await pilot.pause()
+        assert tile_map._levels.shape == (8, 18)
+        await pilot.press("o", "o", "o")
+        await pilot.pause()
+        assert tile_map.zoom == 4 and tile_map._levels.shape == (1, 3)
+        # every tile under one cell: failed wins over everything
+        assert "✗" in tile_map._line(0).text
+        await pilot.press("i")
+        assert tile_map.zoom == 3
+        await pilot.press("0")  # fit
+        assert tile_map.auto_fit and tile_map.zoom == tile_map.fit_zoom()
+
+
+async def test_next_failed_and_tile_details(session: Store) -> None:
+    ids = unit_ids(session)
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        tile_map = app.query_one(TileMap)
+        tile_map.focus()
+        tile_map.set_zoom(1)
+        await pilot.press("f")
+        model = tile_map.model
+        assert model is not None
+        first = tile_map.selected_tile()
+        assert first is not None and model.tile_ids[first] == ids[37]
+        assert ids[37] in str(app.query_one("#tile-line").render())
+        await pilot.press("f")
+        second = tile_map.selected_tile()
+        assert second is not None and model.tile_ids[second] == ids[42]  # a failed child
+        await pilot.press("f")
+        assert tile_map.selected_tile() == first  # wraps around
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailsScreen)
+        body = app.screen.plain
+        assert "not found" in body and "FAILED" in body and ids[37] in body
+        await pilot.press("r")  # retry from the details
+        assert await sent(pilot, session) == [("retry", ids[37], None)]
+
+
+async def test_unit_details_from_the_task_table_show_files(session: Store) -> None:
+    done = unit_ids(session)[0]
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        await tasks_focused(pilot, done)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailsScreen)
+        body = app.screen.plain
+        assert f"{done}.tif" in body and "deleted" in body and "SUCCEEDED" in body
+
+
+# -- the other panes, sizes, attaching -----------------------------------------------------------
+
+
+async def test_drive_meter_and_header_read_the_worker_status(session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        meter = str(app.query_one(DriveMeter).render())
+        assert "2.1 GB of 15.0 GB" in meter and "budget 5.0 GB" in meter
+        assert "waiting 900.0 MB" in meter and "3 files waiting" in meter
+        assert "12.5 MB/s" in meter
+        assert "│" in meter.splitlines()[0]  # the budget line on the bar
+        head = header_text(app)
+        assert "31/75" in head and "ETA 5h 12m" in head and "42.5/h" in head
+        assert "no worker" in head
+        status = session.setting("worker_status")
+        session.set_setting("worker_status", {**status, "drive_total": None})
+        app.poll_now()
+        await pilot.pause()
+        assert "quota unlimited" in str(app.query_one(DriveMeter).render())
+
+
+async def test_before_any_worker_the_drive_pane_says_so(tmp_path: Path) -> None:
+    from tests.tui.fixtures import make_session
+
+    store = make_session(tmp_path, name="fresh")
+    app = EEBatchApp(store.path, poll_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        assert "no worker has reported yet" in str(app.query_one(DriveMeter).render())
+    store.close()
+
+
+async def test_resize_to_80x24_stacks_the_panes(session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        assert not app.screen.has_class("-narrow")
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert app.screen.has_class("-narrow")
+        tiles = app.query_one("#tiles-pane").region
+        tasks = app.query_one(TasksPane).region
+        assert tasks.y >= tiles.bottom and tasks.width == 80  # tasks below, full width
+        tile_map = app.query_one(TileMap)
+        assert tile_map.zoom == tile_map.fit_zoom()  # refitted to the smaller pane
+        for pane in ("#tiles-pane", "#drive-pane", "#log", "#tasks-pane"):
+            region = app.query_one(pane).region
+            assert region.width > 10 and region.height >= 4, pane
+
+
+async def test_polling_thread_picks_up_changes(session: Store) -> None:
+    ids = unit_ids(session)
+    app = EEBatchApp(session.path, poll_interval=0.05)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        polls = app.polls
+        set_state(session, ids[1], "failed", ts=T0 + 100, attempt="FAILED", error="boom")
+        table = app.query_one(TaskTable)
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.polls > polls and table.tasks.get(ids[1], None) is not None \
+                    and table.tasks[ids[1]].state == "failed":
+                break
+        assert table.tasks[ids[1]].state == "failed"
+        assert app.counts["failed"] == 3
+
+
+async def test_attaches_to_a_worker_in_another_process(session: Store) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from core.store import Store
+            s = Store({str(session.path)!r}); s.acquire_worker()
+            print("locked", flush=True); time.sleep(60)
+        """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        running = unit_ids(session)[30]
+        app = EEBatchApp(session.path, poll_interval=None)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await ready(pilot)
+            assert "worker elsewhere" in header_text(app)
+            await tasks_focused(pilot, running)
+            await pilot.press("x", "y")
+            assert await sent(pilot, session) == [("cancel", running, None)]
+            # the other process's worker answers through the store
+            (cid,) = [r[0] for r in session.conn.execute("SELECT id FROM commands")]
+            session.finish_command(cid, True, f"cancelled {running}")
+            set_state(session, running, "cancelled", ts=T0 + 50, attempt="CANCELLED")
+            app.poll_now()
+            await pilot.pause()
+            assert app.query_one(TaskTable).tasks[running].state == "cancelled"
+            assert any(f"cancelled {running}" in n.message for n in app._notifications)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+async def test_q_quits_and_reopening_shows_the_same_picture(session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        first = app.query_one(TileMap)._levels.copy()
+        await pilot.press("q")
+    assert app.return_code == 0
+    again = EEBatchApp(session.path, poll_interval=None)
+    async with again.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        assert (again.query_one(TileMap)._levels == first).all()
+
+
+async def test_hundred_thousand_tiles_stay_smooth(tmp_path: Path) -> None:
+    from tests.tui.fixtures import make_session
+
+    store = make_session(tmp_path, name="big", bbox="[-124, 30, -84, 55]", size=0.1)
+    ids = [r[0] for r in store.conn.execute("SELECT id FROM units ORDER BY rowid")]
+    assert len(ids) == 100_000
+    app = EEBatchApp(store.path, poll_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        tile_map = app.query_one(TileMap)
+        with store.tx() as conn:
+            conn.executemany("UPDATE units SET state = 'done', updated = ? WHERE id = ?",
+                             [(T0 + 1, u) for u in ids[::50]])
+        start = time.perf_counter()
+        app.poll_now()
+        await pilot.pause()
+        assert time.perf_counter() - start < 1.5
+        tile_map.focus()
+        start = time.perf_counter()
+        for zoom in (0, 1, 2, 6):
+            tile_map.set_zoom(zoom)
+            await pilot.pause()
+        await pilot.press("right", "down", "f")
+        assert time.perf_counter() - start < 3.0
+    store.close()

@@ -1,0 +1,386 @@
+"""The eebatch dashboard: wiring only. A thread polls the session's store and posts coalesced
+snapshots; the panes show them; commands go to the store's command table, where the worker (in
+this process or another) picks them up. The UI never touches the network."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Container, Vertical
+from textual.events import Resize
+from textual.screen import Screen
+from textual.widgets import Footer
+from textual.worker import get_current_worker
+
+from core.store import Store, StoreError
+from tui.messages import CommandRequest, PollFailed, ShowUnit, SnapshotReady
+from tui.reader import Snapshot, StoreReader
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.details import DetailsScreen
+from tui.screens.help import HelpScreen
+from tui.widgets.drive_meter import DriveMeter
+from tui.widgets.event_log import EventLog
+from tui.widgets.header import HeaderState, StatusHeader
+from tui.widgets.tasks_pane import TasksPane, TaskTable
+from tui.widgets.tile_map import TileMap
+from tui.widgets.tiles_pane import TilesPane
+
+NARROW = 110  # below this many columns the panes stack and the Job form opens as a modal
+
+
+class RunningWorker(Protocol):
+    error: BaseException | None
+
+    def is_alive(self) -> bool: ...
+    def stop(self) -> None: ...
+
+
+class EEBatchApp(App[Path | None]):
+    """The dashboard on one session. `poll_interval=None` polls only when asked (tests,
+    screenshots): `poll_now()` reads the store on the event loop, deterministically."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "eebatch"
+    AUTO_FOCUS = "#map"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("p", "pause", "Pause"),
+        Binding("plus,equals_sign", "max_tasks(1)", "more tasks",
+                group=Binding.Group("Tasks", compact=True), key_display="+"),
+        Binding("minus", "max_tasks(-1)", "fewer tasks",
+                group=Binding.Group("Tasks", compact=True), key_display="-"),
+        Binding("e", "job", "Job"),
+        Binding("1", "focus_pane('#map')", "Tiles", show=False),
+        Binding("2", "focus_pane('#tasks')", "Tasks", show=False),
+        Binding("3", "focus_pane('#log')", "Log", show=False),
+        Binding("z", "maximize", "Maximise pane", show=False),
+        Binding("ctrl+r", "refresh_now", "Refresh now", show=False),
+        Binding("colon", "command_palette", "Commands", show=False),
+    ]
+
+    def __init__(self, session_path: Path | str, *, poll_interval: float | None = 0.5,
+                 worker: RunningWorker | None = None, mouse: bool = True) -> None:
+        super().__init__()
+        self.session_path = Path(session_path)
+        self.poll_interval = poll_interval
+        self.worker = worker
+        self.mouse = mouse
+        self.ui_store = Store(self.session_path)  # UI-thread reads (details); never writes
+        self.session_id = self.ui_store.id
+        self.header_state = HeaderState(session=self.ui_store.id)
+        self.settings: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+        self._sync_reader: StoreReader | None = None
+        self._applied = threading.Event()
+        self._wake = threading.Event()
+        self._command_lock = threading.Lock()
+        self._command_store: Store | None = None
+        self.polls = 0  # snapshots applied (tests wait on it)
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header")
+        with Container(id="main"):
+            yield TilesPane(id="tiles-pane")
+            with Vertical(id="drive-pane") as drive:
+                drive.border_title = "Drive"
+                yield DriveMeter(id="drive")
+            log = EventLog(id="log")
+            log.border_title = "Log"
+            yield log
+            yield TasksPane(id="tasks-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"eebatch · {self.session_id}"
+        self._narrow(self.size.width)
+        self._show_header()
+        if self.poll_interval is None:
+            self.call_after_refresh(self.poll_now)
+        else:
+            self._poll_loop()
+        if self.worker is not None:
+            self.set_interval(1.0, self._check_worker)
+
+    def on_resize(self, event: Resize) -> None:
+        self._narrow(event.size.width)
+
+    def _narrow(self, width: int) -> None:
+        self.screen.set_class(width < NARROW, "-narrow")
+
+
+    def on_unmount(self) -> None:
+        self._wake.set()
+        self._applied.set()
+        if self._sync_reader is not None:
+            self._sync_reader.close()
+        self.ui_store.close()
+
+    # -- reading the store ---------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False,
+          description="read the session store")
+    def _poll_loop(self) -> None:
+        worker = get_current_worker()
+        reader = StoreReader(self.session_path)
+        interval = self.poll_interval or 0.5
+        try:
+            while not worker.is_cancelled:
+                try:
+                    snapshot = reader.poll()
+                except sqlite3.Error as exc:  # e.g. a locked or vanished file: say so, go on
+                    self.post_message(PollFailed(str(exc)))
+                    worker.cancelled_event.wait(5.0)
+                    continue
+                if not snapshot.empty:
+                    self._applied.clear()
+                    self.post_message(SnapshotReady(snapshot))
+                    # Coalesce: read again only once the UI has applied this one.
+                    while not self._applied.wait(0.2) and not worker.is_cancelled:
+                        pass
+                self._wake.wait(interval)
+                self._wake.clear()
+        finally:
+            reader.close()
+
+    def poll_now(self, *, check_alive: bool = True) -> None:
+        """Read the store on the event loop and apply what changed (tests, screenshots)."""
+        if self._sync_reader is None:
+            self._sync_reader = StoreReader(self.session_path)
+        self.apply_snapshot(self._sync_reader.poll(check_alive=check_alive))
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        try:
+            self.apply_snapshot(message.snapshot)
+        finally:
+            self._applied.set()
+
+    def on_poll_failed(self, message: PollFailed) -> None:
+        self.notify(message.error, title="cannot read the session", severity="error",
+                    timeout=8)
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        tiles = self.query_one(TilesPane)
+        table = self.query_one(TaskTable)
+        with self.batch_update():
+            if snap.map_init is not None:
+                tiles.map.load(snap.map_init)
+            if snap.unit_changes:
+                tiles.map.apply_changes(snap.unit_changes)
+            if snap.counts is not None:
+                self.counts = snap.counts
+                tiles.set_counts(snap.counts)
+            if snap.tasks or snap.tasks_removed:
+                table.sync(snap.tasks, snap.tasks_removed)
+            if snap.events:
+                self.query_one(EventLog).add_events(snap.events)
+            if snap.settings is not None:
+                self._settings_changed(snap.settings)
+            if snap.worker_alive is not None and self.worker is None:
+                self.header_state.worker = "attached" if snap.worker_alive else "none"
+            if snap.commands_pending is not None:
+                self.header_state.commands_pending = snap.commands_pending
+            self._command_results(snap)
+            self._show_header()
+        self.polls += 1
+        self.refresh_bindings()
+
+    def _settings_changed(self, settings: dict[str, Any]) -> None:
+        old = self.settings
+        self.settings = settings
+        # The user's last +/-/p wins until the worker has applied it.
+        if settings.get("max_tasks") == self.header_state.max_tasks or (
+                old.get("max_tasks") != settings.get("max_tasks")):
+            self.header_state.max_tasks = None
+        if settings.get("paused") == self.header_state.paused or (
+                old.get("paused") != settings.get("paused")):
+            self.header_state.paused = None
+        self.header_state.settings = settings
+        budget = settings.get("drive_budget")
+        self.query_one(DriveMeter).update_status(settings.get("worker_status"),
+                                                 int(budget) if budget else None)
+
+    def _command_results(self, snap: Snapshot) -> None:
+        done = [c for c in snap.commands_done if c.state == "done"]
+        for c in snap.commands_done:
+            if c.state == "error":
+                what = f"{c.verb} {c.unit}" if c.unit else c.verb
+                self.notify(c.result or "failed", title=f"{what}: not done", severity="error",
+                            timeout=10)
+        if len(done) > 3:
+            self.notify(f"{len(done)} commands done", timeout=3)
+        else:
+            for c in done:
+                what = f"{c.verb} {c.unit}" if c.unit else c.verb
+                self.notify(c.result or "done", title=what, timeout=3)
+
+    def _show_header(self) -> None:
+        self.header_state.counts = self.counts
+        if self.worker is not None:
+            self.header_state.worker = self._worker_state()
+        self.query_one(StatusHeader).show(self.header_state)
+
+    def _worker_state(self) -> str:
+        assert self.worker is not None
+        if self.worker.error is not None:
+            return "error"
+        return "here" if self.worker.is_alive() else "stopped"
+
+    def _check_worker(self) -> None:
+        state = self._worker_state()
+        if state != self.header_state.worker:
+            self.header_state.worker = state
+            if state == "error":
+                self.notify(str(self.worker.error if self.worker else ""), severity="error",
+                            title="the worker stopped", timeout=30)
+            self._show_header()
+
+    def action_refresh_now(self) -> None:
+        if self.poll_interval is None:
+            self.poll_now()
+        else:
+            self._wake.set()
+
+    # -- commands ------------------------------------------------------------------------------
+
+    @on(CommandRequest)
+    def _command_request(self, request: CommandRequest) -> None:
+        if not request.confirm:
+            self.send_command(request.verb, request.units, request.arg)
+            return
+        units = request.units
+        what = units[0] if len(units) == 1 else f"{len(units)} tasks"
+        detail = "" if len(units) == 1 else ", ".join(units[:20]) + (
+            f" and {len(units) - 20} more" if len(units) > 20 else "")
+        detail = (detail + "\n" if detail else "") + (
+            "The EE task is cancelled and the unit is not retried until you press r.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.send_command(request.verb, units, request.arg)
+                self.query_one(TaskTable).clear_marks()
+
+        self.push_screen(ConfirmScreen(f"{request.verb.capitalize()} {what}?", detail,
+                                       yes=request.verb.capitalize()), answered)
+
+    def send_command(self, verb: str, units: Iterable[str] = (), arg: Any = None) -> None:
+        self._post_commands(verb, list(units), arg)
+
+    @work(thread=True, group="commands", exit_on_error=False, description="post commands")
+    def _post_commands(self, verb: str, units: list[str], arg: Any) -> None:
+        """Insert into the command table off the event loop (a write may wait for the
+        worker's transaction). Bad commands are refused by the store with a reason."""
+        errors: list[str] = []
+        sent = 0
+        with self._command_lock:
+            if self._command_store is None:
+                self._command_store = Store(self.session_path)
+            store = self._command_store
+            for unit in units or [None]:
+                try:
+                    store.post_command(verb, unit, arg)
+                    sent += 1
+                except StoreError as exc:
+                    errors.append(str(exc))
+                except sqlite3.Error as exc:
+                    errors.append(f"the store refused the command: {exc}")
+        if errors:
+            self.notify("\n".join(errors[:5]) + (f"\n… {len(errors) - 5} more"
+                                                  if len(errors) > 5 else ""),
+                        title=f"{verb}: not sent", severity="error", timeout=10)
+        if sent and self.header_state.worker in ("none", "stopped", "error"):
+            self.notify("no worker runs on this session: the command waits until one starts "
+                        f"(eebatch run {self.session_id})", severity="warning", timeout=8)
+        self._wake.set()
+
+    def action_pause(self) -> None:
+        paused = self.header_state.paused
+        if paused is None:
+            paused = bool(self.settings.get("paused"))
+        self.header_state.paused = not paused
+        self.send_command("resume" if paused else "pause")
+        self._show_header()
+
+    def action_max_tasks(self, delta: int) -> None:
+        current = self.header_state.max_tasks or int(self.settings.get("max_tasks") or 1)
+        wanted = min(3000, max(1, current + delta))
+        if wanted == current:
+            return
+        self.header_state.max_tasks = wanted
+        self.send_command("set", arg={"key": "max_tasks", "value": wanted})
+        self._show_header()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "max_tasks":
+            current = self.header_state.max_tasks or int(self.settings.get("max_tasks") or 1)
+            delta = int(parameters[0])  # type: ignore[call-overload]
+            return True if 1 <= current + delta <= 3000 else None
+        return True
+
+    # -- details, panes, help ------------------------------------------------------------------
+
+    @on(TileMap.Selected)
+    def _tile_selected(self, event: TileMap.Selected) -> None:
+        model = self.query_one(TileMap).model
+        if model is None:
+            return
+        tile = model.tile_ids[event.tile]
+        self.push_screen(DetailsScreen(f"Tile {tile}", self.ui_store.conn, tile=tile))
+
+    @on(ShowUnit)
+    def _show_unit(self, event: ShowUnit) -> None:
+        if event.unit is not None:
+            self.push_screen(DetailsScreen(f"Unit {event.unit}", self.ui_store.conn,
+                                           unit=event.unit))
+
+    def action_focus_pane(self, selector: str) -> None:
+        self.screen.minimize()
+        self.query_one(selector).focus()
+
+    def action_maximize(self) -> None:
+        if self.screen.maximized is not None:
+            self.screen.minimize()
+        else:
+            self.screen.action_maximize()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_job(self) -> None:
+        self.notify("the Job form is not available yet", severity="warning")
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Pause or resume", "Stop or restart submitting new tasks",
+                            self.action_pause)
+        yield SystemCommand("More tasks at once", "max_tasks + 1",
+                            lambda: self.action_max_tasks(1))
+        yield SystemCommand("Fewer tasks at once", "max_tasks - 1",
+                            lambda: self.action_max_tasks(-1))
+        yield SystemCommand("Next failed tile", "Move the map's cursor to the next failed tile",
+                            lambda: self.query_one(TileMap).action_next_failed(1))
+        yield SystemCommand("Fit the map", "Zoom so that every tile shows",
+                            lambda: self.query_one(TileMap).action_fit())
+        yield SystemCommand("Filter tasks", "Show only tasks matching a text",
+                            lambda: self.query_one(TasksPane).open_filter())
+        yield SystemCommand("Retry every failed task", "Post a retry for each failed unit",
+                            self._retry_all_failed)
+        yield SystemCommand("Refresh now", "Read the session store now", self.action_refresh_now)
+
+    def _retry_all_failed(self) -> None:
+        table = self.query_one(TaskTable)
+        units = [u for u, t in table.tasks.items() if t.state == "failed"]
+        if units:
+            self.send_command("retry", units)
+        else:
+            self.notify("no failed task", timeout=3)
+

@@ -1,0 +1,324 @@
+"""Reads a session store for the dashboard, only what changed since the last poll.
+
+Runs in a thread of the app (or on the event loop in tests, for determinism). Read-only SELECTs
+on its own connection: in WAL mode readers never wait for the worker's writes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.store import Store
+from tui.widgets.common import CODE, FINISHED, SPLIT_CODE
+
+# A unit row's `updated` is taken before its transaction commits, so a poll can see a later
+# row before an earlier one: re-read this many seconds back and drop what was already sent.
+OVERLAP = 5.0
+FINISHED_KEPT = 500  # finished tasks kept in the Tasks table (all others are always there)
+EVENTS_FIRST = 1000
+EVENTS_PER_POLL = 2000
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """The latest attempt of a unit, joined with the unit's own state."""
+
+    unit: str
+    state: str  # the unit's state (pending … done); the EE task state is ee_state
+    ee_state: str
+    progress: float
+    runtime: float | None  # seconds from started to the attempt's last update
+    eecu: float | None
+    attempt: int
+    error: str
+    updated: float
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    ts: float
+    level: str
+    unit: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class CommandRow:
+    id: int
+    verb: str
+    unit: str | None
+    state: str  # done / error
+    result: str
+
+
+@dataclass
+class MapInit:
+    """The tile index, sent once: tile i sits at (rows[i], cols[i]); units are tile x period."""
+
+    tile_ids: list[str]
+    rows: np.ndarray
+    cols: np.ndarray
+    periods: list[str]
+    base: np.ndarray  # (tiles, periods) state codes of the depth-0 units
+
+
+@dataclass
+class Snapshot:
+    first: bool = False
+    map_init: MapInit | None = None
+    # (tile index, period index, quadrant path, code); path () is the depth-0 unit itself
+    unit_changes: list[tuple[int, int, tuple[int, ...], int]] = field(default_factory=list)
+    counts: dict[str, int] | None = None
+    tasks: list[TaskRow] = field(default_factory=list)  # new or changed rows
+    tasks_removed: list[str] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    settings: dict[str, Any] | None = None
+    worker_alive: bool | None = None
+    commands_done: list[CommandRow] = field(default_factory=list)
+    commands_pending: int | None = None  # set when it changed
+
+    @property
+    def empty(self) -> bool:
+        return not (self.first or self.unit_changes or self.counts is not None or self.tasks
+                    or self.tasks_removed or self.events or self.settings is not None
+                    or self.worker_alive is not None or self.commands_done
+                    or self.commands_pending is not None)
+
+
+def quadrant_path(unit_id: str, depth: int) -> tuple[int, ...]:
+    """A child's id is its parent's + '.q' (q = 0..3 = NW, NE, SW, SE), once per depth."""
+    if depth <= 0:
+        return ()
+    return tuple(int(q) for q in unit_id.rsplit(".", depth)[1:])
+
+
+class StoreReader:
+    """Keeps cursors (last `updated`, last event id) and a small model of the tasks, and turns
+    each poll into a Snapshot of what changed."""
+
+    def __init__(self, path: Path, alive_every: float = 5.0) -> None:
+        self.path = Path(path)
+        self.store = Store(self.path)
+        self.conn = self.store.conn
+        self.alive_every = alive_every
+        self.first = True
+        self.units_cursor = 0.0
+        self.attempts_cursor = 0.0
+        self.sent_units: dict[str, float] = {}  # id -> updated, rows inside the overlap
+        self.sent_attempts: dict[tuple[str, int], float] = {}
+        self.event_cursor = 0
+        self.tile_index: dict[tuple[int, int], int] = {}
+        self.period_index: dict[str, int] = {}
+        self.tasks: dict[str, TaskRow] = {}
+        self.unit_state: dict[str, tuple[str, str]] = {}  # units with tasks: (state, error)
+        self.visible: dict[str, TaskRow] = {}  # what the table was sent
+        self.settings_json = ""
+        self.alive_checked = -1e18
+        self.commands_cursor: int | None = None
+        self.commands_waiting: set[int] = set()
+        self.commands_pending = 0
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- one poll ------------------------------------------------------------------------------
+
+    def poll(self, *, check_alive: bool = False) -> Snapshot:
+        snap = Snapshot(first=self.first)
+        self.conn.execute("BEGIN")  # one consistent picture across the tables
+        try:
+            changed_units = self._units(snap)
+            changed_attempts = self._attempts()
+            if changed_units or self.first:
+                snap.counts = self.store.counts()
+            self._tasks(snap, changed_units, changed_attempts)
+            self._events(snap)
+            self._settings(snap)
+            self._commands(snap)
+        finally:
+            self.conn.execute("COMMIT")
+        now = time.monotonic()
+        if check_alive or now - self.alive_checked >= self.alive_every:
+            self.alive_checked = now
+            snap.worker_alive = self.store.worker_alive()
+        self.first = False
+        return snap
+
+    def _units(self, snap: Snapshot) -> dict[str, sqlite3.Row]:
+        since = self.units_cursor - OVERLAP if not self.first else -1.0
+        rows = self.conn.execute(
+            "SELECT id, tile, row, col, depth, period, state, error, updated FROM units"
+            " WHERE updated > ? ORDER BY rowid", (since,)).fetchall()
+        fresh = [r for r in rows if self.sent_units.get(r["id"]) != r["updated"]]
+        if self.first:
+            self._map_init(snap, fresh)
+        else:
+            for r in fresh:
+                change = self._map_change(r)
+                if change is not None:
+                    snap.unit_changes.append(change)
+        if rows:
+            self.units_cursor = max(self.units_cursor, max(r["updated"] for r in rows))
+        for r in fresh:
+            self.sent_units[r["id"]] = r["updated"]
+        horizon = self.units_cursor - OVERLAP
+        if len(self.sent_units) > 1000 or self.first:
+            self.sent_units = {k: v for k, v in self.sent_units.items() if v > horizon}
+        return {r["id"]: r for r in fresh}
+
+    def _map_init(self, snap: Snapshot, rows: list[sqlite3.Row]) -> None:
+        tiles: dict[tuple[int, int], str] = {}
+        periods: set[str] = set()
+        for r in rows:
+            if r["depth"] == 0:
+                tiles.setdefault((r["row"], r["col"]), r["tile"])
+                periods.add(r["period"])
+        keys = sorted(tiles)
+        self.tile_index = {k: i for i, k in enumerate(keys)}
+        self.period_index = {p: i for i, p in enumerate(sorted(periods))}
+        base = np.full((len(keys), len(self.period_index)), CODE["pending"], dtype=np.uint8)
+        for r in rows:
+            change = self._map_change(r)
+            if change is None:
+                continue
+            i, p, path, code = change
+            if path:
+                snap.unit_changes.append(change)
+            else:
+                base[i, p] = code
+        snap.map_init = MapInit(
+            [tiles[k] for k in keys], np.array([k[0] for k in keys], dtype=np.int64),
+            np.array([k[1] for k in keys], dtype=np.int64), sorted(self.period_index), base)
+
+    def _map_change(self, r: sqlite3.Row) -> tuple[int, int, tuple[int, ...], int] | None:
+        i = self.tile_index.get((r["row"], r["col"]))
+        p = self.period_index.get(r["period"])
+        if i is None or p is None:
+            return None  # a unit outside the planned grid: nothing to draw it on
+        code = SPLIT_CODE if r["state"] == "split" else CODE.get(r["state"], CODE["pending"])
+        return i, p, quadrant_path(r["id"], r["depth"]), code
+
+    def _attempts(self) -> list[sqlite3.Row]:
+        since = self.attempts_cursor - OVERLAP if not self.first else -1.0
+        rows = self.conn.execute(
+            "SELECT unit, n, state, progress, eecu_seconds, error, started, updated"
+            " FROM attempts WHERE updated > ? ORDER BY id", (since,)).fetchall()
+        fresh = [r for r in rows
+                 if self.sent_attempts.get((r["unit"], r["n"])) != r["updated"]]
+        if rows:
+            self.attempts_cursor = max(self.attempts_cursor, max(r["updated"] for r in rows))
+        for r in fresh:
+            self.sent_attempts[(r["unit"], r["n"])] = r["updated"]
+        horizon = self.attempts_cursor - OVERLAP
+        if len(self.sent_attempts) > 1000 or self.first:
+            self.sent_attempts = {k: v for k, v in self.sent_attempts.items() if v > horizon}
+        return fresh
+
+    def _tasks(self, snap: Snapshot, units: dict[str, sqlite3.Row],
+               attempts: list[sqlite3.Row]) -> None:
+        touched: set[str] = set()
+        latest: dict[str, sqlite3.Row] = {}
+        for a in attempts:
+            old = latest.get(a["unit"])
+            if old is None or a["n"] >= old["n"]:
+                latest[a["unit"]] = a
+        missing = [u for u in latest if u not in units and u not in self.unit_state]
+        for chunk in range(0, len(missing), 500):
+            part = missing[chunk:chunk + 500]
+            marks = ",".join("?" * len(part))
+            for r in self.conn.execute(
+                    f"SELECT id, state, error FROM units WHERE id IN ({marks})", part):
+                self.unit_state[r["id"]] = (r["state"], r["error"] or "")
+        for uid, r in units.items():
+            if uid in self.tasks or uid in latest:
+                self.unit_state[uid] = (r["state"], r["error"] or "")
+                touched.add(uid)
+        for uid, a in latest.items():
+            old = self.tasks.get(uid)
+            if old is not None and a["n"] < old.attempt:
+                continue
+            state, unit_error = self.unit_state.get(uid, ("pending", ""))
+            runtime = a["updated"] - a["started"] if a["started"] else None
+            self.tasks[uid] = TaskRow(uid, state, a["state"], float(a["progress"] or 0.0),
+                                      runtime, a["eecu_seconds"], a["n"],
+                                      a["error"] or unit_error, a["updated"])
+            touched.add(uid)
+        for uid in touched - latest.keys():
+            old = self.tasks.get(uid)
+            if old is None:
+                continue
+            state, unit_error = self.unit_state[uid]
+            self.tasks[uid] = TaskRow(old.unit, state, old.ee_state, old.progress, old.runtime,
+                                      old.eecu, old.attempt, old.error or unit_error,
+                                      max(old.updated, units[uid]["updated"]))
+        if not touched and not self.first:
+            return
+        self._visible(snap)
+
+    def _visible(self, snap: Snapshot) -> None:
+        """Every task that is not finished, and the most recent finished ones: the table stays
+        small however long the session runs."""
+        finished = [t for t in self.tasks.values() if t.state in FINISHED]
+        kept = heapq.nlargest(FINISHED_KEPT, finished, key=lambda t: t.updated)
+        want = {t.unit: t for t in self.tasks.values() if t.state not in FINISHED}
+        want.update((t.unit, t) for t in kept)
+        for uid in self.visible.keys() - want.keys():
+            snap.tasks_removed.append(uid)
+        for uid, row in want.items():
+            if self.visible.get(uid) != row:
+                snap.tasks.append(row)
+        self.visible = want
+
+    def _events(self, snap: Snapshot) -> None:
+        if self.first:
+            rows = self.conn.execute(
+                "SELECT * FROM (SELECT id, ts, level, unit, message FROM events"
+                " ORDER BY id DESC LIMIT ?) ORDER BY id", (EVENTS_FIRST,)).fetchall()
+        else:
+            rows = self.conn.execute(
+                "SELECT id, ts, level, unit, message FROM events WHERE id > ? ORDER BY id"
+                " LIMIT ?", (self.event_cursor, EVENTS_PER_POLL)).fetchall()
+        if rows:
+            self.event_cursor = rows[-1]["id"]
+        snap.events = [EventRow(r["id"], r["ts"], r["level"], r["unit"], r["message"])
+                       for r in rows]
+
+    def _settings(self, snap: Snapshot) -> None:
+        rows = self.conn.execute("SELECT key, value FROM settings ORDER BY key").fetchall()
+        text = json.dumps([tuple(r) for r in rows])
+        if text != self.settings_json:
+            self.settings_json = text
+            snap.settings = {r["key"]: json.loads(r["value"]) for r in rows}
+
+    def _commands(self, snap: Snapshot) -> None:
+        """Results of commands posted since the app opened (from here or from the CLI), and of
+        any still waiting from before."""
+        if self.commands_cursor is None:
+            self.commands_cursor = int(self.conn.execute(
+                "SELECT COALESCE(MAX(id), 0) FROM commands").fetchone()[0])
+            self.commands_waiting = {r[0] for r in self.conn.execute(
+                "SELECT id FROM commands WHERE state = 'pending'")}
+        ids = sorted(self.commands_waiting)
+        rows = self.conn.execute(
+            "SELECT id, verb, unit, state, result FROM commands WHERE id > ? OR id IN ("
+            + ",".join("?" * len(ids)) + ") ORDER BY id", (self.commands_cursor, *ids)).fetchall()
+        for r in rows:
+            self.commands_cursor = max(self.commands_cursor, r["id"])
+            if r["state"] == "pending":
+                self.commands_waiting.add(r["id"])
+                continue
+            self.commands_waiting.discard(r["id"])
+            snap.commands_done.append(CommandRow(r["id"], r["verb"], r["unit"], r["state"],
+                                                 r["result"] or ""))
+        if len(self.commands_waiting) != self.commands_pending or self.first:
+            self.commands_pending = len(self.commands_waiting)
+            snap.commands_pending = self.commands_pending

@@ -1,0 +1,157 @@
+"""Details of a tile or a unit: its periods, attempts (EE tasks), errors and files.
+
+Read with a few indexed SELECTs on the UI's own connection when the screen opens (WAL readers
+never wait for the worker)."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from typing import ClassVar
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from tui.messages import CommandRequest
+from tui.widgets.common import CANCELLABLE, GLYPH, RETRYABLE, clock, duration, size, stamp
+
+
+def tile_units(conn: sqlite3.Connection, tile: str) -> list[sqlite3.Row]:
+    """All units of a tile (every period, split children included), by primary-key ranges:
+    ids are TILE, TILE.q…, or TILE_PERIOD, TILE_PERIOD.q…"""
+    return conn.execute(
+        "SELECT * FROM units WHERE id = ? OR (id > ? AND id < ?) OR (id > ? AND id < ?)"
+        " ORDER BY id", (tile, tile + ".", tile + "/", tile + "_", tile + "`")).fetchall()
+
+
+def unit_rows(conn: sqlite3.Connection, ids: list[str]) -> list[sqlite3.Row]:
+    marks = ",".join("?" * len(ids))
+    return conn.execute(f"SELECT * FROM units WHERE id IN ({marks}) ORDER BY id", ids).fetchall()
+
+
+def _by_unit(conn: sqlite3.Connection, table: str, ids: list[str],
+             order: str) -> dict[str, list[sqlite3.Row]]:
+    out: dict[str, list[sqlite3.Row]] = {}
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        marks = ",".join("?" * len(part))
+        for r in conn.execute(f"SELECT * FROM {table} WHERE unit IN ({marks}) ORDER BY {order}",
+                              part):
+            out.setdefault(r["unit"], []).append(r)
+    return out
+
+
+def render_units(conn: sqlite3.Connection, units: list[sqlite3.Row]) -> Group:
+    ids = [u["id"] for u in units]
+    attempts = _by_unit(conn, "attempts", ids, "n")
+    files = _by_unit(conn, "files", ids, "id")
+    parts: list[Text | Table] = []
+    for u in units:
+        head = Text()
+        head.append(f"{GLYPH.get(u['state'], '?')} ", "bold")
+        head.append(u["id"], "bold")
+        head.append(f"  {u['state']}")
+        if u["start"]:
+            head.append(f"  {u['start']} → {u['end']}", "dim")
+        head.append(f"  ~{size(u['est_bytes'])}", "dim")
+        if u["depth"]:
+            head.append(f"  split child (depth {u['depth']}, of {u['parent']})", "dim")
+        parts.append(head)
+        if u["error"]:
+            parts.append(Text(f"  error: {u['error']}", "red"))
+        if u["state"] == "backoff" and u["not_before"]:
+            parts.append(Text(f"  retry not before {clock(u['not_before'])}", "dim"))
+        tries = attempts.get(u["id"], [])
+        if tries:
+            table = Table(box=None, show_header=True, header_style="dim", padding=(0, 1),
+                          pad_edge=False)
+            for name in ("try", "EE state", "progress", "started", "runtime", "EECU-s"):
+                table.add_column(name, no_wrap=True)
+            for a in tries:
+                runtime = a["updated"] - a["started"] if a["started"] else None
+                table.add_row(str(a["n"]), a["state"], f"{100 * (a['progress'] or 0):.0f}%",
+                              stamp(a["started"]) if a["started"] else "—", duration(runtime),
+                              f"{a['eecu_seconds']:,.0f}" if a["eecu_seconds"] else "—")
+            parts.append(table)
+            for a in tries:
+                if a["error"] and a["error"] != u["error"]:
+                    parts.append(Text(f"  try {a['n']}: {a['error']}", "red"))
+        elif u["state"] == "pending":
+            parts.append(Text("  not submitted yet", "dim"))
+        for f in files.get(u["id"], []):
+            where = f["local_path"] or "(not downloaded)"
+            parts.append(Text(f"  file {f['title']}  {size(f['size'])}  {f['state']}  {where}",
+                              "dim" if f["state"] == "deleted" else ""))
+        parts.append(Text(""))
+    if not units:
+        parts.append(Text("no units"))
+    return Group(*parts)
+
+
+class DetailsScreen(ModalScreen[None]):
+    """A tile's or a unit's details; x cancels and r retries what applies."""
+
+    DEFAULT_CSS = """
+    DetailsScreen { align: center middle; }
+    DetailsScreen > Vertical { width: 90%; max-width: 140; height: 85%; border: round $accent;
+        background: $surface; padding: 0 1; }
+    DetailsScreen #hint { dock: bottom; height: 1; color: $text-muted; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,enter", "dismiss", "Close"),
+        Binding("x", "command('cancel')", "Cancel"),
+        Binding("r", "command('retry')", "Retry"),
+    ]
+
+    def __init__(self, title: str, conn: sqlite3.Connection, *, tile: str | None = None,
+                 unit: str | None = None) -> None:
+        super().__init__()
+        self.title_text = title
+        self.conn = conn
+        self.tile = tile
+        self.unit = unit
+        self.units: list[sqlite3.Row] = []
+        self.plain = ""
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = self.title_text
+            yield Static("x cancel · r retry (what applies) · esc close", id="hint")
+            with VerticalScroll():
+                yield Static(id="body")
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        if self.tile is not None:
+            self.units = tile_units(self.conn, self.tile)
+        elif self.unit is not None:
+            self.units = unit_rows(self.conn, [self.unit])
+        body = render_units(self.conn, self.units)
+        self.query_one("#body", Static).update(body)
+        console = Console(width=120, file=io.StringIO(), record=True, color_system=None)
+        console.print(body)
+        self.plain = console.export_text()  # what the screen says, as text (tests, copying)
+        self.refresh_bindings()
+
+    def _targets(self, verb: str) -> list[str]:
+        allowed = CANCELLABLE if verb == "cancel" else RETRYABLE
+        return [u["id"] for u in self.units if u["state"] in allowed]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "command":
+            return True if self._targets(str(parameters[0])) else None
+        return True
+
+    def action_command(self, verb: str) -> None:
+        units = self._targets(verb)
+        if units:
+            self.dismiss()
+            self.app.post_message(CommandRequest(verb, units, confirm=verb == "cancel"))

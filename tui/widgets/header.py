@@ -1,0 +1,95 @@
+"""The header line: session, progress, throughput, ETA, task slots and who runs the worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.widgets.common import duration
+
+
+@dataclass
+class HeaderState:
+    session: str = ""
+    counts: dict[str, int] | None = None
+    settings: dict[str, Any] | None = None
+    worker: str = "unknown"  # here / attached / none / stopped / error
+    commands_pending: int = 0
+    max_tasks: int | None = None  # what the user asked for (may not be applied yet)
+    paused: bool | None = None
+
+
+WORKER_LABEL = {
+    "here": ("● worker", "header--ok"),
+    "attached": ("● worker elsewhere", "header--ok"),
+    "none": ("○ no worker", "header--warn"),
+    "stopped": ("○ worker stopped", "header--warn"),
+    "error": ("✗ worker failed", "header--bad"),
+    "unknown": ("… worker", "header--dim"),
+}
+
+
+class StatusHeader(Static):
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "header--ok", "header--warn", "header--bad", "header--dim", "header--name",
+        "header--bar", "header--paused"}
+    DEFAULT_CSS = """
+    StatusHeader { dock: top; height: 1; background: $panel; color: $foreground;
+                   padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    StatusHeader > .header--name { text-style: bold; color: $accent; }
+    StatusHeader > .header--bar { color: $success; }
+    StatusHeader > .header--ok { color: $success; }
+    StatusHeader > .header--warn { color: $warning; }
+    StatusHeader > .header--bad { color: $error; text-style: bold; }
+    StatusHeader > .header--dim { color: $text-muted; }
+    StatusHeader > .header--paused { color: $warning; text-style: bold reverse; }
+    """
+
+    def show(self, state: HeaderState) -> None:
+        self.update(self.compose_text(state))
+
+    def _s(self, name: str):  # type: ignore[no-untyped-def]
+        return self.get_component_rich_style(name, partial=True)
+
+    def compose_text(self, st: HeaderState) -> Text:
+        counts = st.counts or {}
+        settings = st.settings or {}
+        status = settings.get("worker_status") or {}
+        total = sum(n for s, n in counts.items() if s != "split")
+        done = counts.get("done", 0)
+        active = sum(counts.get(s, 0) for s in ("submitting", "queued", "running"))
+        text = Text()
+        text.append(st.session, self._s("header--name"))
+        label, style = WORKER_LABEL.get(st.worker, WORKER_LABEL["unknown"])
+        text.append("  ")
+        text.append(label, self._s(style))
+        pct = 100 * done / total if total else 0.0
+        text.append("  ")
+        if self.size.width >= 100:
+            filled = round(pct / 10)
+            text.append("█" * filled, self._s("header--bar"))
+            text.append("░" * (10 - filled) + " ", self._s("header--dim"))
+        text.append(f"{done:,}/{total:,} {pct:.0f}%")
+        failed = counts.get("failed", 0)
+        if failed:
+            text.append(f"  ✗ {failed:,} failed", self._s("header--bad"))
+        rate = status.get("units_per_hour")
+        eta = status.get("eta_seconds")
+        if status:
+            text.append(f"  {rate:,.1f}/h" if rate else "  —/h", self._s("header--dim"))
+            if done == total and total:
+                text.append("  finished", self._s("header--ok"))
+            else:
+                text.append(f"  ETA {duration(eta)}" if eta is not None else "  ETA —")
+        max_tasks = st.max_tasks if st.max_tasks is not None else settings.get("max_tasks")
+        text.append(f"  tasks {active}/{max_tasks}")
+        paused = st.paused if st.paused is not None else settings.get("paused")
+        if paused:
+            text.append("  ")
+            text.append(" PAUSED ", self._s("header--paused"))
+        if st.commands_pending:
+            text.append(f"  {st.commands_pending} cmd waiting", self._s("header--warn"))
+        return text
