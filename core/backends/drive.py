@@ -61,7 +61,7 @@ class Drive:
         self._drive = drive  # a pydrive2 GoogleDrive
         self._retrying = Retrying(
             stop=stop_after_attempt(retries), reraise=True,
-            wait=wait_exponential_jitter(initial=0.2, max=5),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5, jitter=0.2),
             retry=retry_if_exception(_transient))
 
     @classmethod

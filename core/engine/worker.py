@@ -94,6 +94,7 @@ class Worker:
         self.deletes: dict[int, Future[Any]] = {}  # file row id -> delete future
         self.missing_polls: dict[str, int] = {}
         self.quota = Quota(0, None, 0)
+        self.used_other = 0
         self.project_pending = 0
         self.folder_ids: list[str] = []
         self.next_poll = 0.0
@@ -262,6 +263,10 @@ class Worker:
         if self.drive is not None:
             try:
                 self.quota = self.drive.quota()
+                # Drive bytes that are not ours (the user's own files, other jobs): the quota
+                # minus what we know we have there now.
+                self.used_other = max(0, self.quota.used - self._our_files_in_drive())
+                self._learn_ratio()
             except Exception as exc:
                 self._event(f"reading the Drive quota failed: {classify_exception(exc)[1]}",
                             "warning")
@@ -414,7 +419,7 @@ class Worker:
             self.next_poll = min(self.next_poll, time.time() + self.limits.poll_seconds)
 
     def _fits(self, need: int, expected: int, budget: int) -> bool:
-        used = self.quota.used
+        used = self.used_other
         limit = budget if self.quota.total is None else min(budget, self.quota.total)
         if used + expected + need <= limit:
             return True
@@ -422,13 +427,19 @@ class Worker:
         # the Drive itself can hold it, or the job would wait forever.
         return expected == 0 and (self.quota.total is None or used + need <= self.quota.total)
 
+    def _our_files_in_drive(self) -> int:
+        return int(self.store.conn.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM files WHERE state IN"
+            " ('listed', 'downloading', 'verified')").fetchone()[0])
+
     def _expected_drive_bytes(self) -> int:
-        """Bytes that will land in Drive from exports not yet finished (files already there
-        are in the quota's `used`)."""
-        total = self.store.conn.execute(
-            "SELECT COALESCE(SUM(est_bytes), 0) FROM units WHERE state IN (?, ?, ?)",
-            IN_EE).fetchone()[0]
-        return int(total * self.ratio)
+        """Drive bytes this job holds or will soon hold: files listed and not yet deleted, and
+        estimates for exports still running or exported but not yet listed."""
+        estimated = self.store.conn.execute(
+            "SELECT COALESCE(SUM(est_bytes), 0) FROM units WHERE state IN (?, ?, ?) OR"
+            " (state = ? AND id NOT IN (SELECT unit FROM files WHERE state != 'deleted'))",
+            (*IN_EE, EXPORTED)).fetchone()[0]
+        return int(estimated * self.ratio) + self._our_files_in_drive()
 
     def _send(self, row: Any) -> bool:
         """Write the attempt (with its requestId) first, then send. Returns True if sent."""
@@ -549,6 +560,7 @@ class Worker:
                          f.md5, time.time()))
                 self.store.log(f"{len(mine)} file(s) in Drive, "
                                f"{sum(f.size for f in mine):,} bytes", "info", row["id"])
+        self._learn_ratio()
 
     def _is_output_of(self, unit: str, title: str) -> bool:
         prefix = self.spec.export.prefix.format(job=self.spec.name, unit=unit)
@@ -643,7 +655,6 @@ class Worker:
                                                (row["unit"],)).fetchone()[0]
                 self.store.log(f"done: {size:,} bytes verified", "info", row["unit"])
                 self.finished.append(time.time())
-        self._learn_ratio()
 
     def _remove_outputs(self, unit: str) -> None:
         """A cancelled unit's files leave Drive; only files eebatch's prefix names are
@@ -672,11 +683,11 @@ class Worker:
     # -- helpers -------------------------------------------------------------------------------
 
     def _learn_ratio(self) -> None:
+        # Every unit whose files have been listed counts: sizes are known before download.
         actual, estimated = self.store.conn.execute(
-            "SELECT (SELECT COALESCE(SUM(f.size), 0) FROM files f JOIN units u ON u.id = f.unit"
-            "        WHERE u.state = :done),"
-            "       (SELECT COALESCE(SUM(est_bytes), 0) FROM units WHERE state = :done"
-            "        AND id IN (SELECT unit FROM files))", {"done": DONE}).fetchone()
+            "SELECT (SELECT COALESCE(SUM(size), 0) FROM files),"
+            "       (SELECT COALESCE(SUM(est_bytes), 0) FROM units"
+            "        WHERE id IN (SELECT unit FROM files))").fetchone()
         if actual and estimated:
             self.ratio = max(actual / estimated, 0.01)
 

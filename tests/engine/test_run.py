@@ -1,0 +1,107 @@
+"""A whole job to done over HTTP; splits; failures; the API economy of monitoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tifffile
+
+from core.emulator.app import Emulator
+from core.engine.runner import run_session
+from tests.engine.conftest import (
+    admin,
+    assert_all_done_and_verified,
+    emulator_with,
+    make_session,
+)
+
+
+def test_whole_job_to_done(tmp_path: Path, emulator: Emulator) -> None:
+    store = make_session(tmp_path, emulator.url)
+    summary = run_session(store.path)
+    assert summary.ok and summary.counts == {"done": 8}
+    assert_all_done_and_verified(store, emulator.url)
+    first = store.conn.execute("SELECT local_path FROM files ORDER BY id").fetchone()[0]
+    with tifffile.TiffFile(first) as tif:
+        assert tif.pages[0].shape[-1] == 3 or tif.pages[0].shape[0] == 3 or len(
+            tif.pages[0].shape) == 3
+    # Every attempt was recorded with its requestId before it was sent: one per unit.
+    attempts = store.conn.execute("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM attempts"
+                                  ).fetchone()
+    assert tuple(attempts) == (8, 8)
+
+
+def test_monitoring_is_one_list_per_poll_not_per_task(tmp_path: Path,
+                                                      emulator: Emulator) -> None:
+    store = make_session(tmp_path, emulator.url, bbox="[0, 0, 4, 2]")  # 32 units
+    assert run_session(store.path).ok
+    requests = admin(emulator.url, "/_emulator/state")["requests"]
+    assert requests.get("GET ee operations.get", 0) == 0  # no per-task status calls
+    assert requests["POST ee image.export"] == 32  # no export sent twice without cause
+    assert requests["DELETE drive files.delete"] == 32
+
+
+def test_memory_failure_splits_the_tile_into_four(tmp_path: Path) -> None:
+    # 0.5° tiles at 2 km hold about 770 pixels; the limit lets only quarter tiles through.
+    with emulator_with(memory_limit_pixels=400) as emu:
+        store = make_session(tmp_path, emu.url, bbox="[0, 0, 1, 0.5]", split_depth=1)
+        summary = run_session(store.path)
+        assert summary.ok, summary.failed
+        units = {r["id"]: r for r in store.units()}
+        assert {u["state"] for u in units.values()} == {"split", "done"}
+        children = [u for u in units.values() if u["parent"]]
+        assert len(children) == 8 and all(u["depth"] == 1 for u in children)
+        parent = units[children[0]["parent"]]
+        assert "User memory limit exceeded" in parent["error"]
+        quads = sorted((u["west"], u["south"]) for u in children if u["parent"] == parent["id"])
+        assert quads[0] == (parent["west"], parent["south"])
+        assert_all_done_and_verified(store, emu.url)
+
+
+def test_split_stops_at_split_depth_and_fails_with_the_message(tmp_path: Path) -> None:
+    with emulator_with(memory_limit_pixels=10) as emu:
+        store = make_session(tmp_path, emu.url, bbox="[0, 0, 0.5, 0.5]", split_depth=1)
+        summary = run_session(store.path)
+        assert not summary.ok
+        assert len(summary.failed) == 4
+        assert all("User memory limit exceeded" in e and "split_depth = 1" in e
+                   for _, e in summary.failed)
+
+
+def test_internal_errors_are_retried_until_max_attempts(tmp_path: Path) -> None:
+    with emulator_with(internal_error_rate=1.0) as emu:
+        store = make_session(tmp_path, emu.url, bbox="[0, 0, 0.5, 0.5]", max_attempts=2)
+        summary = run_session(store.path)
+        (unit, error), = summary.failed
+        assert "Internal error" in error and "gave up after 2 attempts" in error
+        assert store.unit(unit)["attempts"] == 2
+
+
+def _max_overlap(store) -> int:  # type: ignore[no-untyped-def]
+    """Most units between 'submitted to EE' and 'files gone from Drive' at one moment."""
+    rows = store.conn.execute(
+        "SELECT a.created AS start, MAX(f.updated) AS stop FROM attempts a"
+        " JOIN files f ON f.unit = a.unit GROUP BY a.unit").fetchall()
+    moments = sorted([(r["start"], 1) for r in rows] + [(r["stop"], -1) for r in rows])
+    live = peak = 0
+    for _, delta in moments:
+        live += delta
+        peak = max(peak, live)
+    return peak
+
+
+def test_drive_budget_bounds_what_is_in_flight(tmp_path: Path, emulator: Emulator) -> None:
+    first = make_session(tmp_path, emulator.url, name="a")
+    assert run_session(first.path).ok
+    size = first.conn.execute("SELECT MAX(est_bytes) FROM units").fetchone()[0]
+    # Room for two estimated outputs at a time, while max_tasks would allow 4: the budget
+    # governs (and once real sizes are learned, fewer fit).
+    job = tmp_path / "b.toml"
+    text = first.job_text.replace('name = "a"', 'name = "b"').replace(
+        "[limits]", f"[limits]\ndrive_budget = {int(size * 2.5)}")
+    job.write_text(text)
+    from core.session import create_session
+
+    second, _ = create_session(job)
+    assert run_session(second.path).ok
+    assert _max_overlap(second) <= 2 < _max_overlap(first)
