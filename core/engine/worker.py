@@ -285,29 +285,24 @@ class Worker:
     def _track(self, attempt: Any, op: Operation) -> None:
         now = time.time()
         unit = attempt["unit"]
+        unit_state = attempt["unit_state"]
         conn = self.store.conn
+        cancelled = attempt["state"] == "CANCELLING" or unit_state == CANCELLED
+        state = "CANCELLING" if attempt["state"] == "CANCELLING" and op.active else op.state
+        latest = self._latest_attempt(unit)
         with self.store.tx():
             conn.execute(
                 "UPDATE attempts SET operation = ?, state = ?, progress = ?, eecu_seconds = ?,"
                 " error = ?, started = COALESCE(started, ?), updated = ? WHERE id = ?",
-                (op.name, op.state if attempt["state"] != "CANCELLING" or not op.active
-                 else "CANCELLING", op.progress, op.eecu_seconds, op.error,
+                (op.name, state, op.progress, op.eecu_seconds, op.error,
                  now if op.state == "RUNNING" else None, now, attempt["id"]))
-            if attempt["unit_state"] == CANCELLED:
-                # Either the export finished before the cancel reached EE (its files must leave
-                # Drive), or EE acknowledged a submit only after the user cancelled it (it was
-                # never cancelled, since its operation name was unknown).
-                if op.state == "SUCCEEDED":
-                    self.store.log("finished before the cancel reached EE; removing its files",
-                                   "info", unit)
-                elif not (op.active and not attempt["operation"]):
-                    return
+            if cancelled or latest["id"] != attempt["id"] or unit_state not in (
+                    SUBMITTING, QUEUED, RUNNING, BACKOFF):
+                pass  # an attempt the user cancelled, or one a retry has replaced
             elif op.state == "PENDING":
-                self._set_unit(unit, QUEUED, only_from=(SUBMITTING, BACKOFF, QUEUED))
-                return
+                self._set_unit(unit, QUEUED)
             elif op.state == "RUNNING":
-                self._set_unit(unit, RUNNING, only_from=(SUBMITTING, BACKOFF, QUEUED))
-                return
+                self._set_unit(unit, RUNNING)
             elif op.state == "SUCCEEDED":
                 done = self.drive is None  # assets and Cloud Storage: nothing to fetch
                 self._set_unit(unit, DONE if done else EXPORTED)
@@ -315,21 +310,21 @@ class Worker:
                                unit)
                 if done:
                     self.finished.append(now)
-                return
             elif op.state == "FAILED":
                 self._failed(attempt, op.error or "failed without a message")
-                return
             elif op.state == "CANCELLED":
                 self._set_unit(unit, CANCELLED, error="cancelled in Earth Engine")
                 self.store.log("cancelled in Earth Engine (outside eebatch)", "warning", unit)
-                return
-            else:
-                return
-        # A cancelled unit whose export finished anyway, or a cancel of a task that EE had not
-        # yet acknowledged.
-        if op.state == "SUCCEEDED":
+        if not cancelled:
+            return
+        if op.state == "SUCCEEDED" and self.store.unit(unit)["state"] not in (
+                EXPORTED, DOWNLOADING, DONE):
+            # It finished before the cancel reached EE: its files must leave Drive.
+            self._event("finished before the cancel reached EE; removing its files",
+                        "info", unit)
             self._remove_outputs(unit)
-        elif op.active:
+        elif op.active and (not attempt["operation"] or attempt["state"] == "submitting"):
+            # EE acknowledged the submit only after the user cancelled: cancel it now.
             try:
                 self.ee.cancel(op.name)
             except Exception as exc:
