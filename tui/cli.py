@@ -279,6 +279,48 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_auth(args: argparse.Namespace) -> int:
+    from core import credentials
+
+    try:
+        if args.auth_command == "service-account":
+            email = credentials.save_service_account(Path(args.key))
+            print(f"saved the key of {email} to {credentials.service_account_path()} "
+                  "(mode 0600)")
+            print("note: exports land in the service account's own Drive")
+        elif args.auth_command == "login":
+            where = credentials.login(Path(args.client_secrets), args.port)
+            print(f"saved your token to {where} (mode 0600)")
+        else:
+            current = credentials.status()
+            print(current.detail)
+            for problem in current.problems:
+                print(f"problem: {problem}")
+            return 0 if current.kind and not current.problems else 1
+    except credentials.CredentialsError as exc:
+        raise BadInput(str(exc)) from None
+    print("check it with: eebatch doctor JOB.toml")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from core.doctor import diagnose
+
+    if args.target.endswith(".toml"):
+        spec = load_spec(_job(args.target))
+    else:
+        from core.engine.runner import load_session_spec
+
+        store = Store.open(args.target)
+        spec = load_session_spec(store)
+        store.close()
+    bad = 0
+    for check in diagnose(spec):
+        print(f"{'ok ' if check.ok else 'BAD'}  {check.name:<14} {check.message}", flush=True)
+        bad += not check.ok
+    return 1 if bad else 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -348,6 +390,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page-size", type=_positive_int, default=1000,
                    help="cap on every page size (forces paging)")
     p.set_defaults(func=cmd_emulator)
+
+    p = sub.add_parser("auth", help="connect your Earth Engine project and Google Drive")
+    auth = p.add_subparsers(dest="auth_command", metavar="HOW", required=True)
+    a = auth.add_parser("login", help="your Google account, through a loopback OAuth flow "
+                                      "(works over SSH with a tunnel)")
+    a.add_argument("--client-secrets", required=True, metavar="FILE",
+                   help="a 'Desktop app' OAuth client JSON from the Google Cloud console")
+    a.add_argument("--port", type=int, default=8085,
+                   help="local port of the loopback listener (default 8085)")
+    a = auth.add_parser("service-account", help="a service-account key (non-interactive)")
+    a.add_argument("key", help="the key's JSON file")
+    auth.add_parser("status", help="what is saved (never the secrets)")
+    p.set_defaults(func=cmd_auth)
+
+    p = sub.add_parser("doctor", help="check EE, Drive, the export folder and the quota")
+    p.add_argument("target", help="a job file or a session id")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

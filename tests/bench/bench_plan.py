@@ -52,7 +52,8 @@ def main() -> None:
         spec, t_spec = _timed(lambda job=job, path=path: parse_spec(job, path))
         plan, t_plan = _timed(lambda spec=spec: make_plan(spec))
         rows, t_rows = _timed(lambda plan=plan: list(plan.unit_rows()))
-        store, t_store = _timed(lambda: Store.create("bench", path, job, rows, {}))
+        store, t_store = _timed(
+            lambda path=path, job=job, rows=rows: Store.create("bench", path, job, rows, {}))
         _, t_reopen = _timed(lambda store=store: Store(store.path).counts())
         results[label] = {"units": plan.units, "validate_s": round(t_spec, 3),
                           "plan_s": round(t_spec + t_plan + t_rows, 3),

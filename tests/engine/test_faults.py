@@ -53,7 +53,7 @@ def test_a_bad_download_is_never_kept(tmp_path: Path, emulator: Emulator) -> Non
     store = make_session(tmp_path, emulator.url, bbox="[0, 0, 0.5, 0.5]", max_attempts=2)
     inject(emulator.url, **MEDIA, kind="corrupt", count=-1)
     summary = run_session(store.path)
-    (unit, error), = summary.failed
+    (_, error), = summary.failed
     assert "MD5" in error and "stays in Drive" in error
     out = tmp_path / "out"
     assert list(out.iterdir()) == []
