@@ -13,21 +13,25 @@ from typing import Any, ClassVar, Protocol
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Container, Vertical
+from textual.containers import Container, Horizontal, Vertical
 from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
+from core.session import create_session
+from core.spec import SpecError
 from core.store import Store, StoreError
 from tui.messages import CommandRequest, PollFailed, ShowUnit, SnapshotReady
 from tui.reader import Snapshot, StoreReader
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.details import DetailsScreen
 from tui.screens.help import HelpScreen
+from tui.screens.job import JobScreen
 from tui.widgets.drive_meter import DriveMeter
 from tui.widgets.event_log import EventLog
 from tui.widgets.header import HeaderState, StatusHeader
+from tui.widgets.job_form import JobForm
 from tui.widgets.tasks_pane import TasksPane, TaskTable
 from tui.widgets.tile_map import TileMap
 from tui.widgets.tiles_pane import TilesPane
@@ -89,6 +93,12 @@ class EEBatchApp(App[Path | None]):
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
+        with Horizontal(id="body"):
+            yield Vertical(id="job-pane")
+            yield from self._panes()
+        yield Footer()
+
+    def _panes(self) -> ComposeResult:
         with Container(id="main"):
             yield TilesPane(id="tiles-pane")
             with Vertical(id="drive-pane") as drive:
@@ -98,10 +108,10 @@ class EEBatchApp(App[Path | None]):
             log.border_title = "Log"
             yield log
             yield TasksPane(id="tasks-pane")
-        yield Footer()
 
     def on_mount(self) -> None:
         self.title = f"eebatch · {self.session_id}"
+        self.query_one("#job-pane").border_title = f"Job · {self.ui_store.job_path.name}"
         self._narrow(self.size.width)
         self._show_header()
         if self.poll_interval is None:
@@ -112,10 +122,15 @@ class EEBatchApp(App[Path | None]):
             self.set_interval(1.0, self._check_worker)
 
     def on_resize(self, event: Resize) -> None:
+        if event.size.width < NARROW and self.query_one("#job-pane").display:
+            self._close_job()  # no room beside the panes: `e` opens it as a modal
         self._narrow(event.size.width)
 
     def _narrow(self, width: int) -> None:
-        self.screen.set_class(width < NARROW, "-narrow")
+        """Stack the panes when the room left for them is narrow (the Job pane takes some)."""
+        pane = self.query_one("#job-pane")
+        room = width - (pane.styles.width.value if pane.display and pane.styles.width else 0)
+        self.screen.set_class(room < NARROW, "-narrow")
 
 
     def on_unmount(self) -> None:
@@ -355,8 +370,69 @@ class EEBatchApp(App[Path | None]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    # -- the Job pane ---------------------------------------------------------------------------
+
     def action_job(self) -> None:
-        self.notify("the Job form is not available yet", severity="warning")
+        """The job as a form: a pane on the left on a wide terminal, a modal on a narrow one."""
+        pane = self.query_one("#job-pane", Vertical)
+        if pane.display:
+            self._close_job()
+            return
+        text, path = self.ui_store.job_text, self.ui_store.job_path
+        if self.size.width < NARROW:
+            self.push_screen(JobScreen(text, path), self._job_started)
+            return
+        if not pane.children:
+            pane.mount(JobForm(text, path, id="job-form"))
+        pane.display = True
+        self._narrow(self.size.width)
+        self.call_after_refresh(self._focus_job)
+
+    def _focus_job(self) -> None:
+        for box in self.query("#job-pane Input"):
+            box.focus()
+            break
+
+    def _close_job(self) -> None:
+        self.query_one("#job-pane", Vertical).display = False
+        self._narrow(self.size.width)
+        self.query_one(TileMap).focus()
+
+    @on(JobForm.Close)
+    def _job_form_close(self) -> None:
+        self._close_job()
+
+    @on(JobForm.Start)
+    def _job_form_start(self, event: JobForm.Start) -> None:
+        self._job_started(event.path)
+
+    def _job_started(self, path: Path | None) -> None:
+        if path is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._create_session(path)
+
+        self.push_screen(ConfirmScreen(
+            f"Start a new session from {path.name}?",
+            f"The dashboard switches to it. {self.session_id} keeps its state; its worker in "
+            f"this app stops (eebatch open {self.session_id} resumes it).", yes="Start"),
+            answered)
+
+    @work(thread=True, exclusive=True, group="create", exit_on_error=False,
+          description="create a session")
+    def _create_session(self, path: Path) -> None:
+        self.notify(f"planning {path.name}…", timeout=3)
+        try:
+            store, _ = create_session(path)
+        except SpecError as exc:
+            self.notify("\n".join(exc.problems[:5]), title="the job has problems",
+                        severity="error", timeout=10)
+            return
+        new = store.path
+        store.close()
+        self.call_from_thread(self.exit, new)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

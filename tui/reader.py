@@ -94,11 +94,15 @@ class Snapshot:
                     or self.commands_pending is not None)
 
 
-def quadrant_path(unit_id: str, depth: int) -> tuple[int, ...]:
-    """A child's id is its parent's + '.q' (q = 0..3 = NW, NE, SW, SE), once per depth."""
+def quadrant_path(unit_id: str, tile: str, depth: int) -> tuple[int, ...]:
+    """Where a split child sits in its root tile: quadrants 0..3 = NW, NE, SW, SE, one per
+    depth. Read from the child's tile id (TILE.q.q…), or else its unit id (PARENT.q)."""
     if depth <= 0:
         return ()
-    return tuple(int(q) for q in unit_id.rsplit(".", depth)[1:])
+    parts = tile.split(".")[1:]
+    if len(parts) < depth:
+        parts = unit_id.rsplit(".", depth)[1:]
+    return tuple(int(p[:1]) for p in parts[-depth:])
 
 
 class StoreReader:
@@ -205,7 +209,7 @@ class StoreReader:
         if i is None or p is None:
             return None  # a unit outside the planned grid: nothing to draw it on
         code = SPLIT_CODE if r["state"] == "split" else CODE.get(r["state"], CODE["pending"])
-        return i, p, quadrant_path(r["id"], r["depth"]), code
+        return i, p, quadrant_path(r["id"], r["tile"], r["depth"]), code
 
     def _attempts(self) -> list[sqlite3.Row]:
         since = self.attempts_cursor - OVERLAP if not self.first else -1.0

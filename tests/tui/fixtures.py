@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.grid import child_id
+from core.plan import Period, unit_id
 from core.session import create_session
 from core.store import Store
 
@@ -73,7 +75,8 @@ def set_state(store: Store, unit: str, state: str, *, ts: float, error: str | No
 
 
 def split(store: Store, unit: str, *, ts: float, states: tuple[str, ...]) -> None:
-    """Replace a unit by its four children (NW, NE, SW, SE) in the given states."""
+    """Replace a unit by its four children (NW, NE, SW, SE) in the given states, named as
+    the worker names them."""
     with store.tx() as conn:
         u = conn.execute("SELECT * FROM units WHERE id = ?", (unit,)).fetchone()
         conn.execute("UPDATE units SET state = 'split', updated = ? WHERE id = ?", (ts, unit))
@@ -85,7 +88,8 @@ def split(store: Store, unit: str, *, ts: float, states: tuple[str, ...]) -> Non
                 "INSERT INTO units (id, tile, row, col, depth, parent, period, start, end, west,"
                 " south, east, north, est_pixels, est_bytes, state, updated) VALUES"
                 " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (f"{unit}.{q}", f"{u['tile']}.{q}", u["row"], u["col"], u["depth"] + 1, unit,
+                (unit_id(child_id(u["tile"], q), Period(u["period"], None, None)),
+                 child_id(u["tile"], q), u["row"], u["col"], u["depth"] + 1, unit,
                  u["period"], u["start"], u["end"], *bounds, u["est_pixels"] // 4,
                  u["est_bytes"] // 4, state, ts))
 

@@ -79,7 +79,8 @@ class StatusHeader(Static):
         rate = status.get("units_per_hour")
         eta = status.get("eta_seconds")
         if status:
-            text.append(f"  {rate:,.1f}/h" if rate else "  —/h", self._s("header--dim"))
+            per_hour = "—" if not rate else f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}"
+            text.append(f"  {per_hour}/h", self._s("header--dim"))
             if done == total and total:
                 text.append("  finished", self._s("header--ok"))
             else:

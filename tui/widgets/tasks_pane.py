@@ -94,7 +94,9 @@ class TaskTable(DataTable[Any]):
 
     def _show(self) -> None:
         """Bring the table to the wanted rows by diff: remove, update cells, add, sort."""
-        keep = self.current_key()
+        # The cursor follows its task while someone works the table; otherwise it stays at
+        # its row, so an unattended table shows the most urgent tasks at the top.
+        keep = self.current_key() if self.has_focus or self.marks else None
         want = {uid: row for uid, row in self.tasks.items() if self._matches(row)}
         with self.app.batch_update():
             for uid in [k for k in self.cells if k not in want]:

@@ -1,0 +1,495 @@
+"""The Job pane: a form over a job file. Every change is checked by the same rules as
+`eebatch new` (core.spec.parse_spec; each problem shows under its field), the plan is previewed
+live (units, pixels, bytes, Drive budgets, a map), and Start saves the file and creates the
+session. The TOML is rebuilt from the file's own document, so keys the form does not show are
+kept."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import tomli_w
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Button, Input, Label, Select, Static
+from textual.worker import get_current_worker
+
+from core.recipes import RECIPES
+from core.spec import SpecError, parse_spec
+
+TEMPLATE = """\
+[job]
+name = "my-job"
+
+[region]
+bbox = [-124.5, 32.5, -114.0, 42.0]
+
+[grid]
+size = 1
+
+[time]
+start = 2023-06-01
+end = 2023-09-01
+
+[recipe]
+name = "composite"
+
+[export]
+folder = "eebatch"
+scale = 30
+
+[limits]
+max_tasks = 10
+drive_budget = "10 GB"
+
+[backend]
+kind = "earthengine"
+"""
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str  # section.key as problems name it
+    label: str
+    kind: str  # str, number, int, date, size, region, list, dict, bool
+    hint: str = ""
+
+
+FIELDS = (
+    Field("job.name", "name", "str", "letters, digits, - _ . (names files)"),
+    Field("job.output_dir", "output dir", "str", "output/NAME beside the job file"),
+    Field("region", "region", "region", "west, south, east, north — or a region file"),
+    Field("grid.size", "tile size", "number", "degrees (EPSG:4326) or metres"),
+    Field("grid.crs", "grid CRS", "str", "EPSG:4326"),
+    Field("time.start", "start", "date", "YYYY-MM-DD (empty: no time periods)"),
+    Field("time.end", "end", "date", "YYYY-MM-DD, exclusive"),
+    Field("time.step", "step", "str", "\"16 days\", \"1 month\"… (empty: one period)"),
+    Field("export.folder", "Drive folder", "str", "eebatch"),
+    Field("export.scale", "scale (m)", "number", "30"),
+    Field("export.crs", "export CRS", "str", "EPSG:4326"),
+    Field("limits.max_tasks", "max tasks", "int", "10 (1–3000)"),
+    Field("limits.drive_budget", "Drive budget", "size", "10 GB"),
+    Field("backend.project", "EE project", "str", "your Cloud project (earthengine)"),
+    Field("backend.url", "emulator URL", "str", "http://127.0.0.1:PORT (emulator)"),
+)
+SELECTS = {
+    "recipe.name": ("recipe", list(RECIPES)),
+    "export.destination": ("destination", ["drive", "asset", "gcs"]),
+    "backend.kind": ("backend", ["earthengine", "emulator"]),
+}
+DEBOUNCE = 0.3  # seconds after the last keystroke before the job is checked
+_NUM = r"\s*(-?[\d.]+)\s*"
+_BBOX = re.compile(rf"^\s*\[?{_NUM},{_NUM},{_NUM},{_NUM}\]?\s*$")
+
+
+def field_id(key: str) -> str:
+    return "f-" + key.replace(".", "-").replace("_", "-")
+
+
+def _inline(value: Any) -> str:
+    """A value as TOML inline text (for list and table parameters)."""
+    return tomli_w.dumps({"v": value}).partition("=")[2].strip() if not isinstance(
+        value, dict) else "{" + ", ".join(f"{k} = {_inline(v)}" for k, v in value.items()) + "}"
+
+
+def _shown(value: Any, kind: str) -> str:
+    if value is None:
+        return ""
+    if kind == "list" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
+    if kind in ("list", "dict"):
+        return _inline(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _parsed(text: str, kind: str) -> Any:
+    """Field text -> TOML value. Text that does not parse stays a string, so the job's own
+    rules report it ("expected number, got 'abc'")."""
+    text = text.strip()
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "number":
+            number = float(text)
+            return int(number) if number.is_integer() and "." not in text else number
+        if kind == "date":
+            return dt.date.fromisoformat(text)
+        if kind == "size":
+            return int(text) if text.isdigit() else text
+        if kind == "list":
+            if text.startswith("["):
+                return tomllib.loads(f"v = {text}")["v"]
+            return [part.strip() for part in text.split(",") if part.strip()]
+        if kind == "dict":
+            return tomllib.loads(f"v = {text}")["v"]
+        if kind == "bool":
+            return {"true": True, "false": False}.get(text.lower(), text)
+    except (ValueError, tomllib.TOMLDecodeError):
+        return text
+    return text
+
+
+def _param_kind(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if list in kinds:
+        return "list"
+    if dict in kinds:
+        return "dict"
+    if bool in kinds:
+        return "bool"
+    if int in kinds and float not in kinds:
+        return "int"
+    if float in kinds:
+        return "number"
+    return "str"
+
+
+class JobForm(Vertical):
+    """Posts JobForm.Start(path) once the job file is saved and valid; the App creates the
+    session (so the same form works in the dashboard and in the session picker)."""
+
+    DEFAULT_CSS = """
+    JobForm { height: 1fr; }
+    JobForm #form { height: 1fr; }
+    JobForm #params { height: auto; }
+    JobForm .row { height: auto; }
+    JobForm .row Label { width: 16; padding: 0 1 0 0; text-align: right; color: $text-muted; }
+    JobForm .row Input, JobForm .row Select { width: 1fr; }
+    JobForm .problem { color: $error; padding-left: 16; height: auto; display: none; }
+    JobForm .problem.-shown { display: block; }
+    JobForm #general { color: $error; height: auto; display: none; padding: 0 1; }
+    JobForm #general.-shown { display: block; }
+    JobForm #preview { height: auto; padding: 1 1 0 1; color: $text; }
+    JobForm #buttons { height: auto; padding: 1 0 0 16; }
+    JobForm #buttons Button { margin-right: 2; }
+    JobForm #status { padding: 0 1; color: $text-muted; height: auto; }
+    JobForm .section { color: $accent; text-style: bold; padding: 1 0 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "start", "Start", priority=True),
+        Binding("escape", "close", "Close"),
+    ]
+
+    class Close(Message):
+        """Esc: leave the form (the pane hides, the modal closes)."""
+
+    class Start(Message):
+        def __init__(self, path: Path) -> None:
+            super().__init__()
+            self.path = path
+
+    def __init__(self, text: str, path: Path, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.base_text = text
+        self.path = path
+        try:
+            self.doc: dict[str, Any] = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            self.doc = tomllib.loads(TEMPLATE)
+        self.recipe = str(self.doc.get("recipe", {}).get("name", "composite"))
+        self.problems: list[str] = []
+        self.valid = False
+        self.checked = False  # the last check (and plan preview, when valid) has finished
+        self.text = ""
+        self._pending: Timer | None = None
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _value(self, key: str) -> Any:
+        if key == "region":
+            region = self.doc.get("region", {})
+            if "bbox" in region:
+                return ", ".join(_shown(v, "number") for v in region["bbox"])
+            return region.get("file")
+        section, _, name = key.partition(".")
+        return self.doc.get(section, {}).get(name)
+
+    def _row(self, key: str, label: str, kind: str, hint: str) -> ComposeResult:
+        with Horizontal(classes="row"):
+            yield Label(label)
+            yield Input(_shown(self._value(key), kind), placeholder=hint, id=field_id(key),
+                        compact=True)
+        yield Static(classes="problem", id=field_id(key) + "-problem", markup=False)
+
+    def _select(self, key: str) -> ComposeResult:
+        label, options = SELECTS[key]
+        section, _, name = key.partition(".")
+        default = {"recipe.name": "composite", "export.destination": "drive",
+                   "backend.kind": "emulator"}[key]
+        current = self.doc.get(section, {}).get(name, default)
+        choices = options if current in options else [*options, current]
+        with Horizontal(classes="row"):
+            yield Label(label)
+            yield Select([(o, o) for o in choices], value=current, allow_blank=False,
+                         id=field_id(key), compact=True)
+        yield Static(classes="problem", id=field_id(key) + "-problem", markup=False)
+
+    def _param_rows(self) -> ComposeResult:
+        info = RECIPES.get(self.recipe)
+        if info is None:
+            return
+        given = self.doc.get("recipe", {})
+        for name, param in info.params.items():
+            kind = _param_kind(param.kind)
+            default = "required" if name in info.required else (
+                _shown(param.default, kind) or "none")
+            hint = f"{default} — {param.help}"
+            with Horizontal(classes="row param"):
+                yield Label(name)
+                yield Input(_shown(given.get(name), kind), placeholder=hint,
+                            id=field_id("recipe." + name), compact=True)
+            yield Static(classes="problem param", id=field_id("recipe." + name) + "-problem",
+                         markup=False)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="form"):
+            yield Static(id="general", markup=False)
+            fields = {f.key: f for f in FIELDS}
+            for title, keys in (("Job", ("job.name", "job.output_dir")),
+                                ("Where", ("region", "grid.size", "grid.crs")),
+                                ("When", ("time.start", "time.end", "time.step"))):
+                yield Static(title, classes="section")
+                for key in keys:
+                    f = fields[key]
+                    yield from self._row(f.key, f.label, f.kind, f.hint)
+            yield Static("What", classes="section")
+            yield from self._select("recipe.name")
+            with Vertical(id="params"):
+                yield from self._param_rows()
+            yield Static("Output", classes="section")
+            yield from self._select("export.destination")
+            for key in ("export.folder", "export.scale", "export.crs"):
+                f = fields[key]
+                yield from self._row(f.key, f.label, f.kind, f.hint)
+            yield Static("Limits and backend", classes="section")
+            for key in ("limits.max_tasks", "limits.drive_budget"):
+                f = fields[key]
+                yield from self._row(f.key, f.label, f.kind, f.hint)
+            yield from self._select("backend.kind")
+            for key in ("backend.project", "backend.url"):
+                f = fields[key]
+                yield from self._row(f.key, f.label, f.kind, f.hint)
+            yield from self._row("save", "save as", "str", "the job file to write")
+            with Horizontal(id="buttons"):
+                yield Button("Start (ctrl+s)", variant="success", id="start", compact=True)
+            yield Static(id="status", markup=False)
+            yield Static(id="preview", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#" + field_id("save"), Input).value = str(self.path)
+        self.revalidate()
+
+    # -- the TOML the form stands for --------------------------------------------------------
+
+    def build(self) -> str:
+        doc: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v
+                               for k, v in self.doc.items()}
+
+        def put(key: str, value: Any) -> None:
+            section, _, name = key.partition(".")
+            table = doc.setdefault(section, {})
+            if value is None or value == "":
+                table.pop(name, None)
+            else:
+                table[name] = value
+
+        for f in FIELDS:
+            text = self.query_one("#" + field_id(f.key), Input).value
+            if f.key == "region":
+                region = doc.setdefault("region", {})
+                m = _BBOX.match(text)
+                if m:
+                    region.pop("file", None)
+                    region.pop("layer", None)
+                    region["bbox"] = [_parsed(v, "number") for v in m.groups()]
+                elif text.strip():
+                    region.pop("bbox", None)
+                    region["file"] = text.strip()
+                continue
+            put(f.key, _parsed(text, f.kind) if text.strip() else None)
+        for key in SELECTS:
+            value = self.query_one("#" + field_id(key), Select).value
+            put(key, value if isinstance(value, str) else None)
+        recipe = doc.setdefault("recipe", {})
+        info = RECIPES.get(self.recipe)
+        if info is not None:
+            for name, param in info.params.items():
+                box = self.query("#" + field_id("recipe." + name))
+                if box:
+                    text = box.first(Input).value
+                    if text.strip():
+                        recipe[name] = _parsed(text, _param_kind(param.kind))
+                    else:
+                        recipe.pop(name, None)
+        if not doc.get("time"):
+            doc.pop("time", None)
+        return tomli_w.dumps({k: v for k, v in doc.items() if v != {}})
+
+    def save_path(self) -> Path:
+        text = self.query_one("#" + field_id("save"), Input).value.strip()
+        return Path(text).expanduser() if text else self.path
+
+    # -- checking ----------------------------------------------------------------------------
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _changed(self, event: Input.Changed | Select.Changed) -> None:
+        if isinstance(event, Select.Changed) and event.select.id == field_id("recipe.name"):
+            value = event.value
+            if isinstance(value, str) and value != self.recipe:
+                self.recipe = value
+                self._swap_params()
+                return
+        self.revalidate()
+
+    def _swap_params(self) -> None:
+        box = self.query_one("#params", Vertical)
+        box.remove_children()
+        box.mount_all(list(self._param_rows()))
+        self.call_after_refresh(self.revalidate)
+
+    def revalidate(self) -> None:
+        """Check the form a moment after the last keystroke, in a thread: parsing may read a
+        region file and count 100,000s of tiles, planning takes longer still."""
+        if self._pending is not None:
+            self._pending.stop()
+        self._pending = self.set_timer(DEBOUNCE, self._check_now)
+
+    def _check_now(self) -> None:
+        self._pending = None
+        try:
+            self.text = self.build()
+        except Exception as exc:  # a value TOML cannot hold; say so instead of failing
+            self._show_problems([f"{self.save_path().resolve()}: job: {exc}"])
+            return
+        self.checked = False
+        self._check(self.text, self.save_path().resolve())
+
+    @work(thread=True, exclusive=True, group="plan", exit_on_error=False,
+          description="check and plan the job")
+    def _check(self, text: str, path: Path) -> None:
+        from core.plan import make_plan, preview
+        from tui.cli import describe_plan
+
+        worker = get_current_worker()
+        try:
+            spec = parse_spec(text, path)
+        except SpecError as exc:
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._show_problems, exc.problems)
+            return
+        if worker.is_cancelled:
+            return
+        self.app.call_from_thread(self._show_problems, [])
+        try:
+            plan = make_plan(spec)
+            lines = describe_plan(plan)
+            summary = lines[:lines.index("")] if "" in lines else lines
+            picture = preview(plan, width=44, height=14)
+        except Exception as exc:  # a plan the rules let through but cannot be made
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._show_problems, [f"{path}: plan: {exc}"])
+            return
+        if worker.is_cancelled:
+            return
+        out = "\n".join(line.replace(str(path), path.name) for line in summary)
+        self.app.call_from_thread(self._show_preview, out + "\n\n" + "\n".join(picture))
+
+    def _show_problems(self, problems: list[str]) -> None:
+        self.checked = bool(problems)
+        self.problems = problems
+        self.valid = not problems
+        prefix = f"{self.save_path().resolve()}: "
+        by_field: dict[str, list[str]] = {}
+        general: list[str] = []
+        ids = [w.id for w in self.query("Input, Select")]
+        for line in problems:
+            rest = line[len(prefix):] if line.startswith(prefix) else line.partition(": ")[2]
+            key, _, reason = rest.partition(": ")
+            key = key.strip("[]")
+            # the field itself, or its section's first field ([job] is missing -> job.name)
+            section = field_id(key.split(".")[0])
+            target = next((i for i in ids if i == field_id(key)), None) or next(
+                (i for i in ids if i and (i == section or i.startswith(section + "-"))), None)
+            if target is not None and target != field_id(key):
+                reason = rest
+            if target is None:
+                general.append(rest)
+            else:
+                by_field.setdefault(target, []).append(reason or rest)
+        for box in self.query(".problem").results(Static):
+            owner = (box.id or "").removesuffix("-problem")
+            lines = by_field.get(owner, [])
+            box.update("\n".join(lines))
+            box.set_class(bool(lines), "-shown")
+        general_box = self.query_one("#general", Static)
+        general_box.update("\n".join(general))
+        general_box.set_class(bool(general), "-shown")
+        status = self.query_one("#status", Static)
+        if problems:
+            status.update(Text(f"{len(problems)} problem{'s' * (len(problems) != 1)} to fix "
+                               "before Start", "bold"))
+            self.query_one("#preview", Static).update("")
+        self.query_one("#start", Button).disabled = bool(problems)
+
+    def _show_preview(self, text: str) -> None:
+        self.checked = True
+        if not self.valid:
+            return
+        self.query_one("#status", Static).update(Text("valid — Start saves the job file and "
+                                                      "creates a session", "green"))
+        self.query_one("#preview", Static).update(text)
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def action_close(self) -> None:
+        self.post_message(self.Close())
+
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    def action_start(self) -> None:
+        try:
+            self.text = self.build()
+            parse_spec(self.text, self.save_path().resolve())
+        except SpecError as exc:
+            self._show_problems(exc.problems)
+            self.notify("the job has problems: see the red lines", severity="error")
+            return
+        path = self.save_path()
+        try:
+            saved = save_job(path, self.text)
+        except OSError as exc:
+            self.notify(f"cannot write {path}: {exc.strerror}", severity="error")
+            return
+        if saved:
+            self.notify(saved, timeout=5)
+        self.post_message(self.Start(path))
+
+
+def save_job(path: Path, text: str) -> str:
+    """Write the job file; keep a different older version as FILE.bak. Returns what it did."""
+    if path.exists():
+        old = path.read_text(encoding="utf-8")
+        if old == text:
+            return ""
+        backup = path.with_suffix(path.suffix + ".bak")
+        backup.write_text(old, encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
+        return f"saved {path} (the previous version is in {backup.name})"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return f"saved {path}"
