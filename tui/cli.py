@@ -279,6 +279,13 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_open(args: argparse.Namespace) -> int:
+    from tui.launch import open_session
+
+    path = Store.find(args.session)  # a bad id is one line and exit 2, before any screen
+    return open_session(str(path), mouse=not args.no_mouse, start_worker=not args.attach)
+
+
 def cmd_auth(args: argparse.Namespace) -> int:
     from core import credentials
 
@@ -332,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eebatch",
         description="Run very large Google Earth Engine export jobs: tile, submit, watch, "
-                    "download, verify, clean up, resume.",
+                    "download, verify, clean up, resume. Without a command: the dashboard.",
+        epilog="Start with `eebatch demo`. Job file reference and setup: the README.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -391,6 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cap on every page size (forces paging)")
     p.set_defaults(func=cmd_emulator)
 
+    p = sub.add_parser("open", help="the dashboard on a session (attaches to a running worker)")
+    p.add_argument("session", help="session id (or a unique prefix)")
+    p.add_argument("--attach", action="store_true",
+                   help="only watch and steer: never start a worker in the dashboard")
+    p.add_argument("--no-mouse", action="store_true", help="dashboard without mouse support")
+    p.set_defaults(func=cmd_open)
+
     p = sub.add_parser("auth", help="connect your Earth Engine project and Google Drive")
     auth = p.add_subparsers(dest="auth_command", metavar="HOW", required=True)
     a = auth.add_parser("login", help="your Google account, through a loopback OAuth flow "
@@ -412,10 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    parser.add_argument("--no-mouse", action="store_true", help="dashboard without mouse support")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+        from tui.launch import pick_session
+
+        return pick_session(mouse=not args.no_mouse)
     try:
         return int(args.func(args))
     except SpecError as exc:
