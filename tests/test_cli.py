@@ -73,3 +73,44 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("plan", "new", "sessions", "status", "rm"):
         assert command in result.stdout
+
+
+def test_emulator_command_serves_on_loopback_until_interrupted() -> None:
+    import re
+    import signal
+
+    from core.connect import init_ee
+
+    child = subprocess.Popen([sys.executable, "-m", "tui", "emulator", "--port", "0",
+                              "--slots", "3"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ})
+    try:
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        m = re.fullmatch(r"eebatch emulator ready: (http://127\.0\.0\.1:(\d+))\n", first)
+        assert m, first
+        import ee
+
+        init_ee(m.group(1), "cli-test")
+        assert ee.data.listOperations("projects/cli-test") == []
+    finally:
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=30) == 0
+
+
+def test_run_headless_exits_1_with_a_summary_when_units_fail(tmp_path: Path) -> None:
+    from core.emulator.app import Emulator
+    from core.emulator.config import EmulatorConfig
+
+    config = EmulatorConfig(speed=200, task_overhead_seconds=2, internal_error_rate=1.0)
+    with Emulator(config) as emu:
+        job = write_job(tmp_path, BASE_JOB.replace("[0, 0, 4, 2]", "[0, 0, 1, 1]")
+                        + f'\n[limits]\nmax_attempts = 1\npoll_seconds = 0.2\n'
+                          f'[backend]\nkind = "emulator"\nurl = "{emu.url}"\n')
+        result = eebatch("run", str(job), "--headless", "--every", "0.5")
+    assert result.returncode == 1, result.stderr
+    assert "finished with problems: 1 failed" in result.stdout
+    assert "r89c180: Internal error." in result.stdout
+    assert "done" in result.stdout.splitlines()[1]  # progress lines came before
+    logs = list((paths.log_dir()).glob("t-1.log"))
+    assert logs and "worker started" in logs[0].read_text()

@@ -73,7 +73,10 @@ def _python(spec: JobSpec, p: dict[str, Any], geometry: Any, unit: UnitWork) -> 
         func = getattr(importlib.import_module(module_name), func_name)
     except (ImportError, AttributeError) as exc:
         raise RecipeError(f"recipe.function {p['function']!r}: {exc}") from None
-    result = func(geometry, unit.start, unit.end, **p["args"])
+    try:
+        result = func(geometry, unit.start, unit.end, **p["args"])
+    except Exception as exc:  # the user's code: report it as theirs, and do not retry it
+        raise RecipeError(f"{p['function']} raised {type(exc).__name__}: {exc}") from None
     if p["kind"] == "table":
         if not isinstance(result, ee.FeatureCollection):
             raise RecipeError(f"{p['function']} returned {type(result).__name__}, "
