@@ -59,6 +59,12 @@ def test_new_sessions_status_rm(tmp_path: Path) -> None:
 
     assert eebatch("status", "zzz").returncode == 2
 
+    table = tmp_path / "units.csv"
+    assert eebatch("status", "t-1", "--csv", str(table)).returncode == 0
+    lines = table.read_text().splitlines()
+    assert lines[0].startswith("unit,tile,period,state,attempts")
+    assert len(lines) == 9 and all(",pending," in line for line in lines[1:])
+
     refused = eebatch("rm", "t-1", stdin="")  # no terminal to ask on: refuse
     assert refused.returncode == 2 and "--yes" in refused.stderr
     assert (paths.sessions_dir() / "t-1.sqlite").exists()

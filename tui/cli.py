@@ -106,9 +106,25 @@ def cmd_status(args: argparse.Namespace) -> int:
             if counts.get(state):
                 print(f"  {state:<12} {counts[state]:>8,}")
         print(f"  worker       {'running' if store.worker_alive() else 'not running'}")
+        if args.csv:
+            table = unit_table(store)
+            table.to_csv(args.csv, index=False)
+            print(f"wrote {len(table):,} units to {args.csv}")
     finally:
         store.close()
     return 0
+
+
+def unit_table(store: Store):  # type: ignore[no-untyped-def]
+    """One row per unit: state, attempts, EECU-seconds, bytes and files, the last error."""
+    import pandas as pd
+
+    return pd.read_sql_query(
+        "SELECT u.id AS unit, u.tile, u.period, u.state, u.attempts, u.depth, u.parent,"
+        " (SELECT SUM(eecu_seconds) FROM attempts a WHERE a.unit = u.id) AS eecu_seconds,"
+        " (SELECT COUNT(*) FROM files f WHERE f.unit = u.id) AS files,"
+        " (SELECT SUM(size) FROM files f WHERE f.unit = u.id) AS bytes,"
+        " u.est_bytes, u.error FROM units u ORDER BY u.rowid", store.conn)
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -357,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="counts per state of a session")
     p.add_argument("session", help="session id (or a unique prefix)")
+    p.add_argument("--csv", metavar="FILE",
+                   help="also write one row per unit (state, attempts, EECU-s, bytes, error)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("rm", help="delete a session (asks first)")
