@@ -8,6 +8,7 @@ deletes Drive files and hands results back through futures.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -72,7 +73,10 @@ class Summary:
 def description_for(session: str, unit: str, attempt: int) -> str:
     """EE task descriptions allow [A-Za-z0-9.,:;_-] and 100 characters."""
     text = re.sub(r"[^A-Za-z0-9.,:;_-]", "_", f"eebatch:{session}:{unit}:a{attempt}")
-    return text if len(text) <= 100 else text[:88] + f":{abs(hash(text)) % 10**10:010d}"
+    if len(text) <= 100:
+        return text
+    digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:10]
+    return f"{text[:89]}:{digest}"  # long unit ids: still unique, still ours
 
 
 class Worker:
