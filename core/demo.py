@@ -14,7 +14,7 @@ from core.session import create_session
 # EE's batch model, sped up: 4 slots, a day of queue in a minute, and limits that make the
 # southern tiles (the biggest, at 1 km) run out of memory and split.
 DEMO_EMULATOR = EmulatorConfig(slots=4, speed=15.0, task_overhead_seconds=20.0, seed=7,
-                               memory_limit_pixels=5_800, internal_error_rate=0.05)
+                               memory_limit_pixels=5_950, internal_error_rate=0.05)
 
 
 def demo_dir() -> Path:
