@@ -88,6 +88,7 @@ class EEBatchApp(App[Path | None]):
         self._command_lock = threading.Lock()
         self._command_store: Store | None = None
         self.polls = 0  # snapshots applied (tests wait on it)
+        self._keys_state: tuple[bool | None, ...] = ()
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -207,7 +208,11 @@ class EEBatchApp(App[Path | None]):
             self._command_results(snap)
             self._show_header()
         self.polls += 1
-        self.refresh_bindings()
+        # The footer rebuilds itself on every refresh_bindings: only when a key's state moved.
+        keys = (self.check_action("max_tasks", (1,)), self.check_action("max_tasks", (-1,)))
+        if keys != self._keys_state:
+            self._keys_state = keys
+            self.refresh_bindings()
 
     def _settings_changed(self, settings: dict[str, Any]) -> None:
         old = self.settings
@@ -333,6 +338,8 @@ class EEBatchApp(App[Path | None]):
         self.header_state.max_tasks = wanted
         self.send_command("set", arg={"key": "max_tasks", "value": wanted})
         self._show_header()
+        self._keys_state = ()
+        self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "max_tasks":

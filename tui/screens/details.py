@@ -131,7 +131,9 @@ class DetailsScreen(ModalScreen[None]):
 
     def reload(self) -> None:
         if self.tile is not None:
-            self.units = tile_units(self.conn, self.tile)
+            # per period: the planned unit, then its split children in quadrant order
+            self.units = sorted(tile_units(self.conn, self.tile),
+                                key=lambda u: (u["period"], u["depth"] > 0, u["tile"]))
         elif self.unit is not None:
             self.units = unit_rows(self.conn, [self.unit])
         body = render_units(self.conn, self.units)

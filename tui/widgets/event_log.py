@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import ClassVar
 
 from rich.text import Text
@@ -11,6 +12,7 @@ from textual.widgets import RichLog
 from tui.reader import EventRow
 from tui.widgets.common import clock
 
+MAX_EVENTS = 2000
 # A tag per level, so the level reads without colour too.
 TAGS = {"debug": "dbg", "info": "inf", "warning": "WRN", "error": "ERR"}
 
@@ -35,10 +37,23 @@ class EventLog(RichLog):
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, max_lines=2000, wrap=True, markup=False, auto_scroll=True,
-                         min_width=20)
+        super().__init__(id=id, max_lines=MAX_EVENTS, wrap=True, markup=False,
+                         auto_scroll=True, min_width=20)
+        self.events: deque[EventRow] = deque(maxlen=MAX_EVENTS)
+        self._wrapped_at = 0
 
     def add_events(self, events: list[EventRow]) -> None:
+        self.events.extend(events)
+        self._write(events)
+
+    def on_resize(self) -> None:
+        # RichLog wraps a line once, when written: wrap again for the new width.
+        if self.size.width != self._wrapped_at and self.events:
+            self._wrapped_at = self.size.width
+            self.clear()
+            self._write(list(self.events))
+
+    def _write(self, events: list[EventRow]) -> None:
         for e in events:
             level = e.level if e.level in TAGS else "info"
             line = Text(no_wrap=False)

@@ -47,9 +47,9 @@ class TaskTable(DataTable[Any]):
         Binding("space", "mark", "Mark"),
         Binding("a", "mark_all", "Mark all", show=False),
         Binding("slash", "filter", "Filter"),
-        Binding("s", "sort(1)", "Sort"),
+        Binding("s", "sort(1)", "Sort", show=False),
         Binding("S", "sort(-1)", "Sort back", show=False),
-        Binding("enter", "select_cursor", "Details"),
+        Binding("enter", "select_cursor", "Details", show=False),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -61,6 +61,7 @@ class TaskTable(DataTable[Any]):
         self.sort_by = "urgency"
         self.reverse = False
         self._sorted: tuple[str, bool] | None = None
+        self._keys_state: tuple[bool | None, ...] = ()
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -86,7 +87,7 @@ class TaskTable(DataTable[Any]):
     def _cells(self, row: TaskRow) -> tuple[Any, ...]:
         style = self.get_component_rich_style(f"tasktable--{row.state}", partial=True)
         progress = f"{row.progress * 100:.0f}%" if row.ee_state not in ("submitting",) else ""
-        error = row.error.splitlines()[0][:80] if row.error else ""
+        error = row.error.splitlines()[0][:60] if row.error else ""  # all of it: enter
         return ("●" if row.unit in self.marks else " ", row.unit,
                 Text(f"{GLYPH.get(row.state, '?')} {row.state}", style=style), progress,
                 duration(row.runtime) if row.runtime is not None else "",
@@ -112,7 +113,7 @@ class TaskTable(DataTable[Any]):
                 elif old != cells:
                     for (key, _), before, after in zip(COLUMNS, old, cells, strict=True):
                         if before != after:
-                            self.update_cell(uid, key, after)
+                            self.update_cell(uid, key, after, update_width=True)
                     moved = True
                 self.cells[uid] = cells
             if moved or self._sorted != (self.sort_by, self.reverse):
@@ -120,7 +121,15 @@ class TaskTable(DataTable[Any]):
             if keep is not None and keep in self.cells:
                 self.move_cursor(row=self.get_row_index(keep), animate=False, scroll=False)
         self._subtitle()
-        self.refresh_bindings()
+        self._update_keys()
+
+    def _update_keys(self) -> None:
+        """Grey or ungrey x, r, space in the footer, only when that changes (the footer
+        rebuilds itself on each refresh)."""
+        keys = tuple(self.check_action(a, ()) for a in ("cancel", "retry", "mark"))
+        if keys != self._keys_state:
+            self._keys_state = keys
+            self.refresh_bindings()
 
     def _sort(self) -> None:
         self._sorted = (self.sort_by, self.reverse)
@@ -224,7 +233,7 @@ class TaskTable(DataTable[Any]):
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
-        self.refresh_bindings()
+        self._update_keys()
 
     @on(DataTable.RowSelected)
     def _selected(self, event: DataTable.RowSelected) -> None:

@@ -123,7 +123,8 @@ class TileMap(ScrollView, can_focus=True):
         "tilemap--cursor"}
     DEFAULT_CSS = "\n".join(
         [f"TileMap > .tilemap--{s} {{ color: {c}; }}" for s, c in STATE_CSS.items()]
-        + ["TileMap > .tilemap--cursor { text-style: reverse bold; }",
+        + ["TileMap > .tilemap--cursor { background: $accent; color: $background;"
+           " text-style: bold; }",
            "TileMap { scrollbar-size: 1 1; }"])
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "move(0,-1)", "Up", show=False),
@@ -386,7 +387,10 @@ class TileMap(ScrollView, can_focus=True):
         strip = self._line(line)
         x0, x1, y0, y1 = self.cursor_cell()
         if y0 <= line < y1:
+            # The cursor keeps each glyph's shape, dark on the accent colour; a full block
+            # would hide that background, so it shows as a dense shade instead.
             cursor = self.get_component_rich_style("tilemap--cursor", partial=True)
-            strip = Strip.join([strip.crop(0, x0), strip.crop(x0, x1).apply_style(cursor),
-                                strip.crop(x1, strip.cell_length)])
+            marked = Strip([Segment(seg.text.replace("█", "▓"), seg.style + cursor)
+                            for seg in strip.crop(x0, x1)])
+            strip = Strip.join([strip.crop(0, x0), marked, strip.crop(x1, strip.cell_length)])
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)

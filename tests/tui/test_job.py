@@ -1,0 +1,140 @@
+"""The Job form (inline validation by the job file's own rules, live plan, Start) and the
+session picker of plain `eebatch`."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+from core.store import Store
+from tests.tui.test_app import ready
+from tui.app import EEBatchApp
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.job import JobScreen
+from tui.screens.picker import PickerApp
+from tui.widgets.job_form import DEBOUNCE, JobForm, field_id
+
+
+async def settle(pilot: Pilot[object]) -> None:
+    """Past the debounce, the check and plan thread, and the repaint."""
+    await pilot.pause(DEBOUNCE + 0.1)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def problem(form: JobForm, key: str) -> str:
+    box = form.query_one("#" + field_id(key) + "-problem", Static)
+    return str(box.render()) if box.has_class("-shown") else ""
+
+
+async def type_into(pilot: Pilot[object], form: JobForm, key: str, text: str) -> None:
+    """Type the last character as a key press; set the rest at once (keeps tests quick)."""
+    box = form.query_one("#" + field_id(key), Input)
+    box.focus()
+    await pilot.pause()  # focus selects the text: set it after that
+    box.value = text[:-1]
+    box.cursor_position = len(box.value)
+    await pilot.press(text[-1])
+
+
+async def test_problems_show_under_their_fields_and_block_start(session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await ready(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        form = app.query_one(JobForm)
+        assert form.valid and "Units    72" in str(form.query_one("#preview").render())
+        await type_into(pilot, form, "job.name", "bad name")
+        await type_into(pilot, form, "grid.size", "-1")
+        await settle(pilot)
+        assert "letters, digits" in problem(form, "job.name")
+        assert "must be > 0" in problem(form, "grid.size")
+        assert form.query_one("#start").disabled
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)  # nothing starts with problems
+        await type_into(pilot, form, "grid.size", "abc")
+        await settle(pilot)
+        assert "expected" in problem(form, "grid.size")
+        await pilot.press("escape")  # leaves the form
+        assert not app.query_one("#job-pane").display
+
+
+async def test_start_saves_the_job_file_and_opens_the_new_session(session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await ready(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        form = app.query_one(JobForm)
+        await type_into(pilot, form, "job.name", "second")
+        await type_into(pilot, form, "limits.max_tasks", "3")
+        await settle(pilot)
+        assert form.valid
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    new = app.return_value
+    assert new is not None and new.name == "second-1.sqlite"
+    job = tomllib.loads(session.job_path.read_text(encoding="utf-8"))
+    assert job["job"]["name"] == "second" and job["limits"]["max_tasks"] == 3
+    assert job["recipe"]["name"] == "composite"  # what the form does not show is kept
+    assert session.job_path.with_suffix(".toml.bak").exists()
+    created = Store(new)
+    assert created.name == "second" and created.setting("max_tasks") == 3
+    created.close()
+
+
+async def test_on_a_narrow_terminal_the_job_form_is_a_modal(session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, JobScreen)
+        assert not app.query_one("#job-pane").display
+        await settle(pilot)
+        assert app.screen.query_one(JobForm).valid
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, JobScreen)
+
+
+async def test_picker_opens_a_session(session: Store) -> None:
+    app = PickerApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+    assert app.return_value == session.path
+
+
+async def test_picker_sets_up_a_new_job_from_a_typed_path(tmp_path: Path) -> None:
+    job = tmp_path / "fresh.toml"
+    app = PickerApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.focused, Input)  # no session yet: the path box
+        app.query_one(Input).value = str(job)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, JobScreen)
+        await settle(pilot)
+        form = app.screen.query_one(JobForm)
+        assert "is required" in problem(form, "backend.project")  # the template asks
+        await type_into(pilot, form, "backend.project", "my-project")
+        await type_into(pilot, form, "job.name", "fresh")
+        await settle(pilot)
+        assert form.valid
+        await pilot.press("ctrl+s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert app.return_value is not None and app.return_value.name == "fresh-1.sqlite"
+    assert tomllib.loads(job.read_text(encoding="utf-8"))["backend"]["project"] == "my-project"
