@@ -6,6 +6,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import tomli_w
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
@@ -15,7 +16,7 @@ from tui.app import EEBatchApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.job import JobScreen
 from tui.screens.picker import PickerApp
-from tui.widgets.job_form import DEBOUNCE, JobForm, field_id
+from tui.widgets.job_form import DEBOUNCE, JobForm, field_id, save_job
 
 
 async def settle(pilot: Pilot[object]) -> None:
@@ -138,3 +139,12 @@ async def test_picker_sets_up_a_new_job_from_a_typed_path(tmp_path: Path) -> Non
         await pilot.pause()
     assert app.return_value is not None and app.return_value.name == "fresh-1.sqlite"
     assert tomllib.loads(job.read_text(encoding="utf-8"))["backend"]["project"] == "my-project"
+
+
+def test_an_unchanged_job_file_is_not_rewritten(tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text("# my notes\n[job]\nname = \"a\"  # the name\n", encoding="utf-8")
+    assert save_job(job, tomli_w.dumps({"job": {"name": "a"}})) == ""
+    assert job.read_text(encoding="utf-8").startswith("# my notes")
+    assert "previous version" in save_job(job, tomli_w.dumps({"job": {"name": "b"}}))
+    assert job.with_suffix(".toml.bak").read_text(encoding="utf-8").startswith("# my notes")

@@ -9,6 +9,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen
+from textual.widgets import Footer
 
 from tui.widgets.job_form import JobForm
 
@@ -18,7 +19,7 @@ class JobScreen(ModalScreen[Path | None]):
 
     DEFAULT_CSS = """
     JobScreen { align: center middle; }
-    JobScreen JobForm { width: 100%; max-width: 110; height: 100%; border: round $accent;
+    JobScreen JobForm { width: 100%; max-width: 110; height: 1fr; border: round $accent;
         background: $surface; border-title-style: bold; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "Close")]
@@ -32,6 +33,7 @@ class JobScreen(ModalScreen[Path | None]):
         form = JobForm(self.text, self.path, id="job-form")
         form.border_title = f"Job · {self.path.name}"
         yield form
+        yield Footer()
 
     @on(JobForm.Close)
     def _close(self, event: JobForm.Close) -> None:

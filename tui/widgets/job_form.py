@@ -484,7 +484,11 @@ def save_job(path: Path, text: str) -> str:
     """Write the job file; keep a different older version as FILE.bak. Returns what it did."""
     if path.exists():
         old = path.read_text(encoding="utf-8")
-        if old == text:
+        try:
+            same = tomllib.loads(old) == tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            same = False
+        if same:  # nothing changed: keep the user's file as written, comments and all
             return ""
         backup = path.with_suffix(path.suffix + ".bak")
         backup.write_text(old, encoding="utf-8")
