@@ -89,6 +89,7 @@ class EEBatchApp(App[Path | None]):
         self._command_store: Store | None = None
         self.polls = 0  # snapshots applied (tests wait on it)
         self._keys_state: tuple[bool | None, ...] = ()
+        self._error_told = False
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -120,6 +121,7 @@ class EEBatchApp(App[Path | None]):
         else:
             self._poll_loop()
         if self.worker is not None:
+            self._check_worker()
             self.set_interval(1.0, self._check_worker)
 
     def on_resize(self, event: Resize) -> None:
@@ -257,11 +259,12 @@ class EEBatchApp(App[Path | None]):
 
     def _check_worker(self) -> None:
         state = self._worker_state()
+        if state == "error" and not self._error_told and self.worker is not None:
+            self._error_told = True  # once, with the reason: the header keeps saying it
+            self.notify(f"{self.worker.error}", severity="error", timeout=60,
+                        title="the worker stopped")
         if state != self.header_state.worker:
             self.header_state.worker = state
-            if state == "error":
-                self.notify(str(self.worker.error if self.worker else ""), severity="error",
-                            title="the worker stopped", timeout=30)
             self._show_header()
 
     def action_refresh_now(self) -> None:

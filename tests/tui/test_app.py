@@ -442,3 +442,48 @@ async def test_hundred_thousand_tiles_stay_smooth(tmp_path: Path) -> None:
         await pilot.press("right", "down", "f")
         assert time.perf_counter() - start < 3.0
     store.close()
+
+
+# -- with a real worker in the app's process ---------------------------------------------------
+
+
+async def test_a_worker_that_cannot_start_is_shown_with_its_reason(session: Store) -> None:
+    from core.engine.runner import start_worker
+
+    worker = start_worker(session.path)  # emulator backend without a URL: it stops at once
+    worker.join(30)
+    app = EEBatchApp(session.path, poll_interval=None, worker=worker)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        assert "worker failed" in header_text(app)
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert errors and "backend.url" in errors[-1].message
+
+
+async def test_demo_tiles_go_from_pending_to_done() -> None:
+    """The README's first command, `eebatch demo`, as the app runs it: the emulator and a
+    worker thread in this process, the dashboard polling the store from its own thread."""
+    from core.demo import prepare_demo
+    from core.engine.runner import start_worker
+
+    emulator, path = prepare_demo()
+    worker = start_worker(path, emulator_url=emulator.url)
+    try:
+        app = EEBatchApp(path, poll_interval=0.2, worker=worker)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await ready(pilot)
+            tile_map = app.query_one(TileMap)
+            assert tile_map.model is not None
+            assert (tile_map.model.base == CODE["pending"]).all()
+            assert "● worker" in header_text(app)
+            for _ in range(240):
+                await pilot.pause(0.25)
+                if app.counts.get("done", 0) >= 3:
+                    break
+            assert app.counts.get("done", 0) >= 3
+            assert (tile_map.model.base == CODE["done"]).sum() >= 3
+            assert any(t.state == "done" for t in app.query_one(TaskTable).tasks.values())
+    finally:
+        worker.stop()
+        worker.join(60)
+        emulator.stop()
