@@ -23,6 +23,7 @@ from tui.widgets.common import CODE, FINISHED, SPLIT_CODE
 # row before an earlier one: re-read this many seconds back and drop what was already sent.
 OVERLAP = 5.0
 FINISHED_KEPT = 500  # finished tasks kept in the Tasks table (all others are always there)
+HEARTBEAT_FRESH = 15.0  # seconds; the worker beats about once a second
 EVENTS_FIRST = 1000
 EVENTS_PER_POLL = 2000
 
@@ -153,9 +154,19 @@ class StoreReader:
         now = time.monotonic()
         if check_alive or now - self.alive_checked >= self.alive_every:
             self.alive_checked = now
-            snap.worker_alive = self.store.worker_alive()
+            snap.worker_alive = self._worker_alive()
         self.first = False
         return snap
+
+    def _worker_alive(self) -> bool:
+        """A fresh heartbeat says so without touching the lock; only without one is the lock
+        tried (which, for an instant, could make a worker starting right then think the
+        session busy)."""
+        beat = self.conn.execute(
+            "SELECT MAX(heartbeat) FROM workers WHERE stopped IS NULL").fetchone()[0]
+        if beat is not None and time.time() - beat < HEARTBEAT_FRESH:
+            return True
+        return self.store.worker_alive()
 
     def _units(self, snap: Snapshot) -> dict[str, sqlite3.Row]:
         since = self.units_cursor - OVERLAP if not self.first else -1.0
