@@ -81,6 +81,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX units_updated ON units(updated);
     CREATE INDEX attempts_state ON attempts(state);
     """,
+    # version 3: the dashboard reads attempts changed since its last look
+    """
+    CREATE INDEX attempts_updated ON attempts(updated);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
