@@ -368,6 +368,8 @@ class Store:
             state = row["state"]
             if verb == "cancel" and state in (DONE, CANCELLED, FAILED, SPLIT):
                 raise StoreError(f"unit {unit} is {state}: nothing to cancel")
+            if verb == "cancel" and state == DOWNLOADING:
+                raise StoreError(f"unit {unit} is downloading: it will be done in moments")
             if verb == "retry" and state not in (FAILED, CANCELLED):
                 raise StoreError(f"unit {unit} is {state}: only failed or cancelled units retry")
         if verb == "set":

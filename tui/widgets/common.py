@@ -26,8 +26,8 @@ GLYPH = {
 LEGEND_ORDER = ("pending", "submitting", "queued", "running", "exported", "downloading", "done",
                 "backoff", "failed", "cancelled", "split")
 FINISHED = ("done", "split")
-CANCELLABLE = ("pending", "submitting", "queued", "running", "exported", "downloading",
-               "backoff")
+# A unit whose files are downloading is moments from done: the worker refuses to cancel it.
+CANCELLABLE = ("pending", "submitting", "queued", "running", "exported", "backoff")
 RETRYABLE = ("failed", "cancelled")
 
 # Colour per state, as theme variables so every theme (and NO_COLOR) works.
