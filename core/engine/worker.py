@@ -52,6 +52,7 @@ UNFINISHED = (PENDING, BACKOFF, SUBMITTING, QUEUED, RUNNING, EXPORTED, DOWNLOADI
 EE_ACTIVE = ("submitting", "PENDING", "RUNNING", "CANCELLING")
 PROJECT_QUEUE_CAP = 2800  # EE holds 3,000 pending tasks per project; keep clear of it
 MISSING_FILE_POLLS = 5  # an exported unit whose files never show up is retried
+OUTPUT_SUFFIX = r"(-\d{10}-\d{10})?\.[A-Za-z0-9]+"  # after the prefix: split offsets, extension
 STATUS_EVERY = 1.0  # seconds between worker_status/heartbeat writes (each is a commit)
 
 
@@ -95,6 +96,10 @@ class Worker:
         self.output_dir = spec.output_dir
         self.pool = ThreadPoolExecutor(max_workers=spec.limits.download_workers,
                                        thread_name_prefix="eebatch-download")
+        # Deletes have their own threads: in the download pool they waited behind up to
+        # 2 x download_workers queued downloads (the file holding Drive quota meanwhile) and
+        # then took a download connection's turn.
+        self.delete_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eebatch-delete")
         self.downloads: dict[int, Future[Any]] = {}  # file row id -> download future
         self.deletes: dict[int, Future[Any]] = {}  # file row id -> delete future
         self.missing_polls: dict[str, int] = {}
@@ -145,6 +150,7 @@ class Worker:
         finally:
             self.stopping = True
             self.pool.shutdown(wait=True, cancel_futures=True)
+            self.delete_pool.shutdown(wait=True, cancel_futures=True)
             self.collect()
             self.write_status(force=True)
         summary = self.summary()
@@ -566,8 +572,9 @@ class Worker:
                         "warning")
             return
         known = {r[0] for r in self.store.conn.execute("SELECT drive_id FROM files")}
+        by_prefix = _outputs_by_prefix(files)
         for row in units:
-            mine = [f for f in files if self._is_output_of(row["id"], f.title)]
+            mine = by_prefix.get(self._prefix(row["id"]), [])
             with self.store.tx():
                 if not mine:
                     misses = self.missing_polls.get(row["id"], 0) + 1
@@ -588,12 +595,34 @@ class Worker:
                          f.md5, time.time()))
                 self.store.log(f"{len(mine)} file(s) in Drive, "
                                f"{sum(f.size for f in mine):,} bytes", "info", row["id"])
+        # The listing holds the whole folder: take the files of the other exported units as
+        # well (no miss is counted for them). Otherwise a backlog bigger than the batch above
+        # had the folder listed again each time a few units started downloading (72 listings
+        # for 200 exported units).
+        batch = {row["id"] for row in units}
+        others = [r[0] for r in self.store.conn.execute(
+            "SELECT id FROM units u WHERE state = ? AND NOT EXISTS (SELECT 1 FROM files f"
+            " WHERE f.unit = u.id AND f.state = 'listed')", (EXPORTED,)) if r[0] not in batch]
+        for unit in others:
+            new = [f for f in by_prefix.get(self._prefix(unit), []) if f.id not in known]
+            if not new:
+                continue
+            with self.store.tx():
+                attempt = self._latest_attempt(unit)
+                self.store.conn.executemany(
+                    "INSERT INTO files (unit, attempt, drive_id, title, size, md5, state,"
+                    " updated) VALUES (?, ?, ?, ?, ?, ?, 'listed', ?)",
+                    [(unit, attempt["id"] if attempt else None, f.id, f.title, f.size, f.md5,
+                      time.time()) for f in new])
+                self.store.log(f"{len(new)} file(s) in Drive, "
+                               f"{sum(f.size for f in new):,} bytes", "info", unit)
         self._learn_ratio()
 
+    def _prefix(self, unit: str) -> str:
+        return self.spec.export.prefix.format(job=self.spec.name, unit=unit)
+
     def _is_output_of(self, unit: str, title: str) -> bool:
-        prefix = self.spec.export.prefix.format(job=self.spec.name, unit=unit)
-        return re.fullmatch(re.escape(prefix) + r"(-\d{10}-\d{10})?\.[A-Za-z0-9]+", title) \
-            is not None
+        return re.fullmatch(re.escape(self._prefix(unit)) + OUTPUT_SUFFIX, title) is not None
 
     def collect(self) -> None:
         """Fold finished downloads and deletes into the store (this thread owns it)."""
@@ -680,7 +709,7 @@ class Worker:
         if drive_id is None:
             drive_id = self.store.conn.execute("SELECT drive_id FROM files WHERE id = ?",
                                                (file_id,)).fetchone()[0]
-        future = self.pool.submit(self.drive.delete, drive_id)
+        future = self.delete_pool.submit(self.drive.delete, drive_id)
         future.add_done_callback(self._wake_up)
         self.deletes[file_id] = future
 
@@ -799,6 +828,21 @@ class Worker:
     @staticmethod
     def _counts_text(counts: dict[str, int]) -> str:
         return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def _outputs_by_prefix(files: list[DriveFile]) -> dict[str, list[DriveFile]]:
+    """Files by every prefix they are an output of, as `_is_output_of` decides (PREFIX.ext or
+    PREFIX-RRRRRRRRRR-CCCCCCCCCC.ext): one pass over the listing instead of a regex per unit
+    and file."""
+    out: dict[str, list[DriveFile]] = {}
+    for f in files:
+        base, dot, ext = f.title.rpartition(".")
+        if not dot or not re.fullmatch(r"[A-Za-z0-9]+", ext):
+            continue
+        out.setdefault(base, []).append(f)
+        if re.search(r"-\d{10}-\d{10}\Z", base):
+            out.setdefault(base[:-22], []).append(f)
+    return out
 
 
 def _region(spec: JobSpec, work: UnitWork) -> Any:
