@@ -3,6 +3,7 @@ list every operation in one paged call, cancel, and the few asset calls eebatch 
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,18 @@ class Operation:
                    float(meta.get("progress", 1.0 if op.get("done") else 0.0)),
                    meta.get("batchEecuUsageSeconds"), error, meta.get("startTime"),
                    tuple(meta.get("destinationUris", ())))
+
+    def started_at(self) -> float | None:
+        """startTime as a Unix time. EE sets it when the task starts running, so a task that
+        ran between two polls still gets its real start."""
+        if not self.start_time:
+            return None
+        text = self.start_time.rstrip("Z")
+        fmt = "%Y-%m-%dT%H:%M:%S.%f" if "." in text else "%Y-%m-%dT%H:%M:%S"
+        try:
+            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC).timestamp()
+        except ValueError:
+            return None
 
     @property
     def active(self) -> bool:

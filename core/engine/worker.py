@@ -326,7 +326,7 @@ class Worker:
                 "UPDATE attempts SET operation = ?, state = ?, progress = ?, eecu_seconds = ?,"
                 " error = ?, started = COALESCE(started, ?), updated = ? WHERE id = ?",
                 (op.name, state, op.progress, op.eecu_seconds, op.error,
-                 now if op.state == "RUNNING" else None, now, attempt["id"]))
+                 _started(op, now), now, attempt["id"]))
             if cancelled or latest["id"] != attempt["id"] or unit_state not in (
                     SUBMITTING, QUEUED, RUNNING, BACKOFF):
                 pass  # an attempt the user cancelled, or one a retry has replaced
@@ -843,6 +843,15 @@ def _outputs_by_prefix(files: list[DriveFile]) -> dict[str, list[DriveFile]]:
         if re.search(r"-\d{10}-\d{10}\Z", base):
             out.setdefault(base[:-22], []).append(f)
     return out
+
+
+def _started(op: Operation, now: float) -> float | None:
+    """When the task started: EE's startTime (an emulator's simulated clock may run ahead of
+    ours: never later than now), else now if we see it running."""
+    started = op.started_at()
+    if started is not None:
+        return min(started, now)
+    return now if op.state == "RUNNING" else None
 
 
 def _region(spec: JobSpec, work: UnitWork) -> Any:
