@@ -19,10 +19,9 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
-from core.session import create_session
-from core.spec import SpecError
 from core.store import Store, StoreError
 from tui.messages import CommandRequest, PollFailed, ShowUnit, SnapshotReady
+from tui.new_session import create_or_notify
 from tui.reader import Snapshot, StoreReader
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.details import DetailsScreen
@@ -433,16 +432,9 @@ class EEBatchApp(App[Path | None]):
     @work(thread=True, exclusive=True, group="create", exit_on_error=False,
           description="create a session")
     def _create_session(self, path: Path) -> None:
-        self.notify(f"planning {path.name}…", timeout=3)
-        try:
-            store, _ = create_session(path)
-        except SpecError as exc:
-            self.notify("\n".join(exc.problems[:5]), title="the job has problems",
-                        severity="error", timeout=10)
-            return
-        new = store.path
-        store.close()
-        self.call_from_thread(self.exit, new)
+        new = create_or_notify(self, path)
+        if new is not None:
+            self.call_from_thread(self.exit, new)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

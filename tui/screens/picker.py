@@ -12,9 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
-from core.session import create_session
-from core.spec import SpecError
 from core.store import Store
+from tui.new_session import create_or_notify
 from tui.screens.job import JobScreen
 from tui.widgets.job_form import TEMPLATE
 
@@ -105,13 +104,6 @@ class PickerApp(App[Path | None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, description="create the session")
     def _create(self, path: Path) -> None:
-        self.notify(f"planning {path.name}…", timeout=3)
-        try:
-            store, _ = create_session(path)
-        except SpecError as exc:
-            self.notify("\n".join(exc.problems[:5]), title="the job has problems",
-                        severity="error", timeout=10)
-            return
-        session = store.path
-        store.close()
-        self.call_from_thread(self.exit, session)
+        session = create_or_notify(self, path)
+        if session is not None:
+            self.call_from_thread(self.exit, session)
