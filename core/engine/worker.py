@@ -565,14 +565,23 @@ class Worker:
         matched by prefix."""
         assert self.drive is not None
         try:
-            self.folder_ids = self.drive.find_folders(self.spec.export.folder)
-            files = self.drive.list_folder(self.folder_ids)
+            # The folders found last time are listed first and searched for again only when a
+            # unit's files are not in them (EE may have made another folder of that name
+            # since): searching before every listing doubled the Drive requests for nothing.
+            searched = not self.folder_ids
+            if searched:
+                self.folder_ids = self.drive.find_folders(self.spec.export.folder)
+            by_prefix = _outputs_by_prefix(self.drive.list_folder(self.folder_ids))
+            if not searched and any(self._prefix(r["id"]) not in by_prefix for r in units):
+                found = self.drive.find_folders(self.spec.export.folder)
+                if set(found) != set(self.folder_ids):
+                    self.folder_ids = found
+                    by_prefix = _outputs_by_prefix(self.drive.list_folder(found))
         except Exception as exc:
             self._event(f"listing the Drive folder failed: {classify_exception(exc)[1]}",
                         "warning")
             return
         known = {r[0] for r in self.store.conn.execute("SELECT drive_id FROM files")}
-        by_prefix = _outputs_by_prefix(files)
         for row in units:
             mine = by_prefix.get(self._prefix(row["id"]), [])
             with self.store.tx():
