@@ -121,6 +121,7 @@ class Worker:
         self.deletes_due: float | None = 0.0
         self.delete_backlog = False  # the last look found a full batch
         self.stopping = False  # the pool is shut down: no new downloads or deletes
+        self.budget_blocked = False  # the last admission left a unit out for Drive space
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -309,8 +310,15 @@ class Worker:
                                        IN_EE).fetchone()[0]
         if ours == 0:
             return base * 2  # idle: nothing of ours is in EE
-        if any(op.state == "RUNNING" and op.progress >= 0.8 for op in ops):
-            return base / 4  # something is about to finish: look again soon
+        if any(op.state == "RUNNING" and op.progress >= 0.8 for op in ops) and (
+                self.budget_blocked or not self.store.conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM units WHERE state = ?)", (QUEUED,)
+                ).fetchone()[0]):
+            # Something is about to finish and it matters when: none of ours waits in EE's
+            # queue to take the slot, or admission waits for Drive space. While EE's queue
+            # holds our next task, looking sooner gained nothing but requests (benchmark:
+            # same makespan, 1.8 operations.list per unit instead of 4).
+            return base / 4
         return base
 
     def _track(self, attempt: Any, op: Operation) -> None:
@@ -411,6 +419,7 @@ class Worker:
     # -- admission and submit ------------------------------------------------------------------
 
     def submit(self) -> None:
+        self.budget_blocked = False  # set when a unit waits for Drive space (polls sooner)
         settings = self.store.settings()
         if settings.get("paused"):
             return
@@ -436,6 +445,7 @@ class Worker:
                 break
             need = int(row["est_bytes"] * self.ratio)
             if self.drive is not None and not self._fits(need, expected, budget):
+                self.budget_blocked = True
                 continue  # a smaller unit further down may still fit
             if self._send(row):
                 expected += need
