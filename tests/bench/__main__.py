@@ -1,0 +1,173 @@
+"""Every benchmark of issue 6 in one command.
+
+    python -m tests.bench [--quick] [--runs N] [--only queue,downloads,scale,idle]
+                          [--markdown docs/benchmarks-results.md]
+
+Each part runs in its own process (`python -m tests.bench.bench_NAME`), one after the other,
+so none measures another's threads or memory. Prints one JSON document: the machine, each
+part's full results per run, and a summary of every goal. `--markdown FILE` also writes that
+summary as a Markdown table (one column per run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.bench.common import machine
+
+PARTS = ("queue", "downloads", "scale", "idle")
+
+
+def run_part(name: str, quick: bool) -> dict[str, Any]:
+    args = [sys.executable, "-m", f"tests.bench.bench_{name}"] + (["--quick"] if quick else [])
+    start = time.time()
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": f"exit {done.returncode}", "stderr": done.stderr[-3000:]}
+    result = json.loads(done.stdout)
+    result["bench_wall_s"] = round(time.time() - start, 1)
+    return result
+
+
+def _get(d: dict[str, Any], path: str) -> Any:
+    for key in path.split("/"):
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+# (part, label, value path, goal text, met path or None, format); paths use "/" (keys such
+# as "GET ee operations.get" hold dots)
+ROWS: list[tuple[str, str, str, str, str | None, str]] = [
+    ("queue", "1. eebatch makespan over the lower bound", "eebatch/over_lower_bound_pct",
+     "≤ 5 %", "goal_within_5pct_of_lower_bound", "+{:.2f} %"),
+    ("queue", "1. classic loop makespan over the lower bound", "classic/over_lower_bound_pct",
+     "(baseline)", None, "+{:.2f} %"),
+    ("queue", "1. makespan, classic ÷ eebatch", "makespan_classic_vs_eebatch", "(ratio)", None,
+     "{:.3f}"),
+    ("queue", "1. eebatch EE slot use (busy slot time ÷ slots × EE span)",
+     "eebatch/slot_utilisation_pct", "(info)", None, "{:.1f} %"),
+    ("queue", "1. eebatch: last task ended → last file done (sim. s)",
+     "eebatch/tail_after_last_task_s", "(info)", None, "{:.0f} s"),
+    ("queue", "2. operations.list pages per poll (eebatch)", "eebatch/operations_pages_per_poll",
+     "1", "goal_one_page_per_poll", "{:.2f}"),
+    ("queue", "2. per-task status requests (operations.get), eebatch",
+     "eebatch/requests/GET ee operations.get", "0", "goal_no_per_task_polling", "{}"),
+    ("queue", "2. requests per unit, eebatch", "eebatch/requests_total_per_unit", "(info)", None,
+     "{:.2f}"),
+    ("queue", "2. requests per unit, classic loop", "classic/requests_total_per_unit", "(info)",
+     None, "{:.2f}"),
+    ("queue", "2. pages per poll with 2,000 finished ops in the project",
+     "operations_pages_vs_history/history_2000/pages", "1 (flagged)", None, "{}"),
+    ("downloads", "3. eebatch, whole run (worker start included)", "eebatch/link_use_pct",
+     "≥ 90 % of 80 MB/s", "goal_90pct_of_link", "{:.1f} %"),
+    ("downloads", "3. eebatch, download phase", "eebatch/download_phase_link_use_pct",
+     "≥ 90 %", "goal_90pct_of_link_download_phase", "{:.1f} %"),
+    ("downloads", "3. serial GetContentFile loop", "classic_serial/link_use_pct", "(baseline)",
+     None, "{:.1f} %"),
+    ("downloads", "3. files with size and MD5 checked", "eebatch/files_verified_md5_and_size",
+     "all", "goal_every_md5_checked", "{}"),
+    ("scale", "4. plan and store 100,000 units", "plan_and_store/units_100k/plan_and_store_s",
+     "< 3 s", "goals_met/plan_and_store_s", "{:.2f} s"),
+    ("scale", "4. reopen the session", "reopen/reopen_s", "< 1 s", "goals_met/reopen_s",
+     "{:.3f} s"),
+    ("scale", "4. dashboard first paint", "tui/tui_first_paint_s", "< 1 s",
+     "goals_met/tui_first_paint_s", "{:.2f} s"),
+    ("scale", "4. map repaint, every unit changed", "tui/map_repaint_ms", "< 50 ms",
+     "goals_met/map_repaint_ms", "{:.0f} ms"),
+    ("scale", "4. worker peak memory (VmHWM), units flowing", "worker/worker_peak_mb",
+     "< 300 MB", "worker/goal_under_300mb", "{:.0f} MB"),
+    ("scale", "4. same, the project listing 100,000 finished ops (20,000 if --quick)",
+     "worker_history/worker_peak_mb", "< 300 MB", "worker_history/goal_under_300mb",
+     "{:.0f} MB"),
+    ("scale", "4. operations.list pages per poll then", "worker_history/pages_per_poll",
+     "1 (flagged)", None, "{:.0f}"),
+    ("idle", "5. worker CPU, 10 tasks running, 20-unit session",
+     "small_session/worker_cpu_pct_of_core", "< 2 % of a core",
+     "small_session/goal_under_2pct", "{:.2f} %"),
+    ("idle", "5. same, 100,000-unit session", "session_100k/worker_cpu_pct_of_core", "< 2 %",
+     "session_100k/goal_under_2pct", "{:.2f} %"),
+    ("idle", "5. same, 100,000 units, all but 10 done", "session_100k_late/worker_cpu_pct_of_core",
+     "< 2 %", "session_100k_late/goal_under_2pct", "{:.2f} %"),
+]
+
+
+def _derive(results: dict[str, Any]) -> None:
+    for side in ("eebatch", "classic"):
+        part = _get(results, f"queue/{side}")
+        if isinstance(part, dict) and part.get("requests"):
+            part["requests_total_per_unit"] = sum(part["requests"].values()) / part["units"]
+    queue = results.get("queue")
+    if isinstance(queue, dict) and isinstance(queue.get("eebatch"), dict):
+        queue["eebatch"].setdefault("requests", {}).setdefault("GET ee operations.get", 0)
+
+
+def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for part, label, path, goal, met, fmt in ROWS:
+        if part not in results:
+            continue
+        value = _get(results[part], path)
+        ok = _get(results[part], met) if met else None
+        text = "skipped" if value is None else fmt.format(value)
+        rows.append({"item": label, "goal": goal, "value": text, "met": ok})
+    return rows
+
+
+def markdown(runs: list[list[dict[str, Any]]], info: dict[str, Any]) -> str:
+    head = ["| measure | goal | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |",
+            "|---|---|" + "---|" * len(runs)]
+    lines = []
+    for i, row in enumerate(runs[0]):
+        cells = []
+        for run in runs:
+            r = run[i]
+            mark = "" if r["met"] is None else (" ✅" if r["met"] else " ❌")
+            cells.append(f"{r['value']}{mark}")
+        lines.append(f"| {row['item']} | {row['goal']} | " + " | ".join(cells) + " |")
+    machine_line = (f"Machine: {info['nproc']} cores ({info['cpu']}), {info['ram_gb']} GB RAM, "
+                    f"Python {info['python']}; load average at the start "
+                    f"{', '.join(str(x) for x in info['loadavg_at_start'])}; {info['date']}.")
+    return "\n".join([machine_line, "", *head, *lines, ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller jobs and shorter windows (a few minutes in all)")
+    parser.add_argument("--runs", type=int, default=1, help="run everything N times")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"comma-separated parts: {', '.join(PARTS)}")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="also write the summary table to this file")
+    args = parser.parse_args()
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    info = machine()
+    out: dict[str, Any] = {"machine": info, "quick": args.quick, "runs": []}
+    tables = []
+    for n in range(args.runs):
+        results: dict[str, Any] = {}
+        for part in parts:
+            print(f"run {n + 1}: {part} …", file=sys.stderr, flush=True)
+            results[part] = run_part(part, args.quick)
+        _derive(results)
+        rows = summary(results)
+        tables.append(rows)
+        out["runs"].append({"results": results, "summary": rows})
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    if args.markdown:
+        args.markdown.write_text(markdown(tables, info), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
