@@ -209,6 +209,13 @@ def worker_with_history(operations: int, seconds: float) -> dict[str, Any]:
                                    f"eebatch:earlier-job:r{i}:a1", pixels=1)
             with model.lock:
                 model._end(task, SUCCEEDED, model.clock.now())
+        # One poll's listing, as the worker's EE adapter makes it: pages and seconds.
+        from core.backends.earthengine import EarthEngine
+
+        adapter = EarthEngine.for_emulator(emu.url, "eebatch-demo")
+        before = emu.state()["requests"].get("GET ee operations.list", 0)
+        ops, list_s = timed(adapter.list_operations)
+        one_poll = emu.state()["requests"]["GET ee operations.list"] - before
         job = write_job(tmp, name="history", url=emu.url, bbox="[0, 0, 5, 4]", size=1.0,
                         scale=5000, poll_seconds=5.0)
         store, _ = create_session(job)
@@ -226,9 +233,10 @@ def worker_with_history(operations: int, seconds: float) -> dict[str, Any]:
         after = emu.state()["requests"]
     pages = after.get("GET ee operations.list", 0) - before.get("GET ee operations.list", 0)
     polls = after.get("GET drive about.get", 0) - before.get("GET drive about.get", 0)
-    return {"operations_listed": operations, "worker_peak_mb": mem.get("VmHWM"),
-            "ran_s": seconds, "polls": polls, "operations_pages": pages,
-            "pages_per_poll": round(pages / polls, 1) if polls else None}
+    return {"operations_listed": len(ops), "worker_peak_mb": mem.get("VmHWM"),
+            "pages_per_poll": one_poll, "seconds_per_poll": round(list_s, 2),
+            "worker_ran_s": seconds, "worker_polls_completed": polls,
+            "worker_operations_pages": pages}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
