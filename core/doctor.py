@@ -64,7 +64,8 @@ def diagnose(spec: JobSpec, emulator_url: str | None = None) -> Iterator[Check]:
         return
     try:
         n = backends.ee.ping()
-        yield Check("earth engine", True, f"project {backends.ee.project}: {n} tasks listed")
+        yield Check("earth engine", True,
+                    f"project {backends.ee.project}: listed its {n} newest tasks")
     except Exception as exc:
         yield Check("earth engine", False, f"listing tasks failed: {classify_exception(exc)[1]}"
                     " — check the project id and that the Earth Engine API is enabled for it")

@@ -1,10 +1,11 @@
 """The Earth Engine adapter, on earthengine-api: start an export under our own requestId,
-list every operation in one paged call, cancel, and the few asset calls eebatch needs."""
+list operations a page at a time, cancel, and the few asset calls eebatch needs."""
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,9 @@ from core.spec import ExportSpec
 # The client keeps module-level state; the worker thread and a TUI thread must not interleave
 # Initialize with calls.
 _EE_LOCK = threading.RLock()
+
+# What ee.data.listOperations asks for; the most the service returns in one page.
+OPERATIONS_PAGE_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class Operation:
     error: str | None
     start_time: str | None
     destination_uris: tuple[str, ...]
+    create_time: str | None = None
 
     @classmethod
     def from_json(cls, op: dict[str, Any]) -> Operation:
@@ -35,19 +40,16 @@ class Operation:
         return cls(op["name"], meta.get("description", ""), meta.get("state", "UNKNOWN"),
                    float(meta.get("progress", 1.0 if op.get("done") else 0.0)),
                    meta.get("batchEecuUsageSeconds"), error, meta.get("startTime"),
-                   tuple(meta.get("destinationUris", ())))
+                   tuple(meta.get("destinationUris", ())), meta.get("createTime"))
 
     def started_at(self) -> float | None:
         """startTime as a Unix time. EE sets it when the task starts running, so a task that
         ran between two polls still gets its real start."""
-        if not self.start_time:
-            return None
-        text = self.start_time.rstrip("Z")
-        fmt = "%Y-%m-%dT%H:%M:%S.%f" if "." in text else "%Y-%m-%dT%H:%M:%S"
-        try:
-            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC).timestamp()
-        except ValueError:
-            return None
+        return _unix_time(self.start_time)
+
+    def created_at(self) -> float | None:
+        """createTime as a Unix time (the service's clock): when the export was accepted."""
+        return _unix_time(self.create_time)
 
     @property
     def active(self) -> bool:
@@ -95,13 +97,28 @@ class EarthEngine:
                 op = ee.data.exportImage(request_id, task.config)
         return str(op["name"])
 
-    def list_operations(self) -> list[Operation]:
-        """Every operation of the project: one paged operations.list, newest first."""
+    def operation_pages(self) -> Iterator[list[Operation]]:
+        """operations.list one page (one request) at a time, newest first, so the caller stops
+        as soon as it has what it looks for. ee.data.listOperations fetches every page before
+        it returns, and EE keeps finished operations for weeks: at the end of a 100,000-unit
+        job that was 200 requests and 100,000 dicts per poll. This is the same request, built
+        by the same client (ee.data's own cloud-API helpers)."""
         import ee
 
         with _EE_LOCK:
-            ops = ee.data.listOperations(f"projects/{self.project}")
-        return [Operation.from_json(op) for op in ops]
+            projects = ee.data._get_cloud_projects()
+            request = projects.operations().list(name=f"projects/{self.project}",
+                                                 pageSize=OPERATIONS_PAGE_SIZE)
+        while request is not None:
+            with _EE_LOCK:
+                response = ee.data._execute_cloud_call(request)
+                request = ee.data._get_cloud_projects().operations().list_next(request,
+                                                                               response)
+            yield [Operation.from_json(op) for op in response.get("operations", [])]
+
+    def list_operations(self) -> list[Operation]:
+        """Every operation of the project, newest first (every page)."""
+        return [op for page in self.operation_pages() for op in page]
 
     def cancel(self, name: str) -> None:
         import ee
@@ -129,8 +146,8 @@ class EarthEngine:
             ee.data.deleteAsset(asset_id)
 
     def ping(self) -> int:
-        """A cheap authenticated call (lists one page of operations); returns how many."""
-        return len(self.list_operations())
+        """A cheap authenticated call (one page of operations); returns how many it held."""
+        return len(next(self.operation_pages(), []))
 
 
 def _image_task(image: Any, description: str, prefix: str, export: ExportSpec, region: Any,
@@ -177,3 +194,15 @@ def _table_task(collection: Any, description: str, prefix: str, export: ExportSp
                                                     **common)
     return ee.batch.Export.table.toDrive(collection, folder=export.folder, fileNamePrefix=prefix,
                                          fileFormat=fmt, **common)
+
+
+def _unix_time(text: str | None) -> float | None:
+    """An EE timestamp (UTC, `...Z`, 0-6 fractional digits) as a Unix time."""
+    if not text:
+        return None
+    text = text.rstrip("Z")
+    fmt = "%Y-%m-%dT%H:%M:%S.%f" if "." in text else "%Y-%m-%dT%H:%M:%S"
+    try:
+        return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC).timestamp()
+    except ValueError:
+        return None

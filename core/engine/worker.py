@@ -53,6 +53,9 @@ EE_ACTIVE = ("submitting", "PENDING", "RUNNING", "CANCELLING")
 PROJECT_QUEUE_CAP = 2800  # EE holds 3,000 pending tasks per project; keep clear of it
 MISSING_FILE_POLLS = 5  # an exported unit whose files never show up is retried
 OUTPUT_SUFFIX = r"(-\d{10}-\d{10})?\.[A-Za-z0-9]+"  # after the prefix: split offsets, extension
+# How far EE's clock (operation createTime) may be off ours (attempt created) before a search
+# for a task EE does not list gives up on older pages.
+CLOCK_SKEW = 3600.0
 STATUS_EVERY = 1.0  # seconds between worker_status/heartbeat writes (each is a commit)
 
 
@@ -190,7 +193,7 @@ class Worker:
         live = conn.execute("SELECT COUNT(*) FROM attempts WHERE state IN"
                             " ('PENDING', 'RUNNING', 'CANCELLING')").fetchone()[0]
         if unsent or live:
-            self.poll()  # adopts by operation name or description tag
+            self.poll(search_unsent=True)  # adopts by operation name or description
             # An export whose request may never have reached EE is sent again under the same
             # requestId: EE answers with the existing operation if it did.
             with self.store.tx():
@@ -271,10 +274,16 @@ class Worker:
 
     # -- monitor -------------------------------------------------------------------------------
 
-    def poll(self) -> None:
-        """One paged operations.list for every task, and the Drive quota."""
+    def poll(self, *, search_unsent: bool = False) -> None:
+        """Our tasks' states from operations.list (newest first, one page unless a task of
+        ours is older than that page), and the Drive quota. `search_unsent` also looks for
+        exports whose request may not have reached EE (after a crash), by their description."""
+        attempts = self.store.conn.execute(
+            "SELECT a.*, u.state AS unit_state, u.depth, u.attempts AS unit_attempts"
+            " FROM attempts a JOIN units u ON u.id = a.unit"
+            " WHERE a.state IN ('submitting', 'PENDING', 'RUNNING', 'CANCELLING')").fetchall()
         try:
-            ops = self.ee.list_operations()
+            ops = self._list_ours(attempts, search_unsent)
         except Exception as exc:
             self._event(f"listing EE tasks failed, will retry: {classify_exception(exc)[1]}",
                         "warning")
@@ -282,11 +291,9 @@ class Worker:
             return
         by_name = {op.name: op for op in ops}
         by_description = {op.description: op for op in ops}
+        # Other jobs' queued tasks count against the project's queue; those on later pages
+        # are older than all of ours and are not counted (a rare undercount).
         self.project_pending = sum(op.state == "PENDING" for op in ops)
-        attempts = self.store.conn.execute(
-            "SELECT a.*, u.state AS unit_state, u.depth, u.attempts AS unit_attempts"
-            " FROM attempts a JOIN units u ON u.id = a.unit"
-            " WHERE a.state IN ('submitting', 'PENDING', 'RUNNING', 'CANCELLING')").fetchall()
         for attempt in attempts:
             op = by_name.get(attempt["operation"] or "") or by_description.get(
                 attempt["description"])
@@ -303,6 +310,28 @@ class Worker:
                 self._event(f"reading the Drive quota failed: {classify_exception(exc)[1]}",
                             "warning")
         self.next_poll = time.time() + self._poll_interval(ops)
+
+    def _list_ours(self, attempts: list[Any], search_unsent: bool) -> list[Operation]:
+        """Page through operations.list only until every live task of ours has been seen.
+        Operations come newest first and EE keeps finished ones for weeks, so reading every
+        page cost 200 requests per poll at the end of a 100,000-unit job (benchmark). A task
+        that is not listed at all (an operation EE has forgotten) stops the paging at tasks
+        created well before our oldest live attempt (CLOCK_SKEW: EE's clock is not ours)."""
+        wanted = {a["operation"] for a in attempts if a["operation"]}
+        wanted_descriptions = {a["description"] for a in attempts
+                               if search_unsent and not a["operation"]}
+        floor = min((a["created"] for a in attempts), default=None)
+        ops: list[Operation] = []
+        for page in self.ee.operation_pages():
+            ops.extend(page)
+            wanted.difference_update(op.name for op in page)
+            wanted_descriptions.difference_update(op.description for op in page)
+            if not wanted and not wanted_descriptions:
+                break
+            oldest = page[-1].created_at() if page else None
+            if floor is not None and oldest is not None and oldest < floor - CLOCK_SKEW:
+                break
+        return ops
 
     def _poll_interval(self, ops: list[Operation]) -> float:
         base = self.limits.poll_seconds

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import tifffile
 
 from core.emulator.app import Emulator
-from core.engine.runner import run_session
+from core.engine.runner import load_session_spec, open_backends, run_session
+from core.engine.worker import Worker
+from core.store import Store
 from tests.engine.conftest import (
     admin,
     assert_all_done_and_verified,
@@ -39,6 +42,49 @@ def test_monitoring_is_one_list_per_poll_not_per_task(tmp_path: Path,
     assert requests.get("GET ee operations.get", 0) == 0  # no per-task status calls
     assert requests["POST ee image.export"] == 32  # no export sent twice without cause
     assert requests["DELETE drive files.delete"] == 32
+
+
+def _operations_lists(emu: Emulator) -> int:
+    return emu.state()["requests"].get("GET ee operations.list", 0)
+
+
+def _wait_until_no_task_runs(emu: Emulator) -> None:
+    deadline = time.monotonic() + 30
+    while set(emu.state()["ee"]["operations"]) - {"SUCCEEDED", "FAILED", "CANCELLED"}:
+        assert time.monotonic() < deadline, emu.state()["ee"]["operations"]
+        time.sleep(0.05)
+
+
+def _worker(store: Store, url: str) -> Worker:
+    spec = load_session_spec(store)
+    return Worker(store, spec, open_backends(spec, url))
+
+
+def test_a_poll_reads_operations_pages_only_until_it_has_seen_our_tasks(
+        tmp_path: Path) -> None:
+    # Four operations per page, and an earlier job's 32 finished operations in the project
+    # (8 pages): EE keeps them for weeks, and operations come newest first.
+    with emulator_with(max_page_size=4) as emu:
+        assert run_session(make_session(tmp_path, emu.url, name="earlier",
+                                        bbox="[0, 0, 4, 2]").path).ok
+        ours = make_session(tmp_path, emu.url, name="ours", max_tasks=4)
+        worker = _worker(ours, emu.url)
+        worker.submit()  # our 4 tasks: the newest 4 operations, page 1
+        _wait_until_no_task_runs(emu)
+        before = _operations_lists(emu)
+        worker.poll()
+        assert _operations_lists(emu) - before == 1
+        assert ours.counts() == {"exported": 4, "pending": 4}
+
+        # Another job's 8 exports, newer than our next 4: ours are on page 3 now.
+        worker.submit()
+        _worker(make_session(tmp_path, emu.url, name="other", bbox="[10, 0, 12, 1]",
+                             max_tasks=8), emu.url).submit()
+        _wait_until_no_task_runs(emu)
+        before = _operations_lists(emu)
+        worker.poll()
+        assert _operations_lists(emu) - before == 3
+        assert ours.counts() == {"exported": 8}
 
 
 def test_memory_failure_splits_the_tile_into_four(tmp_path: Path) -> None:
