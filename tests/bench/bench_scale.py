@@ -86,7 +86,7 @@ def reopen(path: Path) -> dict[str, Any]:
 
 async def _tui(path: Path) -> dict[str, Any]:
     from tui.app import EEBatchApp
-    from tui.reader import Snapshot
+    from tui.reader import Snapshot, UnitChanges
     from tui.widgets.common import CODE
     from tui.widgets.tiles_pane import TilesPane
 
@@ -103,10 +103,11 @@ async def _tui(path: Path) -> dict[str, Any]:
         units = len(model.tile_ids) * len(model.periods)
         height = tile_map.size.height
 
-        def every_unit(state: str) -> list[tuple[int, int, tuple[int, ...], int]]:
+        def every_unit(state: str) -> UnitChanges:
+            """As the store reader hands them over (it builds them in its own thread)."""
             code = CODE[state]
-            return [(i, p, (), code) for i in range(len(model.tile_ids))
-                    for p in range(len(model.periods))]
+            return UnitChanges.of((i, p, (), code) for i in range(len(model.tile_ids))
+                                  for p in range(len(model.periods)))
 
         t = time.perf_counter()
         await pilot.pause()

@@ -21,7 +21,7 @@ def test_second_poll_sends_only_changes(session: Store) -> None:
         assert first.first and first.map_init is not None and first.counts
         assert len(first.tasks) == 43 and first.events and first.settings
         quiet = reader.poll()
-        assert quiet.empty or (quiet.unit_changes == [] and quiet.tasks == []
+        assert quiet.empty or (len(quiet.unit_changes) == 0 and quiet.tasks == []
                                and quiet.events == [])
         unit = session.units()[2]["id"]
         set_state(session, unit, "running", ts=T0 + 5, attempt="new")

@@ -25,7 +25,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.reader import MapInit
+from tui.reader import MapInit, UnitChanges
 from tui.widgets.common import CODE, EMPTY, GLYPH, SPLIT_CODE, STATE_CSS, STATE_OF_CODE
 
 MAX_ZOOM = 14
@@ -54,13 +54,15 @@ class TileModel:
         for i, p in zip(*np.nonzero(self.base == SPLIT_CODE), strict=True):
             self._requad(int(i), int(p))
 
-    def apply(self, changes: list[tuple[int, int, tuple[int, ...], int]]) -> None:
-        dirty: set[tuple[int, int]] = set()
-        for i, p, path, code in changes:
-            if path:
-                self.children.setdefault((i, p), {})[path] = code
-            else:
-                self.base[i, p] = code
+    def apply(self, changes: UnitChanges) -> None:
+        tiles, periods, codes = changes.tiles, changes.periods, changes.codes
+        self.base[tiles, periods] = codes
+        self.quads[tiles, periods, :] = codes[:, None]
+        # A tile that is split shows its children: those are the only ones worked out one by one.
+        split = codes == SPLIT_CODE
+        dirty = set(zip(tiles[split].tolist(), periods[split].tolist(), strict=True))
+        for i, p, path, code in changes.children:
+            self.children.setdefault((i, p), {})[path] = code
             dirty.add((i, p))
         for i, p in dirty:
             self._requad(i, p)
@@ -176,7 +178,7 @@ class TileMap(ScrollView, can_focus=True):
             self.zoom = self.fit_zoom()
         self._rebuild()
 
-    def apply_changes(self, changes: list[tuple[int, int, tuple[int, ...], int]]) -> None:
+    def apply_changes(self, changes: UnitChanges) -> None:
         if self.model is None or not changes:
             return
         self.model.apply(changes)
