@@ -85,6 +85,11 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX attempts_updated ON attempts(updated);
     """,
+    # version 4: the worker's per-poll file queries (bytes in Drive, files waiting) by state;
+    # without it, two full scans of the files table each poll near the end of a big job
+    """
+    CREATE INDEX files_state ON files(state);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
