@@ -99,17 +99,26 @@ class Drive:
                           tuple(p["id"] for p in f.get("parents", ()))) for f in items]
 
     def download(self, file: DriveFile, dest: Path) -> None:
-        """Download to `dest` (a .part path), check size and MD5, fsync. Raise VerifyError on a
-        mismatch; the partial file is removed on any failure."""
+        """Download to `dest` (a .part path), hashing the bytes as they are written, check size
+        and MD5, fsync. Raise VerifyError on a mismatch; the partial file is removed on any
+        failure. (Reading the file back for its MD5 cost 30 ms of every 2 s download at
+        10 MB/s, a connection idle meanwhile.)"""
+        digest = hashlib.md5(usedforsecurity=False)
+        size = 0
         try:
-            handle = self._drive.CreateFile({"id": file.id})
-            handle.GetContentFile(str(dest), chunksize=CHUNK)
-            size, md5 = _size_and_md5(dest)
-            if size != file.size:
-                raise VerifyError(f"{file.title}: got {size} bytes, Drive says {file.size}")
-            if file.md5 and md5 != file.md5:
-                raise VerifyError(f"{file.title}: MD5 {md5} does not match Drive's {file.md5}")
-            with open(dest, "rb+") as fh:
+            chunks = self._drive.CreateFile({"id": file.id}).GetContentIOBuffer(
+                chunksize=CHUNK)
+            with open(dest, "wb") as fh:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    fh.write(chunk)
+                    size += len(chunk)
+                fh.flush()
+                if size != file.size:
+                    raise VerifyError(f"{file.title}: got {size} bytes, Drive says {file.size}")
+                if file.md5 and digest.hexdigest() != file.md5:
+                    raise VerifyError(f"{file.title}: MD5 {digest.hexdigest()} does not match "
+                                      f"Drive's {file.md5}")
                 os.fsync(fh.fileno())
         except BaseException:
             dest.unlink(missing_ok=True)
@@ -126,13 +135,3 @@ class Drive:
                     raise
 
         self._call(_delete)
-
-
-def _size_and_md5(path: Path) -> tuple[int, str]:
-    digest = hashlib.md5(usedforsecurity=False)
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
