@@ -17,8 +17,9 @@ with an emulator backend. Measured, each against its goal:
 * the worker's peak memory: `eebatch run SESSION --headless` in its own process on the
   100,000-unit session against the emulator (fast tasks, so units flow), VmHWM from /proc;
   and the same worker once the project lists 100,000 finished operations, as it does at the
-  end of such a job (each poll then pages through all of them). The goal is judged on the
-  higher of the two.
+  end of such a job (its polls then read operations.list only until they have seen the job's
+  live tasks; reading every page is measured next to it). The goal is judged on the higher of
+  the two.
 """
 
 from __future__ import annotations
@@ -192,10 +193,10 @@ def worker_memory(path: Path, emu: Any, seconds: float, tmp: Path) -> dict[str, 
 
 def worker_with_history(operations: int, seconds: float) -> dict[str, Any]:
     """The worker once the project lists `operations` finished operations: the state at the end
-    of a 100,000-unit job (every unit leaves one; EE keeps listing them for weeks). Every poll
-    then pages through all of them (ee.data.listOperations), and holds them in memory at once.
+    of a 100,000-unit job (every unit leaves one; EE keeps listing them for weeks).
     The history is put into the emulator's own batch model in-process, then a 20-unit session
-    runs against it."""
+    runs against it. The worker reads pages only until it has seen its own live tasks; the
+    full listing is measured next to it as the baseline."""
     from core.emulator.app import Emulator
     from core.emulator.batch import SUCCEEDED
     from core.emulator.config import EmulatorConfig
@@ -235,9 +236,12 @@ def worker_with_history(operations: int, seconds: float) -> dict[str, Any]:
     pages = after.get("GET ee operations.list", 0) - before.get("GET ee operations.list", 0)
     polls = after.get("GET drive about.get", 0) - before.get("GET drive about.get", 0)
     return {"operations_listed": len(ops), "worker_peak_mb": mem.get("VmHWM"),
-            "pages_per_poll": one_poll, "seconds_per_poll": round(list_s, 2),
+            "pages_per_poll": round(pages / max(polls, 1), 2),
             "worker_ran_s": seconds, "worker_polls_completed": polls,
-            "worker_operations_pages": pages}
+            "worker_operations_pages": pages,
+            # What every poll cost when the worker read every page (ee.data.listOperations).
+            "pages_reading_every_page": one_poll,
+            "seconds_reading_every_page": round(list_s, 2)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -271,6 +275,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     peak = max(result["worker"]["worker_peak_mb"], result["worker_history"]["worker_peak_mb"])
     for key in ("worker", "worker_history"):
         result[key]["goal_under_300mb"] = result[key]["worker_peak_mb"] < GOALS["worker_peak_mb"]
+    result["worker_history"]["goal_one_page_per_poll"] = (
+        result["worker_history"]["pages_per_poll"] <= 1.0)
     values = {"plan_and_store_s": made["units_100k"]["plan_and_store_s"],
               "reopen_s": result["reopen"]["reopen_s"],
               "tui_first_paint_s": result["tui"].get("tui_first_paint_s"),
