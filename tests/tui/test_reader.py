@@ -32,3 +32,28 @@ def test_second_poll_sends_only_changes(session: Store) -> None:
         assert [e.message for e in later.events] == ["hello"]
     finally:
         reader.close()
+
+
+def test_the_map_model_follows_each_poll_tiles_and_split_children(session: Store) -> None:
+    from tests.tui.fixtures import split
+    from tui.widgets.common import CODE
+    from tui.widgets.tile_map import TileModel
+
+    reader = StoreReader(session.path)
+    try:
+        first = reader.poll()
+        assert first.map_init is not None
+        model = TileModel(first.map_init)
+        model.apply(first.unit_changes)
+        units = [u for u in session.units() if u["depth"] == 0 and u["state"] == "pending"]
+        whole, halves = units[0], units[1]
+        set_state(session, whole["id"], "running", ts=T0 + 5, attempt="new")
+        split(session, halves["id"], ts=T0 + 6, states=("done", "failed", "pending", "done"))
+        model.apply(reader.poll().unit_changes)
+        i = model.tile_ids.index(whole["tile"])
+        assert model.quads[i, 0].tolist() == [CODE["running"]] * 4
+        j = model.tile_ids.index(halves["tile"])
+        assert model.quads[j, 0].tolist() == [CODE["done"], CODE["failed"], CODE["pending"],
+                                              CODE["done"]]
+    finally:
+        reader.close()
