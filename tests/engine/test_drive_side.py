@@ -50,3 +50,32 @@ def test_other_files_and_duplicate_folders_are_left_alone(tmp_path: Path) -> Non
         assert left == ["notes.txt", "other_r179c360.tif"]
         digest = hashlib.md5(mine.read_bytes(), usedforsecurity=False).hexdigest()
         assert all(f["md5Checksum"] == digest for f in drive_files(emu.url))
+
+
+def test_a_drive_almost_full_of_other_files_is_waited_on_not_overfilled(tmp_path: Path) -> None:
+    # What one unit's output weighs here, learned from a first run.
+    with emulator_with() as emu:
+        probe = make_session(tmp_path, emu.url, name="probe", bbox="[0, 0, 1, 0.5]")
+        assert run_session(probe.path).ok
+        size = probe.conn.execute("SELECT MAX(size) FROM files").fetchone()[0]
+    # The user's own 1 MB file, and room beside it for about two of our outputs at a time,
+    # while max_tasks would allow 4: exports that find Drive full are retried, never lost,
+    # and the quota is read again at once to see how much room there is.
+    with emulator_with(drive_quota=1_000_000 + int(size * 2.5)) as emu:
+        drive = make_drive(emu.url)
+        mine = tmp_path / "thesis.pdf"
+        mine.write_bytes(b"%PDF" + bytes(999_996))
+        own = drive.CreateFile({"title": "thesis.pdf"})
+        own.SetContentFile(str(mine))
+        own.Upload()
+        store = make_session(tmp_path, emu.url, bbox="[0, 0, 2, 1]", max_attempts=20)
+        summary = run_session(store.path)
+        assert summary.ok, summary.failed
+        assert store.counts() == {"done": 8}
+        # The first wave is admitted on estimates, so some exports did find Drive full.
+        full = store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error LIKE"
+                                  " 'Google Drive quota exceeded%'").fetchone()[0]
+        assert full > 0
+        assert [f["title"] for f in drive_files(emu.url)] == ["thesis.pdf"]
+        files = store.conn.execute("SELECT * FROM files").fetchall()
+        assert len(files) == 8 and all(md5(Path(f["local_path"])) == f["md5"] for f in files)

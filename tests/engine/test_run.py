@@ -42,6 +42,9 @@ def test_monitoring_is_one_list_per_poll_not_per_task(tmp_path: Path,
     assert requests.get("GET ee operations.get", 0) == 0  # no per-task status calls
     assert requests["POST ee image.export"] == 32  # no export sent twice without cause
     assert requests["DELETE drive files.delete"] == 32
+    # Far below its Drive budget, the job reads the Drive quota once, not at every poll: its
+    # own bytes in Drive are known without asking.
+    assert requests["GET drive about.get"] == 1 < requests["GET ee operations.list"]
 
 
 def _operations_lists(emu: Emulator) -> int:
