@@ -37,6 +37,7 @@ from tests.bench.common import (
     bench_home,
     eebatch_command,
     machine,
+    memory_mb,
     pct,
     scratch,
     spawn,
@@ -148,6 +149,13 @@ def _eebatch(emu: Any, tmp: Path, files: int, size: int, workers: int) -> dict[s
         t0 = time.perf_counter()
         proc = spawn([*eebatch_command(), "run", str(path), "--headless", "--every", "5"],
                      tmp / f"worker-{workers}.log")
+        peak_mb = 0.0
+        while proc.poll() is None:
+            try:
+                peak_mb = max(peak_mb, memory_mb(proc.pid).get("VmHWM", 0.0))
+            except OSError:
+                break  # it just ended
+            time.sleep(0.25)
         code = proc.wait()
         seconds = time.perf_counter() - t0
     after = emu.state()["requests"]
@@ -167,6 +175,7 @@ def _eebatch(emu: Any, tmp: Path, files: int, size: int, workers: int) -> dict[s
                 if after.get(k, 0) != before.get(k, 0) and " admin" not in k}
     return {
         "download_workers": workers, "exit_code": code, "counts": counts,
+        "worker_peak_mb": peak_mb,
         "seconds": round(seconds, 2),
         "files_verified_md5_and_size": verified[0],
         "bytes": verified[1],

@@ -120,20 +120,20 @@ def _wall_to_sim(emu: Any) -> Any:
 
 def run_eebatch(speed: float, units: int, output_bytes: int | None = None,
                 budget_fraction: float = 0.25) -> dict[str, Any]:
-    from core.backends.earthengine import EarthEngine
     from core.emulator.app import Emulator
     from core.engine.runner import run_session
+    from core.engine.worker import Worker
     from core.plan import make_plan
     from core.session import create_session
     from core.spec import load_spec
 
     geometry = _job_geometry(units)
     polls: list[float] = []
-    original = EarthEngine.list_operations
+    original = Worker.poll
 
-    def counted(self: EarthEngine) -> Any:  # counts polls; the call itself is unchanged
+    def counted(self: Worker, **kwargs: Any) -> None:  # counts polls; the poll is unchanged
         polls.append(time.time())
-        return original(self)
+        original(self, **kwargs)
 
     with scratch("queue") as tmp, Emulator(_config(speed)) as emu:
         # The budget is a quarter of the job's output: as the classic run measured it (the
@@ -150,14 +150,14 @@ def run_eebatch(speed: float, units: int, output_bytes: int | None = None,
         store.close()
         to_sim = _wall_to_sim(emu)
         before = emu.state()["requests"]
-        EarthEngine.list_operations = counted  # type: ignore[method-assign]
+        Worker.poll = counted  # type: ignore[method-assign]
         try:
             with DriveWatch(emu.drive) as watch:
                 wall0 = time.time()
                 summary = run_session(path)
                 wall = time.time() - wall0
         finally:
-            EarthEngine.list_operations = original  # type: ignore[method-assign]
+            Worker.poll = original  # type: ignore[method-assign]
         requests = requests_since(before, emu.state()["requests"])
         from core.store import Store
 
@@ -296,8 +296,9 @@ def audit(e: dict[str, Any], c: dict[str, Any] | None) -> list[str]:
     about = req.get("GET drive about.get", 0)
     if about > e["polls"]:
         flags.append(f"FLAG {about - e['polls']} Drive quota reads beyond one per poll")
-    flags.append(f"note: one Drive quota read (about.get) per poll, {about / units:.2f} per "
-                 "unit: the Drive budget's admission needs it; the classic loop reads none")
+    flags.append(f"note: Drive quota reads (about.get) {about / units:.2f} per unit: at each "
+                 "poll only while the job is near its Drive budget or admission waits for "
+                 "space, else every 5 minutes; the classic loop reads none (and overfills)")
     flags.append(f"note: files.list {req.get('GET drive files.list', 0) / units:.2f} per unit: "
                  "one listing per poll that saw exports finish, plus a folder search at start "
                  "and whenever a unit's files are not in the folders known")
