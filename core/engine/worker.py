@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import random
 import re
@@ -57,8 +58,9 @@ OUTPUT_SUFFIX = r"(-\d{10}-\d{10})?\.[A-Za-z0-9]+"  # after the prefix: split of
 # for a task EE does not list gives up on older pages.
 CLOCK_SKEW = 3600.0
 # Drive quota reads (about.get): every poll once the job's Drive bytes (other files + ours +
-# expected) pass QUOTA_NEAR of its limit, else every QUOTA_EVERY seconds.
-QUOTA_EVERY = 300.0
+# expected) pass QUOTA_NEAR of its limit, else every QUOTA_EVERY_POLLS polls (5 minutes at the
+# default poll_seconds).
+QUOTA_EVERY_POLLS = 10
 QUOTA_NEAR = 0.5
 STATUS_EVERY = 1.0  # seconds between worker_status/heartbeat writes (each is a commit)
 
@@ -111,7 +113,7 @@ class Worker:
         self.deletes: dict[int, Future[Any]] = {}  # file row id -> delete future
         self.missing_polls: dict[str, int] = {}
         self.quota = Quota(0, None, 0)
-        self.quota_read = -QUOTA_EVERY  # when the quota was last read
+        self.quota_read = -math.inf  # when the quota was last read
         self.used_other = 0
         self.project_pending = 0
         self.folder_ids: list[str] = []
@@ -314,9 +316,10 @@ class Worker:
         """Whether this poll reads the Drive quota (about.get). Our own bytes in Drive are
         known here exactly; only other files (the user's, other jobs) need the quota. So it is
         read at every poll only once the job comes near its limit or admission waits for
-        space, and otherwise every QUOTA_EVERY seconds (benchmark: one read per poll was the
-        largest share of the requests per unit beyond the classic loop's)."""
-        if self.budget_blocked or time.time() - self.quota_read >= QUOTA_EVERY:
+        space, and otherwise every QUOTA_EVERY_POLLS polls (benchmark: one read per poll was
+        the largest share of the requests per unit beyond the classic loop's)."""
+        every = QUOTA_EVERY_POLLS * self.limits.poll_seconds
+        if self.budget_blocked or time.time() - self.quota_read >= every:
             return True
         budget = int(self.store.settings().get("drive_budget", self.limits.drive_budget))
         limit = budget if self.quota.total is None else min(budget, self.quota.total)
@@ -435,7 +438,7 @@ class Worker:
                 self.store.log(f"failed: {message}", "error", unit)
         elif kind is Kind.TRANSIENT:
             if "quota" in message.lower() or "space" in message.lower():
-                self.quota_read = -QUOTA_EVERY  # Drive is fuller than we knew: read it now
+                self.quota_read = -math.inf  # Drive is fuller than we knew: read it now
             self._backoff(unit, attempt["unit_attempts"], message)
         else:
             self._set_unit(unit, FAILED, error=message)

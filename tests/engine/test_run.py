@@ -42,9 +42,6 @@ def test_monitoring_is_one_list_per_poll_not_per_task(tmp_path: Path,
     assert requests.get("GET ee operations.get", 0) == 0  # no per-task status calls
     assert requests["POST ee image.export"] == 32  # no export sent twice without cause
     assert requests["DELETE drive files.delete"] == 32
-    # Far below its Drive budget, the job reads the Drive quota once, not at every poll: its
-    # own bytes in Drive are known without asking.
-    assert requests["GET drive about.get"] == 1 < requests["GET ee operations.list"]
 
 
 def _operations_lists(emu: Emulator) -> int:
@@ -88,6 +85,26 @@ def test_a_poll_reads_operations_pages_only_until_it_has_seen_our_tasks(
         worker.poll()
         assert _operations_lists(emu) - before == 3
         assert ours.counts() == {"exported": 8}
+
+
+def test_the_drive_quota_is_read_when_it_matters_not_at_every_poll(
+        tmp_path: Path, emulator: Emulator) -> None:
+    store = make_session(tmp_path, emulator.url)
+    worker = _worker(store, emulator.url)
+
+    def quota_reads() -> int:
+        return emulator.state()["requests"].get("GET drive about.get", 0)
+
+    for _ in range(5):
+        worker.poll()
+    # Far below its Drive budget: read once (our own bytes in Drive are known without asking).
+    assert quota_reads() == 1
+    with store.tx():
+        store.set_setting("drive_budget", 1000)  # the user lowers it below one output
+    worker.submit()  # one unit goes (alone it may); the others wait for Drive space
+    for _ in range(5):
+        worker.poll()
+    assert quota_reads() == 6  # near the limit: every poll reads how much room there is
 
 
 def test_memory_failure_splits_the_tile_into_four(tmp_path: Path) -> None:
