@@ -298,7 +298,7 @@ def audit(e: dict[str, Any], c: dict[str, Any] | None) -> list[str]:
         flags.append(f"FLAG {about - e['polls']} Drive quota reads beyond one per poll")
     flags.append(f"note: Drive quota reads (about.get) {about / units:.2f} per unit: at each "
                  "poll only while the job is near its Drive budget or admission waits for "
-                 "space, else every 5 minutes; the classic loop reads none (and overfills)")
+                 "space, else every 10th poll; the classic loop reads none (and overfills)")
     flags.append(f"note: files.list {req.get('GET drive files.list', 0) / units:.2f} per unit: "
                  "one listing per poll that saw exports finish, plus a folder search at start "
                  "and whenever a unit's files are not in the folders known")
