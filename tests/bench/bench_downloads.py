@@ -237,13 +237,24 @@ def run(files: int, size: int, serial_files: int,
     }
 
 
+def _worker_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or not all(1 <= n <= 64 for n in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: give download_workers counts of 1-64, "
+                                         "separated by commas (e.g. 10,8)")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_downloads")
     parser.add_argument("--quick", action="store_true", help="40 files, 8 serial")
     parser.add_argument("--files", type=int, default=None)
     parser.add_argument("--serial-files", type=int, default=None)
     parser.add_argument("--mb", type=int, default=20, help="file size in MB (10^6 bytes)")
-    parser.add_argument("--workers", default=f"{WORKERS},{EXACT_FIT}",
+    parser.add_argument("--workers", type=_worker_counts, default=(WORKERS, EXACT_FIT),
                         help="the job's download_workers, one eebatch run for each; the "
                              f"first is judged (default {WORKERS},{EXACT_FIT})")
     args = parser.parse_args(argv)
@@ -258,8 +269,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         scaled = max(int(free / 1.15 / size) - serial, 8)
         result["scaled_down"] = f"{free / 1e9:.1f} GB free: {scaled} files instead of {files}"
         files = scaled
-    workers = tuple(int(n) for n in args.workers.split(","))
-    result.update(run(files, size, serial, workers))
+    result.update(run(files, size, serial, args.workers))
     return result
 
 
