@@ -130,6 +130,11 @@ class Snapshot:
                     or self.commands_pending is not None)
 
 
+def _state_code(state: str) -> int:
+    """The map's code for a unit state (a split unit shows its children)."""
+    return SPLIT_CODE if state == "split" else CODE.get(state, CODE["pending"])
+
+
 def quadrant_path(unit_id: str, tile: str, depth: int) -> tuple[int, ...]:
     """Where a split child sits in its root tile: quadrants 0..3 = NW, NE, SW, SE, one per
     depth. Read from the child's tile id (TILE.q.q…), or else its unit id (PARENT.q)."""
@@ -257,8 +262,7 @@ class StoreReader:
         self.tile_index = dict(zip(zip(tile_rows.tolist(), tile_cols.tolist(), strict=True),
                                    range(len(keys)), strict=True))
         self.period_index = {p: i for i, p in enumerate(sorted(set(periods)))}
-        code_of = {s: SPLIT_CODE if s == "split" else CODE.get(s, CODE["pending"])
-                   for s in set(states)}
+        code_of = {s: _state_code(s) for s in set(states)}
         base = np.full((len(keys), len(self.period_index)), CODE["pending"], dtype=np.uint8)
         base[tile_of.reshape(-1), [self.period_index[p] for p in periods]] = [
             code_of[s] for s in states]
@@ -275,8 +279,7 @@ class StoreReader:
         p = self.period_index.get(r["period"])
         if i is None or p is None:
             return None  # a unit outside the planned grid: nothing to draw it on
-        code = SPLIT_CODE if r["state"] == "split" else CODE.get(r["state"], CODE["pending"])
-        return i, p, quadrant_path(r["id"], r["tile"], r["depth"]), code
+        return i, p, quadrant_path(r["id"], r["tile"], r["depth"]), _state_code(r["state"])
 
     def _attempts(self) -> list[sqlite3.Row]:
         since = self.attempts_cursor - OVERLAP if not self.first else -1.0

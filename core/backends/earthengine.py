@@ -106,14 +106,13 @@ class EarthEngine:
         import ee
 
         with _EE_LOCK:
-            projects = ee.data._get_cloud_projects()
-            request = projects.operations().list(name=f"projects/{self.project}",
-                                                 pageSize=OPERATIONS_PAGE_SIZE)
+            operations = ee.data._get_cloud_projects().operations()
+            request = operations.list(name=f"projects/{self.project}",
+                                      pageSize=OPERATIONS_PAGE_SIZE)
         while request is not None:
             with _EE_LOCK:
                 response = ee.data._execute_cloud_call(request)
-                request = ee.data._get_cloud_projects().operations().list_next(request,
-                                                                               response)
+                request = operations.list_next(request, response)
             yield [Operation.from_json(op) for op in response.get("operations", [])]
 
     def list_operations(self) -> list[Operation]:

@@ -15,11 +15,16 @@ class Kind(Enum):
 
 
 SPLIT_MESSAGES = ("User memory limit exceeded", "Computation timed out")
+# Drive (or storage) full: transient, since the job's own deletes free space.
+DRIVE_FULL_MESSAGES = ("quota exceeded", "Quota exceeded", "out of space", "storage quota")
 TRANSIENT_MESSAGES = (
     "Internal error", "Service unavailable", "Too many", "rate limit", "Rate Limit",
-    "deadline", "Deadline", "try again", "temporarily", "quota exceeded", "Quota exceeded",
-    "out of space", "storage quota",
+    "deadline", "Deadline", "try again", "temporarily", *DRIVE_FULL_MESSAGES,
 )
+
+
+def drive_full(message: str) -> bool:
+    return any(m in message for m in DRIVE_FULL_MESSAGES)
 
 
 def classify_message(message: str) -> Kind:

@@ -25,7 +25,13 @@ from typing import Any
 
 from core.backends.drive import Drive, DriveFile, Quota, VerifyError
 from core.backends.earthengine import EarthEngine, Operation
-from core.backends.failures import Kind, classify_exception, classify_message, http_status
+from core.backends.failures import (
+    Kind,
+    classify_exception,
+    classify_message,
+    drive_full,
+    http_status,
+)
 from core.grid import child_id, split_bounds
 from core.plan import Period, unit_id
 from core.recipes.build import RecipeError, UnitWork, build
@@ -326,8 +332,9 @@ class Worker:
         return self.used_other + self._expected_drive_bytes() >= QUOTA_NEAR * limit
 
     def _read_quota(self) -> None:
+        assert self.drive is not None
         try:
-            self.quota = self.drive.quota() if self.drive is not None else self.quota
+            self.quota = self.drive.quota()
         except Exception as exc:
             self._event(f"reading the Drive quota failed: {classify_exception(exc)[1]}",
                         "warning")
@@ -437,7 +444,7 @@ class Worker:
                                f"{self.limits.split_depth})")
                 self.store.log(f"failed: {message}", "error", unit)
         elif kind is Kind.TRANSIENT:
-            if "quota" in message.lower() or "space" in message.lower():
+            if drive_full(message):
                 self.quota_read = -math.inf  # Drive is fuller than we knew: read it now
             self._backoff(unit, attempt["unit_attempts"], message)
         else:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from core.store import Store
-from tests.tui.fixtures import T0, set_state
+from tests.tui.fixtures import T0, set_state, split
 from tui.reader import StoreReader, quadrant_path
+from tui.widgets.common import CODE
+from tui.widgets.tile_map import TileModel
 
 
 def test_quadrant_paths_from_tile_ids_or_unit_ids() -> None:
@@ -35,10 +37,6 @@ def test_second_poll_sends_only_changes(session: Store) -> None:
 
 
 def test_the_map_model_follows_each_poll_tiles_and_split_children(session: Store) -> None:
-    from tests.tui.fixtures import split
-    from tui.widgets.common import CODE
-    from tui.widgets.tile_map import TileModel
-
     reader = StoreReader(session.path)
     try:
         first = reader.poll()
