@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -102,6 +103,39 @@ class SessionBusy(StoreError):
     pass
 
 
+class SessionDamaged(StoreError):
+    """A session file SQLite cannot read (truncated, overwritten, empty) or that holds no
+    eebatch session. Nothing can be recovered from it; `eebatch rm` removes it."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path} is not a readable eebatch session ({reason}); "
+                         f"`eebatch rm {_ref(path)}` removes it")
+
+
+def _ref(path: Path) -> str:
+    """How to name a session file on the command line: its id when it is in the sessions dir."""
+    return path.stem if path.parent == paths.sessions_dir() else str(path)
+
+
+# SQLite's primary result codes for a file that is not (or no longer) a database; every other
+# error (locked, busy, read-only, I/O) says nothing about the file's content.
+_DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _DAMAGE_CODES
+
+
+def read_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The StoreError to raise for a SQLite error met while reading the session at `path`."""
+    if is_damage(exc):
+        return SessionDamaged(path, str(exc))
+    return StoreError(f"cannot read session {path}: {exc}")
+
+
 @dataclass(frozen=True)
 class SessionInfo:
     id: str
@@ -156,64 +190,171 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "job"
 
 
+# -- creating a session file ------------------------------------------------------------------
+
+# `.BASE.PID@HOST.RANDOM.tmp` (and its -wal, -shm); `.ID.PID.tmp` is what older versions wrote.
+_TEMPORARY = re.compile(r"^\.[a-z0-9-]+\.(?P<pid>\d+)(?:@(?P<host>[a-z0-9-]+)\.[A-Za-z0-9_]+)?"
+                        r"\.tmp(?:-wal|-shm|-journal)?$")
+
+
+def _host() -> str:
+    return _slug(socket.gethostname())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Remove what a `new` killed mid-way (kill -9, power loss) left: the temporaries of
+    processes of this host that are gone. Another host's (a shared home) are left alone: its
+    pids mean nothing here."""
+    for path in directory.glob(".*.tmp*"):
+        m = _TEMPORARY.match(path.name)
+        if m and m["host"] in (None, _host()) and not _pid_alive(int(m["pid"])):
+            path.unlink(missing_ok=True)
+
+
+def _remove_temporary(tmp: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(tmp) + suffix).unlink(missing_ok=True)
+
+
+def _first_free(directory: Path, base: str, n: int) -> int:
+    while (directory / f"{base}-{n}.sqlite").exists():
+        n += 1
+    return n
+
+
+def _build(tmp: Path, session_id: str, name: str, job_path: Path, job_text: str,
+           units: Iterable[tuple[Any, ...]], settings: dict[str, Any]) -> None:
+    """Write the whole session into `tmp` and leave it closed and self-contained (no -wal)."""
+    conn = _connect(tmp)
+    try:
+        migrate(conn)
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO session VALUES (?, ?, ?, ?, ?)",
+                     (session_id, name, now, str(job_path), job_text))
+        conn.executemany("INSERT INTO settings VALUES (?, ?)",
+                         [(k, json.dumps(v)) for k, v in settings.items()])
+        conn.executemany(
+            "INSERT INTO units (id, tile, row, col, period, start, end, west, south, east,"
+            " north, est_pixels, est_bytes, updated) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " + str(now) + ")", units)
+        conn.execute("INSERT INTO events (ts, level, message) VALUES (?, 'info', ?)",
+                      (now, f"session created from {job_path}"))
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+def _rename_session(tmp: Path, session_id: str) -> None:
+    """Give the session being built another id (its first choice was taken meanwhile)."""
+    conn = _connect(tmp)
+    try:
+        conn.execute("UPDATE session SET id = ?", (session_id,))
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+_MAGIC = b"SQLite format 3\x00"
+
+
+def _header_problem(path: Path) -> str | None:
+    """What is wrong with the file's 100-byte SQLite header, read before SQLite opens the file:
+    SQLite would take an empty file for a new database, and `_connect` would switch any SQLite
+    file to WAL - neither may happen to a file that is not a session."""
+    try:
+        with path.open("rb") as f:
+            header = f.read(100)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+    if not header:
+        return "the file is empty"
+    if len(header) < 100 or not header.startswith(_MAGIC):
+        return "file is not a database"
+    if int.from_bytes(header[60:64], "big") == 0:  # user_version: sessions are born migrated
+        return "a SQLite file without an eebatch session in it"
+    return None
+
+
+def _open_session(path: Path) -> tuple[sqlite3.Connection, sqlite3.Row]:
+    """The one way into a session file: a connection (migrated to this schema) and its session
+    row, or a StoreError saying what is wrong - SessionDamaged when the file is not a session."""
+    if not path.is_file():
+        raise StoreError(f"no session file at {path}")
+    problem = _header_problem(path)
+    if problem:
+        raise SessionDamaged(path, problem)
+    try:
+        conn = _connect(path)
+    except sqlite3.Error as exc:
+        raise read_error(path, exc) from None
+    try:
+        migrate(conn)
+        row = conn.execute("SELECT * FROM session").fetchone()
+        if row is None:
+            raise SessionDamaged(path, "no session record in it")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise read_error(path, exc) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn, row
+
+
 class Store:
     """An open session. Each thread that writes opens its own Store on the same file."""
 
     def __init__(self, path: Path | str) -> None:
-        path = Path(path)
-        if not path.exists():
-            raise StoreError(f"no session file at {path}")
-        self.path = path
-        self.conn = _connect(path)
-        migrate(self.conn)
-        row = self.conn.execute("SELECT * FROM session").fetchone()
-        if row is None:
-            raise StoreError(f"{path} is not a complete session (created by a crashed `new`?)")
+        self.path = Path(path)
+        self._lock: FileLock | None = None
+        self.conn, row = _open_session(self.path)
         self.id: str = row["id"]
         self.name: str = row["name"]
         self.created: float = row["created"]
         self.job_path = Path(row["job_path"])
         self.job_text: str = row["job_text"]
-        self._lock: FileLock | None = None
 
     # -- creation, lookup --------------------------------------------------------------------
 
     @classmethod
     def create(cls, name: str, job_path: Path, job_text: str,
                units: Iterable[tuple[Any, ...]], settings: dict[str, Any]) -> Store:
-        """Write a new session atomically: built under a temporary name, then renamed, so a
-        crash during `new` never leaves a half session behind."""
+        """Write a new session: built in a temporary file, then hard-linked to its final name.
+        The link fails if the name exists, so two `new`s at once never share an id: the loser
+        takes the next number. A temporary is removed on any error, and one left by a killed
+        process is removed by the next `new`."""
         directory = paths.sessions_dir()
+        _remove_stale_temporaries(directory)
         base = _slug(name)
-        n = 1
-        while (directory / f"{base}-{n}.sqlite").exists():
-            n += 1
-        session_id = f"{base}-{n}"
-        final = directory / f"{session_id}.sqlite"
-        tmp = directory / f".{session_id}.{os.getpid()}.tmp"
-        tmp.unlink(missing_ok=True)
-        conn = _connect(tmp)
+        fd, tmp_name = tempfile.mkstemp(
+            dir=directory, prefix=f".{base}.{os.getpid()}@{_host()}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(tmp_name)
         try:
-            migrate(conn)
-            now = time.time()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO session VALUES (?, ?, ?, ?, ?)",
-                         (session_id, name, now, str(job_path), job_text))
-            conn.executemany("INSERT INTO settings VALUES (?, ?)",
-                             [(k, json.dumps(v)) for k, v in settings.items()])
-            conn.executemany(
-                "INSERT INTO units (id, tile, row, col, period, start, end, west, south, east,"
-                " north, est_pixels, est_bytes, updated) VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " + str(now) + ")", units)
-            conn.execute("INSERT INTO events (ts, level, message) VALUES (?, 'info', ?)",
-                         (now, f"session created from {job_path}"))
-            conn.execute("COMMIT")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            n = _first_free(directory, base, 1)
+            _build(tmp, f"{base}-{n}", name, job_path, job_text, units, settings)
+            while True:
+                final = directory / f"{base}-{n}.sqlite"
+                try:
+                    os.link(tmp, final)  # atomic and exclusive: never replaces a session
+                    break
+                except FileExistsError:
+                    n = _first_free(directory, base, n + 1)
+                    _rename_session(tmp, f"{base}-{n}")
         finally:
-            conn.close()
-        for suffix in ("-wal", "-shm"):
-            Path(str(tmp) + suffix).unlink(missing_ok=True)
-        os.replace(tmp, final)
+            _remove_temporary(tmp)
         return cls(final)
 
     @staticmethod
@@ -240,24 +381,39 @@ class Store:
 
     @staticmethod
     def list_sessions() -> list[SessionInfo]:
-        out = []
+        """The sessions that open, oldest first (`scan_sessions` also gives the others)."""
+        return Store.scan_sessions()[0]
+
+    @staticmethod
+    def scan_sessions() -> tuple[list[SessionInfo], list[StoreError]]:
+        """Every session file: the readable ones oldest first, and an error for each of the
+        others (SessionDamaged for a damaged file) so a listing can show them."""
+        out: list[SessionInfo] = []
+        problems: list[StoreError] = []
         for path in sorted(paths.sessions_dir().glob("*.sqlite")):
             try:
                 store = Store(path)
-            except (StoreError, sqlite3.DatabaseError):
+            except StoreError as exc:
+                problems.append(exc)
                 continue
             try:
                 out.append(SessionInfo(store.id, store.name, store.created, path,
                                        store.counts()))
+            except sqlite3.Error as exc:
+                problems.append(read_error(path, exc))
             finally:
                 store.close()
-        return sorted(out, key=lambda s: s.created)
+        return sorted(out, key=lambda s: s.created), problems
 
     def delete(self) -> None:
         self.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(self.path) + suffix).unlink(missing_ok=True)
-        Path(str(self.path) + ".lock").unlink(missing_ok=True)
+        Store.remove_files(self.path)
+
+    @staticmethod
+    def remove_files(path: Path) -> None:
+        """Delete a session file and its companions; for a damaged file no Store can open."""
+        for suffix in ("", "-wal", "-shm", ".lock"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
 
     def close(self) -> None:
         self.release_worker()
@@ -301,9 +457,12 @@ class Store:
 
     def worker_alive(self) -> bool:
         """True when some process holds the worker lock (this one or another)."""
-        if self._lock is not None:
-            return True
-        lock = FileLock(str(self.path) + ".lock")
+        return self._lock is not None or Store.worker_lock_held(self.path)
+
+    @staticmethod
+    def worker_lock_held(path: Path) -> bool:
+        """True when some process holds the worker lock of the session file at `path`."""
+        lock = FileLock(str(path) + ".lock")
         try:
             lock.acquire(timeout=0)
         except Timeout:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 from core import paths
 from core.session import create_session
-from core.store import SCHEMA_VERSION, SessionBusy, Store, StoreError
+from core.store import SCHEMA_VERSION, SessionBusy, Store, StoreError, _slug
 from tests.conftest import BASE_JOB, write_job
 
 ROOT = Path(__file__).parents[2]
@@ -141,3 +142,66 @@ def test_migrations_run_from_version_zero(tmp_path: Path) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"session", "units", "attempts", "files", "events", "commands"} <= tables
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_concurrent_news_of_one_job_make_distinct_sessions(tmp_path: Path) -> None:
+    """Several `eebatch new` of one job released at the same moment: each gets its own
+    session, complete and openable; none overwrites another; no temporary file is left."""
+    job = write_job(tmp_path, BASE_JOB.replace("size = 1", "size = 0.05"))  # 3,200 units
+    go = tmp_path / "go"
+    children = [_python(f"""
+        import sys, time
+        from pathlib import Path
+        from tui.cli import main
+        print("ready", flush=True)
+        deadline = time.monotonic() + 60
+        while not Path({str(go)!r}).exists() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        sys.exit(main(["new", {str(job)!r}]))
+    """) for _ in range(4)]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    go.touch()
+    outputs = [child.communicate(timeout=120) for child in children]
+    assert [child.returncode for child in children] == [0] * 4, outputs
+    ids = sorted(out.split("created session ")[1].split(":")[0] for out, _ in outputs)
+    assert ids == ["t-1", "t-2", "t-3", "t-4"], outputs
+    for session_id in ids:
+        s = Store.open(session_id)
+        assert s.id == session_id and s.counts() == {"pending": 3200}
+        s.close()
+    assert sorted(p.name for p in paths.sessions_dir().iterdir()) == [
+        f"{i}.sqlite" for i in ids]
+
+
+def test_a_failed_new_leaves_no_temporary_file(tmp_path: Path) -> None:
+    def units_then_crash():  # type: ignore[no-untyped-def]
+        yield ("u1", "r0c0", 0, 0, "all", None, None, 0, 0, 1, 1, 1, 1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Store.create("t", tmp_path / "job.toml", BASE_JOB, units_then_crash(), {})
+    assert list(paths.sessions_dir().iterdir()) == []
+
+
+def test_new_cleans_temporaries_of_dead_processes(tmp_path: Path) -> None:
+    """A `new` killed with SIGKILL leaves its temporary; the next `new` removes it, but never
+    the temporary of a `new` still running."""
+    directory = paths.sessions_dir()
+    dead, alive = _dead_pid(), os.getppid()
+    host = socket.gethostname()
+    stale = [f".t.{dead}@{_slug(host)}.a1b2c3.tmp", f".t.{dead}@{_slug(host)}.a1b2c3.tmp-wal",
+             f".t-1.{dead}.tmp"]  # the last: the name an older eebatch used
+    kept = [f".t.{alive}@{_slug(host)}.d4e5f6.tmp", f".t.{dead}@other-host.g7h8i9.tmp"]
+    for name in stale + kept:
+        (directory / name).write_bytes(b"partial")
+    store, _ = create_session(write_job(tmp_path, BASE_JOB))
+    store.close()
+    assert sorted(p.name for p in directory.iterdir()) == sorted([*kept, "t-1.sqlite"])
