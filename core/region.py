@@ -3,10 +3,13 @@ Everything comes back as one shapely geometry in EPSG:4326 (lon, lat)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import shapely
 from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError, ProjError
+from shapely.errors import GEOSException
 from shapely.geometry.base import BaseGeometry
 
 
@@ -18,6 +21,17 @@ def from_bbox(west: float, south: float, east: float, north: float) -> BaseGeome
     return shapely.box(west, south, east, north)
 
 
+def globe_problems(west: float, south: float, east: float, north: float) -> list[str]:
+    """Why lon/lat bounds are not on the globe (NaN and inf included): a bbox and a region file
+    are held to the same limits."""
+    problems = []
+    if not (-180 <= west <= 180 and -180 <= east <= 180):
+        problems.append("west and east must be longitudes between -180 and 180")
+    if not (-90 <= south <= 90 and -90 <= north <= 90):
+        problems.append("south and north must be latitudes between -90 and 90")
+    return problems
+
+
 def read_region_file(path: Path, layer: str | None = None) -> BaseGeometry:
     """Union of every feature's geometry, reprojected to EPSG:4326."""
     import pyogrio.raw  # GDAL inside a wheel; imported here so planning a bbox job never loads it
@@ -25,12 +39,17 @@ def read_region_file(path: Path, layer: str | None = None) -> BaseGeometry:
     if not path.exists():
         raise RegionError(f"file {str(path)!r} does not exist")
     try:
-        meta, _, wkb, _ = pyogrio.raw.read(path, layer=layer, read_geometry=True, columns=[])
+        with warnings.catch_warnings():  # GDAL's warnings (an unclosed ring) become errors below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            meta, _, wkb, _ = pyogrio.raw.read(path, layer=layer, read_geometry=True, columns=[])
     except Exception as exc:  # pyogrio raises DataSourceError, DataLayerError, ...
         raise RegionError(f"cannot read {str(path)!r}: {str(exc).strip()}") from None
     if wkb is None or len(wkb) == 0:
         raise RegionError(f"{str(path)!r} has no features")
-    geoms = [g for g in shapely.from_wkb(wkb) if g is not None and not g.is_empty]
+    try:
+        geoms = [g for g in shapely.from_wkb(wkb) if g is not None and not g.is_empty]
+    except GEOSException as exc:  # e.g. a ring that does not close
+        raise RegionError(f"invalid geometry in {str(path)!r}: {_geos_reason(exc)}") from None
     if not geoms:
         raise RegionError(f"{str(path)!r} has no non-empty geometry")
     invalid = [g for g in geoms if not g.is_valid]
@@ -40,10 +59,25 @@ def read_region_file(path: Path, layer: str | None = None) -> BaseGeometry:
     geometry = shapely.union_all(geoms)
     crs = meta.get("crs")
     if crs:
-        source = CRS.from_user_input(crs)
-        if not source.equals(CRS.from_epsg(4326), ignore_axis_order=True):
-            geometry = reproject(geometry, source, CRS.from_epsg(4326))
+        try:
+            source = CRS.from_user_input(crs)
+            if not source.equals(CRS.from_epsg(4326), ignore_axis_order=True):
+                geometry = reproject(geometry, source, CRS.from_epsg(4326))
+        except (CRSError, ProjError) as exc:
+            raise RegionError(f"cannot reproject {str(path)!r} from {crs}: {exc}") from None
+    # Coordinates outside their CRS reproject to inf or land off the globe; a bbox there is
+    # refused, so the file is too.
+    problems = globe_problems(*geometry.bounds)
+    if problems:
+        bounds = ", ".join(f"{v:g}" for v in geometry.bounds)
+        raise RegionError(f"{str(path)!r} reaches off the globe (bounds {bounds} in EPSG:4326): "
+                          f"{'; '.join(problems)}; is its CRS right?")
     return geometry
+
+
+def _geos_reason(exc: GEOSException) -> str:
+    text = str(exc).strip()
+    return text.partition(": ")[2] or text  # drop GEOS's "IllegalArgumentException: "
 
 
 def reproject(geometry: BaseGeometry, source: CRS | str, target: CRS | str) -> BaseGeometry:
