@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import shapely
 from pyproj import CRS
+from pyproj.exceptions import ProjError
 from shapely.geometry.base import BaseGeometry
 
 from core.region import reproject
@@ -24,10 +25,24 @@ if TYPE_CHECKING:
 METRES_PER_DEGREE = 111_319.49  # at the equator; EE uses the same figure for degree scales
 PROJECTED_ORIGIN = (-20_000_000.0, 20_000_000.0)
 MAX_CANDIDATES = 20_000_000  # bounding-box cells examined before giving up
+CHUNK = 250_000  # candidate boxes built at once, so memory stays small whatever the grid
+MAX_INDEX = 2**53  # rows and columns stay exact in a float and fit numpy's int64
 
 
 class GridError(ValueError):
-    pass
+    """The grid cannot tile the region; `key` is the job file key to blame."""
+
+    def __init__(self, message: str, key: str = "grid.size") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class TooManyTiles(GridError):
+    """More tiles than the caller's limit; `at_least` is a lower bound of how many."""
+
+    def __init__(self, at_least: float) -> None:
+        super().__init__(f"at least {at_least:,.0f} tiles")
+        self.at_least = at_least
 
 
 @dataclass(frozen=True)
@@ -94,7 +109,14 @@ def frame(spec: JobSpec) -> Frame:
     geographic = bool(crs.is_geographic)
     region = spec.region
     if not crs.equals(CRS.from_epsg(4326), ignore_axis_order=True):
-        region = reproject(region, CRS.from_epsg(4326), crs)
+        try:
+            region = reproject(region, CRS.from_epsg(4326), crs)
+        except ProjError as exc:
+            raise GridError(f"cannot reproject the region to {spec.grid.crs}: {exc}",
+                            "grid.crs") from None
+    if not all(math.isfinite(v) for v in region.bounds):
+        raise GridError(f"the region reaches where {spec.grid.crs} is undefined; use a CRS "
+                        "that covers the whole region", "grid.crs")
     ox, oy = spec.grid.origin or ((-180.0, 90.0) if geographic else PROJECTED_ORIGIN)
     size = spec.grid.size
     if spec.grid.align:
@@ -105,36 +127,56 @@ def frame(spec: JobSpec) -> Frame:
     return Frame(spec.grid.crs, geographic, size, ox, oy, region)
 
 
-def _candidates(f: Frame) -> tuple[np.ndarray, np.ndarray]:
+def _cell_range(f: Frame) -> tuple[int, int, int, int]:
+    """Rows r0..r1 and columns c0..c1 (ends exclusive) of the region's bounding box."""
     minx, miny, maxx, maxy = f.region.bounds
     # The 1e-9 nudges keep a region edge lying exactly on a grid line from adding a tile.
     c0 = math.floor((minx - f.origin_x) / f.size + 1e-9)
     c1 = math.ceil((maxx - f.origin_x) / f.size - 1e-9)
     r0 = math.floor((f.origin_y - maxy) / f.size + 1e-9)
     r1 = math.ceil((f.origin_y - miny) / f.size - 1e-9)
-    ncols, nrows = max(c1 - c0, 0), max(r1 - r0, 0)
-    if ncols * nrows > MAX_CANDIDATES:
-        raise GridError(f"{ncols * nrows:,} grid cells cover the region's bounding box; "
-                        "use larger tiles")
-    rows, cols = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
-    return rows.ravel(), cols.ravel()
+    if max(abs(c0), abs(c1), abs(r0), abs(r1)) > MAX_INDEX:
+        raise GridError(f"the region lies more than {MAX_INDEX:.1e} tiles from the grid's "
+                        "origin; use larger tiles or an origin nearer the region")
+    return r0, max(r1, r0), c0, max(c1, c0)
 
 
-def make_tiles(spec: JobSpec) -> Tiles:
-    """Every tile whose area meets the region's own area (not merely its bounding box)."""
+def make_tiles(spec: JobSpec, limit: int | None = None) -> Tiles:
+    """Every tile whose area meets the region's own area (not merely its bounding box).
+    With a limit, raise TooManyTiles as soon as there are more tiles than that: before any
+    tile is built when the region's area alone proves it, else while they are built."""
     f = frame(spec)
-    rows, cols = _candidates(f)
-    if len(rows) == 0:
-        return Tiles(f, rows, cols)
-    west = f.origin_x + cols * f.size
-    north = f.origin_y - rows * f.size
-    boxes = shapely.box(west, north - f.size, west + f.size, north)
+    if limit is not None:
+        # The tiles that meet the region cover it, so there are at least area / tile area.
+        at_least = f.region.area / f.size**2
+        if at_least > limit:
+            raise TooManyTiles(at_least)
+    r0, r1, c0, c1 = _cell_range(f)
+    ncols, total = c1 - c0, (r1 - r0) * (c1 - c0)
+    if total > MAX_CANDIDATES:
+        raise GridError(f"{total:,} grid cells cover the region's bounding box; use larger tiles")
     shapely.prepare(f.region)
-    keep = shapely.intersects(f.region, boxes)
-    # Touching along an edge or at a corner shares no area: not a tile of this region.
-    touching = shapely.touches(f.region, boxes[keep])
-    idx = np.flatnonzero(keep)[~touching]
-    return Tiles(f, rows[idx], cols[idx])
+    rows_kept: list[np.ndarray] = []
+    cols_kept: list[np.ndarray] = []
+    kept = 0
+    for start in range(0, total, CHUNK):  # row-major, as tile order is
+        cell = np.arange(start, min(start + CHUNK, total), dtype=np.int64)
+        rows, cols = r0 + cell // ncols, c0 + cell % ncols
+        west = f.origin_x + cols * f.size
+        north = f.origin_y - rows * f.size
+        boxes = shapely.box(west, north - f.size, west + f.size, north)
+        keep = shapely.intersects(f.region, boxes)
+        # Touching along an edge or at a corner shares no area: not a tile of this region.
+        touching = shapely.touches(f.region, boxes[keep])
+        idx = np.flatnonzero(keep)[~touching]
+        rows_kept.append(rows[idx])
+        cols_kept.append(cols[idx])
+        kept += len(idx)
+        if limit is not None and kept > limit:
+            raise TooManyTiles(kept)
+    empty = np.zeros(0, dtype=np.int64)
+    return Tiles(f, np.concatenate(rows_kept) if rows_kept else empty,
+                 np.concatenate(cols_kept) if cols_kept else empty)
 
 
 def area_m2(f: Frame, bounds: np.ndarray) -> np.ndarray:
