@@ -21,10 +21,16 @@ class Period:
 
 
 def add_step(day: dt.date, step: Step) -> dt.date:
+    """The day one step later; date.max when that is past the calendar's end (the period then
+    ends at time.end, which is never later)."""
     if step.unit == "days":
+        if step.count > (dt.date.max - day).days:
+            return dt.date.max
         return day + dt.timedelta(days=step.count)
     month = day.month - 1 + step.count
     year, month = day.year + month // 12, month % 12 + 1
+    if year > dt.MAXYEAR:
+        return dt.date.max
     return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
@@ -86,12 +92,19 @@ class Plan:
                        float(e), float(n), px, px * self.bytes_per_pixel)
 
 
+def tile_pixels(tiles: Tiles, scale: float) -> np.ndarray:
+    """Pixels of each tile at the export scale (float: a job file can ask for absurd counts)."""
+    return np.ceil(area_m2(tiles.frame, tiles.bounds()) / scale**2)
+
+
+def bytes_per_pixel(spec: JobSpec) -> int:
+    return sum(nbytes for _, nbytes in RECIPES[spec.recipe.name].bands(spec.recipe.params))
+
+
 def make_plan(spec: JobSpec) -> Plan:
     tiles = make_tiles(spec)
-    pixels = np.ceil(area_m2(tiles.frame, tiles.bounds()) / spec.export.scale**2)
-    info = RECIPES[spec.recipe.name]
-    bpp = sum(nbytes for _, nbytes in info.bands(spec.recipe.params))
-    return Plan(spec, tiles, tiles.ids(), periods(spec.time), pixels, bpp)
+    return Plan(spec, tiles, tiles.ids(), periods(spec.time), tile_pixels(tiles, spec.export.scale),
+                bytes_per_pixel(spec))
 
 
 def preview(plan: Plan, width: int = 60, height: int = 18) -> list[str]:
