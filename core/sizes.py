@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {
@@ -18,6 +19,8 @@ def parse_size(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a size such as \"10 GB\"")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number of bytes, got {value!r}")
         if value < 0:
             raise ValueError("must not be negative")
         return int(value)
@@ -26,4 +29,7 @@ def parse_size(value: object) -> int:
     m = _SIZE.match(value)
     if not m or m.group(2).lower() not in _UNITS:
         raise ValueError(f"{value!r} is not a size such as \"10 GB\" or \"500 MiB\"")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    size = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not math.isfinite(size):  # hundreds of digits overflow a float
+        raise ValueError(f"{value!r} is too large a size")
+    return int(size)

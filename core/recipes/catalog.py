@@ -3,11 +3,14 @@ pixel (for estimates before anything has run)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 INDICES = {"NDVI": ("nir", "red"), "NDWI": ("green", "nir")}
+MAX_BANDS = 5000  # more than any EE image holds; estimates build one entry per band
+_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -19,13 +22,13 @@ class Param:
 
 
 def _str_list(value: Any) -> str | None:
-    if not value or not all(isinstance(v, str) and v for v in value):
-        return "must be a non-empty list of band names"
+    if not value or len(value) > MAX_BANDS or not all(isinstance(v, str) and v for v in value):
+        return f"must be a non-empty list of at most {MAX_BANDS} band names"
     return None
 
 
 def _indices(value: Any) -> str | None:
-    bad = [v for v in value if v not in INDICES]
+    bad = [v for v in value if not isinstance(v, str) or v not in INDICES]
     return f"unknown index {bad[0]!r}; known: {', '.join(INDICES)}" if bad else None
 
 
@@ -39,12 +42,18 @@ def _percent(value: Any) -> str | None:
 
 
 def _function(value: Any) -> str | None:
-    module, _, func = value.partition(":")
-    return None if module and func else "must be \"module:function\", e.g. \"myrecipes:ndvi\""
+    return None if _FUNCTION.match(value) else \
+        "must be \"module:function\", e.g. \"myrecipes:ndvi\""
 
 
-def _positive(value: Any) -> str | None:
-    return None if value > 0 else "must be > 0"
+def _between(low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"must be between {low} and {high}"
+    return check
+
+
+def _no_control(value: Any) -> str | None:
+    return "must not hold control characters" if any(ord(c) < 32 for c in value) else None
 
 
 def _kind(value: Any) -> str | None:
@@ -89,10 +98,12 @@ RECIPES: dict[str, RecipeInfo] = {
         "your own module:function(geometry, start, end, **args) returning an ee.Image",
         {
             "function": Param(str, None, "\"module:function\" to call", _function),
-            "path": Param(str, ".", "directory added to sys.path, relative to the job file"),
+            "path": Param(str, ".", "directory added to sys.path, relative to the job file",
+                          _no_control),
             "kind": Param(str, "image", "\"image\" or \"table\" (an ee.FeatureCollection)", _kind),
-            "bands": Param(int, 1, "bands the image has (for estimates)", _positive),
-            "bytes_per_band": Param(int, 4, "bytes per pixel per band (for estimates)", _positive),
+            "bands": Param(int, 1, "bands the image has (for estimates)", _between(1, MAX_BANDS)),
+            "bytes_per_band": Param(int, 4, "bytes per pixel per band (for estimates)",
+                                    _between(1, 8)),
             "args": Param(dict, {}, "keyword arguments passed to the function"),
         },
         required=("function",),
