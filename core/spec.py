@@ -4,18 +4,20 @@ reason, and all problems are reported at once."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyproj import CRS
-from pyproj.exceptions import CRSError
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError, ProjError
 from shapely.geometry.base import BaseGeometry
 
 from core.recipes import RECIPES, validate_params
-from core.region import RegionError, from_bbox, read_region_file
+from core.region import RegionError, from_bbox, globe_problems, read_region_file
 from core.sizes import parse_size
 
 
@@ -133,8 +135,22 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
 }
 REQUIRED_SECTIONS = ("job", "region", "grid", "recipe")
 MAX_UNITS = 1_000_000
+MAX_NAME = 64  # job.name names the session file and, through the prefix, every exported file
+MAX_FILE_NAME = 200  # an exported file's name before its "-0000000000-0000000000.tif" suffix
+UNIT_ID_MAX = 41  # "r1234567c1234567" + 8 quadtree levels ".0" + "_20230601"
+MAX_INT64 = 2**63 - 1  # EE's maxPixels and the store's byte counts are 64-bit integers
+MAX_POLL = 86_400.0
+MIN_SCALE = 0.01  # metres: finer than any imagery in EE
+# Earth Engine holds no data before the 19th century or far in the future; dates within these
+# also keep every step's arithmetic inside Python's calendar (years 1-9999).
+FIRST_DAY, LAST_DAY = dt.date(1800, 1, 1), dt.date(2500, 1, 1)
+MAX_STEP = {"days": 366_000, "months": 12_000}  # about 1000 years
 _STEP = re.compile(r"^\s*(\d+)\s*(day|days|month|months|year|years)\s*$")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# export.file_format by what the recipe exports (case-insensitive, as ee.batch reads it); a table
+# export's GeoTIFF is the untouched default and means CSV.
+FILE_FORMATS = {"image": ("GeoTIFF", "TFRecord"),
+                "table": ("CSV", "GeoJSON", "KML", "KMZ", "SHP", "TFRecord", "GeoTIFF")}
 
 
 class _Problems:
@@ -152,13 +168,36 @@ def _typename(kinds: tuple[type, ...]) -> str:
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
 
 
+def _non_finite(value: Any) -> bool:
+    """NaN or ±inf anywhere in a value (TOML accepts nan and inf as floats)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    return False
+
+
+def _control(value: str) -> bool:
+    """A control character (NUL above all) breaks file names, paths and API calls."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
 def load_spec(path: Path | str) -> JobSpec:
     """Read and validate a job file; raise SpecError with every problem found."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise SpecError([f"{path}: cannot read the job file: {exc.strerror}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise SpecError([f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, "
+                         f"column {column}; save the job file as UTF-8"]) from None
     return parse_spec(text, path)
 
 
@@ -176,6 +215,7 @@ def parse_spec(text: str, path: Path) -> JobSpec:
         if section not in doc:
             p.add(f"[{section}]", "section is missing")
     sections: dict[str, dict[str, Any]] = {}
+    rejected: set[str] = set()  # keys already reported for their value: not "missing" as well
     for section, keys in SCHEMA.items():
         raw = doc.get(section, {})
         if not isinstance(raw, dict):
@@ -183,6 +223,14 @@ def parse_spec(text: str, path: Path) -> JobSpec:
             raw = {}
         clean: dict[str, Any] = {}
         for key, value in raw.items():
+            if _non_finite(value):
+                p.add(f"{section}.{key}", f"nan and inf are not allowed, got {value!r}")
+                rejected.add(f"{section}.{key}")
+                continue
+            if isinstance(value, str) and _control(value):
+                p.add(f"{section}.{key}", f"must not hold control characters, got {value!r}")
+                rejected.add(f"{section}.{key}")
+                continue
             if key not in keys:
                 if section == "recipe":
                     continue  # checked by the recipe's own parameters below
@@ -194,7 +242,7 @@ def parse_spec(text: str, path: Path) -> JobSpec:
                 continue
             clean[key] = value
         for key, (_, required) in keys.items():
-            if required and section in doc and key not in raw:
+            if required and isinstance(raw, dict) and section in doc and key not in raw:
                 p.add(f"{section}.{key}", "is required")
         sections[section] = clean
 
@@ -203,13 +251,18 @@ def parse_spec(text: str, path: Path) -> JobSpec:
     name = job.get("name", "job")
     if "name" in job and not _SLUG.match(name):
         p.add("job.name", f"{name!r} must be letters, digits, '-', '_' or '.' (it names files)")
-    output_dir = (base / job.get("output_dir", f"output/{name}")).resolve()
+        name = "job"
+    elif len(name) > MAX_NAME:
+        p.add("job.name", f"is {len(name)} characters long; at most {MAX_NAME} (it names the "
+                          "session file and the exported files)")
+        name = "job"
+    output_dir = _output_dir(base, job.get("output_dir", f"output/{name}"), p)
 
     region, region_source = _region(sections["region"], doc.get("region"), base, p)
     grid = _grid(sections["grid"], p)
     time = _time(sections["time"], p) if "time" in doc else None
-    recipe = _recipe(doc.get("recipe"), sections["recipe"], p)
-    export = _export(sections["export"], p)
+    recipe = _recipe(doc.get("recipe"), sections["recipe"], rejected, p)
+    export = _export(sections["export"], name, recipe, p)
     limits = _limits(sections["limits"], p)
     backend = _backend(sections["backend"], p)
     if grid and grid.align and _same_crs(grid.crs, export.crs) is False:
@@ -219,23 +272,50 @@ def parse_spec(text: str, path: Path) -> JobSpec:
     if p.lines:
         raise SpecError(p.lines)
     assert region is not None and grid is not None and recipe is not None
+    assert output_dir is not None
     spec = JobSpec(path, text, name, output_dir, region, region_source, grid, time, recipe,
                    export, limits, backend)
-    # Counting units needs the validated grid, so it is the last check.
-    from core.grid import GridError, make_tiles
-    from core.plan import periods
-
-    try:
-        tiles = len(make_tiles(spec))
-    except GridError as exc:
-        raise SpecError([f"{path}: grid.size: {exc}"]) from None
-    units = tiles * len(periods(spec.time))
-    if units == 0:
-        raise SpecError([f"{path}: grid.size: {grid.size:g} gives no tile that meets the region"])
-    if units > MAX_UNITS:
-        raise SpecError([f"{path}: grid.size: {grid.size:g} gives {units:,} units, more than "
-                         f"{MAX_UNITS:,}; use larger tiles or a longer time step"])
+    _check_units(spec)
     return spec
+
+
+def _check_units(spec: JobSpec) -> None:
+    """Counting units needs the validated grid, so it is the last check. The unit cap bounds
+    the work: make_tiles stops as soon as the tiles exceed it, often before building any."""
+    from core.grid import GridError, TooManyTiles, make_tiles
+    from core.plan import bytes_per_pixel, periods, tile_pixels
+
+    path, size = spec.path, spec.grid.size
+    n_periods = len(periods(spec.time))
+    try:
+        tiles = make_tiles(spec, limit=MAX_UNITS // n_periods)
+    except TooManyTiles as exc:
+        units = exc.at_least * n_periods
+        count = f"at least {math.ceil(units):,}" if math.isfinite(units) else "countless"
+        raise SpecError([f"{path}: grid.size: {size:g} gives {count} units, more than "
+                         f"{MAX_UNITS:,}; use larger tiles or a longer time step"]) from None
+    except GridError as exc:
+        raise SpecError([f"{path}: {exc.key}: {exc}"]) from None
+    if len(tiles) == 0:
+        raise SpecError([f"{path}: grid.size: {size:g} gives no tile that meets the region"])
+    # Each unit's estimate is stored as a 64-bit integer.
+    largest = float(tile_pixels(tiles, spec.export.scale).max()) * bytes_per_pixel(spec)
+    if not largest <= MAX_INT64:
+        raise SpecError([f"{path}: export.scale: {spec.export.scale:g} m makes a tile of "
+                         f"~{largest:.1e} bytes, too many to count; use a larger scale or "
+                         "smaller tiles"])
+
+
+def _output_dir(base: Path, value: str, p: _Problems) -> Path | None:
+    long = [part for part in Path(value).parts if len(part.encode()) > 255]
+    if long:
+        p.add("job.output_dir", f"a folder name is longer than 255 bytes: {long[0][:40]!r}…")
+        return None
+    try:
+        return (base / value).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        p.add("job.output_dir", f"{value!r} cannot be resolved: {exc}")
+        return None
 
 
 def _region(
@@ -258,13 +338,10 @@ def _region(
             p.add("region.bbox", f"must be 4 numbers [west, south, east, north], got {bbox!r}")
             return None, ""
         west, south, east, north = (float(v) for v in bbox)
-        ok = True
-        if not (-180 <= west <= 180 and -180 <= east <= 180):
-            p.add("region.bbox", "west and east must be longitudes between -180 and 180")
-            ok = False
-        if not (-90 <= south <= 90 and -90 <= north <= 90):
-            p.add("region.bbox", "south and north must be latitudes between -90 and 90")
-            ok = False
+        off_globe = globe_problems(west, south, east, north)
+        for problem in off_globe:
+            p.add("region.bbox", problem)
+        ok = not off_globe
         if west >= east:
             p.add("region.bbox", f"west ({west:g}) must be less than east ({east:g})")
             ok = False
@@ -295,10 +372,20 @@ def _same_crs(a: str, b: str) -> bool | None:
 
 def _crs(value: str, key: str, p: _Problems) -> CRS | None:
     try:
-        return CRS.from_user_input(value)
+        crs = CRS.from_user_input(value)
     except CRSError:
         p.add(key, f"{value!r} is not a known CRS; use an EPSG code such as \"EPSG:32610\"")
         return None
+    if not (crs.is_geographic or crs.is_projected) or len(crs.axis_info) != 2:
+        p.add(key, f"{value!r} is a {crs.type_name}; use a 2D geographic or projected CRS "
+                   "such as \"EPSG:4326\" or \"EPSG:32610\"")
+        return None
+    try:
+        Transformer.from_crs(CRS.from_epsg(4326), crs, always_xy=True)
+    except ProjError:
+        p.add(key, f"{value!r} cannot be reached from EPSG:4326 (longitude, latitude)")
+        return None
+    return crs
 
 
 def _grid(sec: dict[str, Any], p: _Problems) -> GridSpec | None:
@@ -308,7 +395,7 @@ def _grid(sec: dict[str, Any], p: _Problems) -> GridSpec | None:
     crs_text = sec.get("crs", "EPSG:4326")
     crs = _crs(crs_text, "grid.crs", p)
     ok = crs is not None
-    if size <= 0:
+    if not size > 0:
         p.add("grid.size", f"must be > 0, got {size:g}")
         ok = False
     elif crs is not None and crs.is_geographic and size > 90:
@@ -327,14 +414,20 @@ def _grid(sec: dict[str, Any], p: _Problems) -> GridSpec | None:
 
 def _date(value: Any, key: str, p: _Problems) -> dt.date | None:
     if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        p.add(key, f"{value!r} is not a date (YYYY-MM-DD)")
+        day = value.date()
+    elif isinstance(value, dt.date):
+        day = value
+    else:
+        try:
+            day = dt.date.fromisoformat(value)
+        except ValueError:
+            p.add(key, f"{value!r} is not a date (YYYY-MM-DD)")
+            return None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        p.add(key, f"{day} is outside {FIRST_DAY} to {LAST_DAY}, the dates Earth Engine's "
+                   "data can have")
         return None
+    return day
 
 
 def _time(sec: dict[str, Any], p: _Problems) -> TimeSpec | None:
@@ -348,20 +441,24 @@ def _time(sec: dict[str, Any], p: _Problems) -> TimeSpec | None:
         else:
             count, unit = int(m.group(1)), m.group(2).rstrip("s")
             step = Step(count * 12, "months") if unit == "year" else Step(count, unit + "s")
+            if step.count > MAX_STEP[step.unit]:
+                p.add("time.step", f"{sec['step']!r} is longer than 1000 years")
+                step = None
     if start and end and end <= start:
         p.add("time.end", f"{end} is not after time.start {start} (end is exclusive)")
         return None
     return TimeSpec(start, end, step) if start and end else None
 
 
-def _recipe(raw: Any, sec: dict[str, Any], p: _Problems) -> RecipeSpec | None:
+def _recipe(raw: Any, sec: dict[str, Any], rejected: set[str], p: _Problems) -> RecipeSpec | None:
     if not isinstance(raw, dict) or "name" not in sec:
         return None
     name = sec["name"]
     if name not in RECIPES:
         p.add("recipe.name", f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
         return None
-    params, problems = validate_params(name, {k: v for k, v in raw.items() if k != "name"})
+    params, problems = validate_params(
+        name, {k: v for k, v in raw.items() if k != "name" and f"recipe.{k}" not in rejected})
     for key, problem in problems:
         p.add(f"recipe.{key}", problem)
     return RecipeSpec(name, params)
@@ -370,7 +467,8 @@ def _recipe(raw: Any, sec: dict[str, Any], p: _Problems) -> RecipeSpec | None:
 _DESTINATIONS = {"drive": "folder", "asset": "asset_folder", "gcs": "bucket"}
 
 
-def _export(sec: dict[str, Any], p: _Problems) -> ExportSpec:
+def _export(sec: dict[str, Any], job: str, recipe: RecipeSpec | None,
+            p: _Problems) -> ExportSpec:
     defaults = ExportSpec()
     dest = sec.get("destination", "drive")
     if dest not in _DESTINATIONS:
@@ -378,13 +476,13 @@ def _export(sec: dict[str, Any], p: _Problems) -> ExportSpec:
     elif dest != "drive" and _DESTINATIONS[dest] not in sec:
         p.add(f"export.{_DESTINATIONS[dest]}", f"is required when destination = {dest!r}")
     scale = float(sec.get("scale", defaults.scale))
-    if scale <= 0:
-        p.add("export.scale", f"must be > 0 metres, got {scale:g}")
+    if scale < MIN_SCALE:
+        p.add("export.scale", f"must be at least {MIN_SCALE:g} metres, got {scale:g}")
     crs = sec.get("crs", defaults.crs)
     _crs(crs, "export.crs", p)
     max_pixels = int(sec.get("max_pixels", defaults.max_pixels))
-    if max_pixels <= 0:
-        p.add("export.max_pixels", "must be > 0")
+    if not 0 < max_pixels <= MAX_INT64:
+        p.add("export.max_pixels", f"must be between 1 and {MAX_INT64:,}")
     dims = sec.get("file_dimensions")
     if dims is not None:
         values = dims if isinstance(dims, list) else [dims]
@@ -392,11 +490,44 @@ def _export(sec: dict[str, Any], p: _Problems) -> ExportSpec:
                                              for v in values)):
             p.add("export.file_dimensions", "must be a positive multiple of 256, or [w, h] of them")
     prefix = sec.get("prefix", defaults.prefix)
-    if "{unit}" not in prefix:
-        p.add("export.prefix", "must contain {unit} so that every unit's files differ")
+    _prefix(prefix, job, p)
+    file_format = sec.get("file_format", defaults.file_format)
+    if recipe is not None:
+        kind = recipe.params.get("kind", "image")
+        known = FILE_FORMATS.get(kind, ())
+        if file_format.upper() not in (f.upper() for f in known):
+            p.add("export.file_format", f"{file_format!r} is not one of {', '.join(known)} "
+                                        f"(for {kind} exports)")
     return ExportSpec(dest, sec.get("folder", defaults.folder), sec.get("asset_folder"),
-                      sec.get("bucket"), scale, crs, sec.get("file_format", defaults.file_format),
-                      max_pixels, dims, prefix)
+                      sec.get("bucket"), scale, crs, file_format, max_pixels, dims, prefix)
+
+
+def _prefix(prefix: str, job: str, p: _Problems) -> None:
+    """The prefix is formatted with job= and unit= for every export: it must be a well-formed
+    template of those two alone, and make a file name that Drive and the disk both take."""
+    key = "export.prefix"
+    try:
+        fields = [(f, conv, fmt) for _, f, fmt, conv in string.Formatter().parse(prefix)
+                  if f is not None]
+    except ValueError as exc:
+        p.add(key, f"{prefix!r} is not a well-formed template ({exc}); write {{job}} and "
+                   "{unit}, and no other braces")
+        return
+    for f, conv, fmt in fields:
+        if f not in ("job", "unit") or conv or fmt:
+            text = "{" + f + (f"!{conv}" if conv else "") + (f":{fmt}" if fmt else "") + "}"
+            p.add(key, f"{text} is not a placeholder; use only {{job}} and {{unit}}")
+            return
+    if "unit" not in (f for f, _, _ in fields):
+        p.add(key, "must contain {unit} so that every unit's files differ")
+        return
+    sample = prefix.format(job=job, unit="r1c2_20230601")
+    if not _SLUG.match(sample):
+        p.add(key, f"gives file names like {sample!r}; they must be letters, digits, '-', '_' "
+                   "or '.', starting with a letter or digit")
+    elif len(prefix.format(job=job, unit="")) + UNIT_ID_MAX > MAX_FILE_NAME:
+        p.add(key, f"gives file names of up to {len(sample) - 13 + UNIT_ID_MAX} characters; "
+                   f"at most {MAX_FILE_NAME}")
 
 
 def _limits(sec: dict[str, Any], p: _Problems) -> LimitsSpec:
@@ -416,8 +547,8 @@ def _limits(sec: dict[str, Any], p: _Problems) -> LimitsSpec:
             p.add(f"limits.{key}", f"must be between {low} and {high}, got {value}")
         values[key] = value
     poll = float(sec.get("poll_seconds", d.poll_seconds))
-    if poll <= 0:
-        p.add("limits.poll_seconds", f"must be > 0, got {poll:g}")
+    if not 0 < poll <= MAX_POLL:
+        p.add("limits.poll_seconds", f"must be > 0 and at most {MAX_POLL:g}, got {poll:g}")
     if budget <= 0:
         p.add("limits.drive_budget", "must be more than 0 bytes")
     return LimitsSpec(values["max_tasks"], budget, values["max_attempts"], values["split_depth"],
