@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -76,11 +78,17 @@ def test_region_file_unreadable(tmp_path: Path) -> None:
     one(tmp_path, body, "region.file", "cannot read")
 
 
-def _geojson(tmp_path: Path, coords: list) -> None:
+def geojson_text(coords: list, crs: str | None = None) -> str:
     feature = {"type": "Feature", "properties": {},
                "geometry": {"type": "Polygon", "coordinates": [coords]}}
-    (tmp_path / "r.geojson").write_text(json.dumps({"type": "FeatureCollection",
-                                                    "features": [feature]}))
+    collection: dict = {"type": "FeatureCollection", "features": [feature]}
+    if crs:
+        collection["crs"] = {"type": "name", "properties": {"name": crs}}
+    return json.dumps(collection)
+
+
+def _geojson(tmp_path: Path, coords: list) -> None:
+    (tmp_path / "r.geojson").write_text(geojson_text(coords))
 
 
 def test_region_invalid_geometry(tmp_path: Path) -> None:
@@ -153,3 +161,123 @@ def test_drive_budget_is_a_size(tmp_path: Path) -> None:
         "is not a size")
     spec = load_spec(write_job(tmp_path, BASE_JOB + '\n[limits]\ndrive_budget = "2.5 GB"\n'))
     assert spec.limits.drive_budget == 2_500_000_000
+
+
+# -- job files that crashed `plan`, `new` or `run` with a traceback (issue 10, point 6) -------
+
+
+@dataclass(frozen=True)
+class BadJob:
+    """A broken job file and the one line it must give: `FILE: key: ...words...`."""
+
+    id: str
+    body: str | bytes
+    key: str
+    words: str
+    files: dict[str, str] = field(default_factory=dict)  # beside the job file
+
+    def write(self, directory: Path) -> Path:
+        for name, text in self.files.items():
+            (directory / name).write_text(text)
+        path = directory / "job.toml"
+        path.write_bytes(self.body if isinstance(self.body, bytes) else self.body.encode())
+        return path
+
+
+def _with(section: str, lines: str) -> str:
+    return BASE_JOB + f"\n[{section}]\n{lines}\n"
+
+
+FILE_REGION = BASE_JOB.replace("bbox = [0, 0, 4, 2]", 'file = "r.geojson"')
+PYTHON_RECIPE = BASE_JOB.replace('name = "composite"', 'name = "python"\nfunction = "m:f"')
+MONTHLY = '[time]\nstart = 2023-01-01\nend = {end}\nstep = "{step}"'
+
+BAD_JOBS = [
+    *(BadJob(f"{key}={v}", body, key, "nan and inf are not allowed")
+      for v in ("nan", "inf", "-inf")
+      for key, body in [
+          ("grid.size", BASE_JOB.replace("size = 1", f"size = {v}")),
+          ("grid.origin", BASE_JOB.replace("size = 1", f"size = 1\norigin = [0, {v}]")),
+          ("export.scale", _with("export", f"scale = {v}")),
+          ("export.max_pixels", _with("export", f"max_pixels = {v}")),
+          ("limits.drive_budget", _with("limits", f"drive_budget = {v}")),
+          ("limits.poll_seconds", _with("limits", f"poll_seconds = {v}")),
+          ("recipe.max_cloud", BASE_JOB + f"max_cloud = {v}\n"),
+      ]),
+    BadJob("scale-tiny", _with("export", "scale = 1e-300"), "export.scale", "at least 0.01"),
+    BadJob("budget-digits", _with("limits", f'drive_budget = "{"9" * 400} GB"'),
+           "limits.drive_budget", "too large"),
+    BadJob("unclosed-ring", FILE_REGION, "region.file", "closed",
+           {"r.geojson": geojson_text([[0, 0], [2, 0], [2, 2], [0, 2]])}),
+    BadJob("outside-crs", FILE_REGION, "region.file", "off the globe",
+           {"r.geojson": geojson_text([[0, 0], [1e30, 0], [1e30, 1e30], [0, 0]], "EPSG:32610")}),
+    BadJob("file-lon-200", FILE_REGION, "region.file", "longitudes between -180 and 180",
+           {"r.geojson": geojson_text([[190, 0], [200, 0], [200, 2], [190, 0]])}),
+    BadJob("file-lat-95", FILE_REGION, "region.file", "latitudes between -90 and 90",
+           {"r.geojson": geojson_text([[0, 85], [2, 85], [2, 95], [0, 85]])}),
+    BadJob("huge-step", BASE_JOB + MONTHLY.format(end="2024-01-01", step="99999999999 days"),
+           "time.step", "longer than 1000 years"),
+    BadJob("year-9999", BASE_JOB + MONTHLY.format(end="9999-12-31", step="1 month"),
+           "time.end", "outside"),
+    BadJob("nul-output-dir", BASE_JOB.replace('name = "t"', 'name = "t"\noutput_dir = "a\\u0000b"'),
+           "job.output_dir", "control characters"),
+    BadJob("python-bands", PYTHON_RECIPE + "bands = 100000000\n", "recipe.bands",
+           "between 1 and 5000"),
+    BadJob("index-not-text", BASE_JOB + "indices = [[1]]\n", "recipe.indices", "unknown index"),
+    BadJob("long-name", BASE_JOB.replace('"t"', f'"{"a" * 300}"'), "job.name", "at most 64"),
+    BadJob("prefix-field", _with("export", 'prefix = "{job}_{unit}_{x}"'), "export.prefix",
+           "{x} is not a placeholder"),
+    BadJob("prefix-brace", _with("export", 'prefix = "{unit}{"'), "export.prefix",
+           "not a well-formed template"),
+    BadJob("prefix-conversion", _with("export", 'prefix = "{unit!r:>300}"'), "export.prefix",
+           "is not a placeholder"),
+    BadJob("prefix-slash", _with("export", 'prefix = "a/{unit}"'), "export.prefix",
+           "file names like 'a/r1c2_20230601'"),
+    BadJob("prefix-long", _with("export", f'prefix = "{"x" * 190}{{unit}}"'), "export.prefix",
+           "at most 200"),
+    BadJob("unknown-epsg", BASE_JOB.replace("size = 1", 'size = 1\ncrs = "EPSG:99999"'),
+           "grid.crs", "not a known CRS"),
+    BadJob("geocentric-crs", BASE_JOB.replace("size = 1", 'size = 1\ncrs = "EPSG:4978"'),
+           "grid.crs", "Geocentric CRS"),
+    BadJob("compound-crs", _with("export", 'crs = "EPSG:4326+5773"'), "export.crs",
+           "Compound CRS"),
+    BadJob("file-format", _with("export", 'file_format = "JPEG"'), "export.file_format",
+           "not one of GeoTIFF, TFRecord"),
+    BadJob("table-format", PYTHON_RECIPE + 'kind = "table"\n[export]\nfile_format = "TFRecordx"\n',
+           "export.file_format", "(for table exports)"),
+    BadJob("global-tiny-tiles",
+           BASE_JOB.replace("[0, 0, 4, 2]", "[-180, -90, 180, 90]").replace("size = 1",
+                                                                            "size = 0.06"),
+           "grid.size", "at least 18,000,000 units, more than 1,000,000"),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_JOBS, ids=lambda b: b.id)
+def test_bad_job_is_one_line(tmp_path: Path, bad: BadJob) -> None:
+    path = bad.write(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    lines = info.value.problems
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{path}: {bad.key}: "), lines[0]
+    assert bad.words in lines[0], lines[0]
+    assert time.monotonic() - started < 10  # a huge grid is refused before it is built
+
+
+def test_job_file_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "job.toml"
+    path.write_bytes(BASE_JOB.replace('"t"', '"t\xff"').encode("latin-1"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.problems == [
+        f"{path}: not UTF-8 text: byte 0xff at line 3, column 10; save the job file as UTF-8"]
+
+
+def test_valid_edges_still_load(tmp_path: Path) -> None:
+    """What the new bounds must not refuse."""
+    body = (BASE_JOB.replace('"t"', '"' + "n" * 64 + '"')
+            + MONTHLY.format(end="2500-01-01", step="1000 years")
+            + '\n[export]\nprefix = "x.{job}-{unit}"\nfile_format = "tfrecord"\nscale = 0.5\n')
+    spec = load_spec(write_job(tmp_path, body))
+    assert spec.export.prefix == "x.{job}-{unit}" and spec.time and spec.time.step
