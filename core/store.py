@@ -91,6 +91,15 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX files_state ON files(state);
     """,
+    # version 5: outputs are matched to the attempt that wrote them (its folder and EE's
+    # createTime); download failures are counted per unit (reset by a retry); a unit's
+    # Drive need learned from a "Drive full" failure
+    """
+    ALTER TABLE attempts ADD COLUMN ee_created REAL;
+    ALTER TABLE attempts ADD COLUMN folder_id TEXT;
+    ALTER TABLE units ADD COLUMN download_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE units ADD COLUMN need_bytes INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

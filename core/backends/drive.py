@@ -22,6 +22,7 @@ from tenacity import (
 )
 
 from core.backends.failures import Kind, classify_exception, http_status
+from core.backends.timestamps import unix_time
 
 FOLDER = "application/vnd.google-apps.folder"
 CHUNK = 8 * 1024 * 1024  # 8 MiB: pydrive2 holds one chunk in RAM per download
@@ -34,6 +35,7 @@ class DriveFile:
     size: int
     md5: str
     parents: tuple[str, ...]
+    created: float | None = None  # Drive's createdDate (Google's clock), as a Unix time
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ class Drive:
         items = self._call(lambda: self._drive.ListFile({"q": q}).GetList())
         return [DriveFile(f["id"], f["title"], int(f.get("fileSize") or 0),
                           f.get("md5Checksum", ""),
-                          tuple(p["id"] for p in f.get("parents", ()))) for f in items]
+                          tuple(p["id"] for p in f.get("parents", ())),
+                          unix_time(f.get("createdDate"))) for f in items]
 
     def download(self, file: DriveFile, dest: Path) -> None:
         """Download to `dest` (a .part path), hashing the bytes as they are written, check size

@@ -3,12 +3,13 @@ list operations a page at a time, cancel, and the few asset calls eebatch needs.
 
 from __future__ import annotations
 
-import datetime as dt
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from core.backends.timestamps import unix_time
 from core.spec import ExportSpec
 
 # The client keeps module-level state; the worker thread and a TUI thread must not interleave
@@ -45,11 +46,20 @@ class Operation:
     def started_at(self) -> float | None:
         """startTime as a Unix time. EE sets it when the task starts running, so a task that
         ran between two polls still gets its real start."""
-        return _unix_time(self.start_time)
+        return unix_time(self.start_time)
 
     def created_at(self) -> float | None:
         """createTime as a Unix time (the service's clock): when the export was accepted."""
-        return _unix_time(self.create_time)
+        return unix_time(self.create_time)
+
+    def drive_folder(self) -> str | None:
+        """The id of the Drive folder EE wrote to, from destinationUris
+        (`https://drive.google.com/#folders/ID`), if it names one."""
+        for uri in self.destination_uris:
+            match = re.search(r"[#/]folders/([A-Za-z0-9_-]+)", uri)
+            if match:
+                return match.group(1)
+        return None
 
     @property
     def active(self) -> bool:
@@ -193,15 +203,3 @@ def _table_task(collection: Any, description: str, prefix: str, export: ExportSp
                                                     **common)
     return ee.batch.Export.table.toDrive(collection, folder=export.folder, fileNamePrefix=prefix,
                                          fileFormat=fmt, **common)
-
-
-def _unix_time(text: str | None) -> float | None:
-    """An EE timestamp (UTC, `...Z`, 0-6 fractional digits) as a Unix time."""
-    if not text:
-        return None
-    text = text.rstrip("Z")
-    fmt = "%Y-%m-%dT%H:%M:%S.%f" if "." in text else "%Y-%m-%dT%H:%M:%S"
-    try:
-        return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC).timestamp()
-    except ValueError:
-        return None

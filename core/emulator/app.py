@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from core.emulator.clock import SimClock
 from core.emulator.config import EmulatorConfig
 from core.emulator.drive import DriveService
 from core.emulator.ee import EarthEngineService
@@ -24,8 +25,12 @@ class Emulator:
         self.state_dir = Path(self.config.state_dir or tempfile.mkdtemp(prefix="eebatch-emu-"))
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.router = Router()
-        self.drive = DriveService(self.config, self.state_dir / "drive")
-        self.ee = EarthEngineService(self.config, self.drive, self.state_dir / "ee")
+        # One clock for the emulated Google, as the real EE and Drive share one: a file's
+        # createdDate and its export's createTime compare (eebatch matches outputs by them).
+        self.clock = SimClock(self.config.speed)
+        self.drive = DriveService(self.config, self.state_dir / "drive", now=self.clock.now)
+        self.ee = EarthEngineService(self.config, self.drive, self.state_dir / "ee",
+                                     clock=self.clock)
         self.faults = FaultInjector()
         self.drive.register(self.router)
         self.ee.register(self.router)

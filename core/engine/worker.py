@@ -8,12 +8,14 @@ deletes Drive files and hands results back through futures.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import math
 import os
 import random
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -22,6 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import humanize
 
 from core.backends.drive import Drive, DriveFile, Quota, VerifyError
 from core.backends.earthengine import EarthEngine, Operation
@@ -32,6 +36,7 @@ from core.backends.failures import (
     drive_full,
     http_status,
 )
+from core.engine import matching
 from core.grid import child_id, split_bounds
 from core.plan import Period, unit_id
 from core.recipes.build import RecipeError, UnitWork, build
@@ -59,7 +64,11 @@ UNFINISHED = (PENDING, BACKOFF, SUBMITTING, QUEUED, RUNNING, EXPORTED, DOWNLOADI
 EE_ACTIVE = ("submitting", "PENDING", "RUNNING", "CANCELLING")
 PROJECT_QUEUE_CAP = 2800  # EE holds 3,000 pending tasks per project; keep clear of it
 MISSING_FILE_POLLS = 5  # an exported unit whose files never show up is retried
-OUTPUT_SUFFIX = r"(-\d{10}-\d{10})?\.[A-Za-z0-9]+"  # after the prefix: split offsets, extension
+# Free space a download leaves on the output disk beyond the file itself (file system
+# overhead, other writers): below it, downloads and submissions wait.
+DISK_HEADROOM = 1024 * 1024
+WAIT_OVER = {"drive": "Drive has room again: exports resume",
+             "disk": "the output disk has room again: downloads and exports resume"}
 # How far EE's clock (operation createTime) may be off ours (attempt created) before a search
 # for a task EE does not list gives up on older pages.
 CLOCK_SKEW = 3600.0
@@ -116,6 +125,7 @@ class Worker:
         # then took a download connection's turn.
         self.delete_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eebatch-delete")
         self.downloads: dict[int, Future[Any]] = {}  # file row id -> download future
+        self.download_sizes: dict[int, int] = {}  # file row id -> bytes it will write
         self.deletes: dict[int, Future[Any]] = {}  # file row id -> delete future
         self.missing_polls: dict[str, int] = {}
         self.quota = Quota(0, None, 0)
@@ -138,6 +148,16 @@ class Worker:
         self.delete_backlog = False  # the last look found a full batch
         self.stopping = False  # the pool is shut down: no new downloads or deletes
         self.budget_blocked = False  # the last admission left a unit out for Drive space
+        # What holds work back, by cause ("drive", "disk"): shown on the dashboard (status)
+        # and logged when it starts and ends.
+        self.waits: dict[str, str] = {}
+        self.loud_waits: set[str] = set()  # waits that were logged (their end is, too)
+        self.disk_need = 0  # bytes the output disk must have free before downloads resume
+        # (unit, Drive bytes admission gave it) of exports that found Drive full
+        self.drive_full_units: list[tuple[str, int]] = []
+        self.naming = matching.naming_for(
+            "table" if spec.recipe.params.get("kind") == "table" else "image",
+            spec.export.file_format)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -197,7 +217,7 @@ class Worker:
         with self.store.tx():
             # Files mid-download: start them again from byte 0 (pydrive2 cannot resume).
             for row in conn.execute("SELECT id, title FROM files WHERE state = 'downloading'"):
-                (self.output_dir / (row["title"] + ".part")).unlink(missing_ok=True)
+                self._part(row).unlink(missing_ok=True)
             conn.execute("UPDATE files SET state = 'listed' WHERE state = 'downloading'")
             conn.execute("UPDATE units SET state = ?, updated = ? WHERE state = ?",
                          (EXPORTED, time.time(), DOWNLOADING))
@@ -254,13 +274,34 @@ class Worker:
             if row["state"] not in (FAILED, CANCELLED):
                 raise StoreError(f"unit {unit} is {row['state']}: only failed or cancelled "
                                  "units retry")
-            with self.store.tx():
-                self._set_unit(row["id"], PENDING, error=None, attempts=0, priority=1,
-                               not_before=None)
-            return "queued again, ahead of the others"
+            return self._retry(row)
         if verb == "cancel":
             return self._cancel(row)
         raise StoreError(f"unknown command {verb!r}")
+
+    def _retry(self, row: Any) -> str:
+        """A retry starts the unit's counts afresh. A unit whose export is (or may still be)
+        in Drive is downloaded again, not exported again: a second export would cost EECU and
+        leave one of the two outputs behind in Drive."""
+        attempt = self._latest_attempt(row["id"])
+        in_drive = self.store.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM files WHERE unit = ? AND state IN"
+            " ('listed', 'verified'))", (row["id"],)).fetchone()[0]
+        # A failed unit whose last export succeeded and was never taken (a name clash, a
+        # download that gave up): its files are looked for again.
+        untaken = row["state"] == FAILED and attempt is not None and \
+            attempt["state"] == "SUCCEEDED" and not self.store.conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM files WHERE attempt = ? AND state = 'deleted')",
+                (attempt["id"],)).fetchone()[0]
+        fetch = self.drive is not None and (in_drive or untaken)
+        with self.store.tx():
+            self._set_unit(row["id"], EXPORTED if fetch else PENDING, error=None, attempts=0,
+                           download_failures=0, priority=1, not_before=None)
+        self.missing_polls.pop(row["id"], None)
+        self._look_for_deletes(0.0)  # a verified file may wait in Drive to be deleted
+        if fetch:
+            return "its export is still in Drive: downloading it again"
+        return "queued again, ahead of the others"
 
     def _cancel(self, row: Any) -> str:
         state = row["state"]
@@ -314,8 +355,8 @@ class Worker:
                 self._track(attempt, op)
         if self.drive is not None:
             self._learn_ratio()
-            if self._quota_due():
-                self._read_quota()
+            if self._quota_due() and self._read_quota():
+                self._learn_drive_need()
         self.next_poll = time.time() + self._poll_interval(ops)
 
     def _quota_due(self) -> bool:
@@ -331,18 +372,19 @@ class Worker:
         limit = budget if self.quota.total is None else min(budget, self.quota.total)
         return self.used_other + self._expected_drive_bytes() >= QUOTA_NEAR * limit
 
-    def _read_quota(self) -> None:
+    def _read_quota(self) -> bool:
         assert self.drive is not None
         try:
             self.quota = self.drive.quota()
         except Exception as exc:
             self._event(f"reading the Drive quota failed: {classify_exception(exc)[1]}",
                         "warning")
-            return
+            return False
         self.quota_read = time.time()
         # Drive bytes that are not ours (the user's own files, other jobs): the quota minus
         # what we know we have there now.
         self.used_other = max(0, self.quota.used - self._our_files_in_drive())
+        return True
 
     def _list_ours(self, attempts: list[Any], search_unsent: bool) -> list[Operation]:
         """Page through operations.list only until every live task of ours has been seen.
@@ -392,11 +434,15 @@ class Worker:
         state = "CANCELLING" if attempt["state"] == "CANCELLING" and op.active else op.state
         latest = self._latest_attempt(unit)
         with self.store.tx():
+            # EE's createTime and the folder it wrote to say which Drive files are this
+            # attempt's outputs (core/engine/matching.py).
             conn.execute(
                 "UPDATE attempts SET operation = ?, state = ?, progress = ?, eecu_seconds = ?,"
-                " error = ?, started = COALESCE(started, ?), updated = ? WHERE id = ?",
+                " error = ?, started = COALESCE(started, ?), updated = ?,"
+                " ee_created = COALESCE(ee_created, ?), folder_id = COALESCE(?, folder_id)"
+                " WHERE id = ?",
                 (op.name, state, op.progress, op.eecu_seconds, op.error,
-                 _started(op, now), now, attempt["id"]))
+                 _started(op, now), now, op.created_at(), op.drive_folder(), attempt["id"]))
             if cancelled or latest["id"] != attempt["id"] or unit_state not in (
                     SUBMITTING, QUEUED, RUNNING, BACKOFF):
                 pass  # an attempt the user cancelled, or one a retry has replaced
@@ -443,13 +489,42 @@ class Worker:
                                f"{attempt['depth']} times; split_depth = "
                                f"{self.limits.split_depth})")
                 self.store.log(f"failed: {message}", "error", unit)
+        elif kind is Kind.TRANSIENT and drive_full(message):
+            self._drive_was_full(attempt, message)
         elif kind is Kind.TRANSIENT:
-            if drive_full(message):
-                self.quota_read = -math.inf  # Drive is fuller than we knew: read it now
             self._backoff(unit, attempt["unit_attempts"], message)
         else:
             self._set_unit(unit, FAILED, error=message)
             self.store.log(f"failed: {message}", "error", unit)
+
+    def _drive_was_full(self, attempt: Any, message: str) -> None:
+        """Drive had no room for the export's files. That is not the unit's fault, so it
+        costs no attempt: the unit goes back to admission, which holds it until Drive has the
+        room this failure shows it needs (learned at this poll's quota read). Resending at
+        once only failed again: 120 exports in 65 s, every unit FAILED, in a trial."""
+        unit = attempt["unit"]
+        self.quota_read = -math.inf  # Drive is fuller than we knew: read it now
+        self.drive_full_units.append((unit, self._need(self.store.unit(unit))))
+        self._set_unit(unit, PENDING, error=message, not_before=None,
+                       attempts=max(attempt["unit_attempts"] - 1, 0))
+        self.store.log(f"Drive had no room for the export ({message}); the unit waits "
+                       "until Drive has room", "warning", unit)
+
+    def _learn_drive_need(self) -> None:
+        """A unit whose export found Drive full needs more room than admission gave it:
+        twice as much, up to all the room Drive has beside other people's files; one that
+        failed with all that room needs more than Drive can give until someone frees space.
+        Estimates alone never learned it (no file of theirs ever landed to be measured), and
+        admission kept sending them. Doubling, not "what was free", because our own files
+        may have filled Drive at that moment and be gone by now."""
+        if self.quota.total is not None:
+            room = max(0, self.quota.total - self.used_other)
+            with self.store.tx():
+                self.store.conn.executemany(
+                    "UPDATE units SET need_bytes = MAX(need_bytes, ?) WHERE id = ?",
+                    [(room + 1 if need >= room else min(2 * need, room), unit)
+                     for unit, need in self.drive_full_units])
+        self.drive_full_units = []
 
     def _backoff(self, unit: str, attempts: int, message: str) -> None:
         if attempts >= self.limits.max_attempts:
@@ -485,31 +560,30 @@ class Worker:
     def submit(self) -> None:
         self.budget_blocked = False  # set when a unit waits for Drive space (polls sooner)
         settings = self.store.settings()
-        if settings.get("paused"):
-            return
+        if settings.get("paused") or "disk" in self.waits:
+            self._wait("drive", None)
+            return  # the disk wait holds exports too: their files would have nowhere to go
         max_tasks = int(settings.get("max_tasks", self.limits.max_tasks))
         budget = int(settings.get("drive_budget", self.limits.drive_budget))
         conn = self.store.conn
         in_ee = conn.execute("SELECT COUNT(*) FROM units WHERE state IN (?, ?, ?)",
                              IN_EE).fetchone()[0]
         room = min(max_tasks - in_ee, PROJECT_QUEUE_CAP - self.project_pending)
-        if room <= 0:
-            return
         now = time.time()
-        candidates = conn.execute(
+        candidates = [] if room <= 0 else conn.execute(
             "SELECT * FROM units WHERE state IN (?, ?) AND (not_before IS NULL OR"
             " not_before <= ?) ORDER BY priority DESC, est_bytes DESC, id LIMIT ?",
             (PENDING, BACKOFF, now, room * 4)).fetchall()
-        if not candidates:
-            return
-        expected = self._expected_drive_bytes()
+        expected = self._expected_drive_bytes() if candidates else 0
         submitted = 0
+        smallest_left_out: int | None = None
         for row in candidates:
             if submitted >= room:
                 break
-            need = int(row["est_bytes"] * self.ratio)
+            need = self._need(row)
             if self.drive is not None and not self._fits(need, expected, budget):
                 self.budget_blocked = True
+                smallest_left_out = min(need, smallest_left_out or need)
                 continue  # a smaller unit further down may still fit
             if self._send(row):
                 expected += need
@@ -517,6 +591,23 @@ class Worker:
                 submitted += 1
         if submitted:
             self.next_poll = min(self.next_poll, time.time() + self.limits.poll_seconds)
+        self._wait("drive", None if submitted or smallest_left_out is None else
+                   self._drive_wait_text(smallest_left_out, expected, budget),
+                   loud=not expected)  # else the budget is just doing its job
+
+    def _need(self, row: Any) -> int:
+        """Drive bytes a unit's export will take: the estimate scaled by what finished units
+        weighed, or more if a "Drive full" failure showed it needs more."""
+        return max(int(row["est_bytes"] * self.ratio), row["need_bytes"])
+
+    def _drive_wait_text(self, need: int, expected: int, budget: int) -> str:
+        limit = budget if self.quota.total is None else min(budget, self.quota.total)
+        free = max(0, limit - self.used_other - expected)
+        text = (f"waiting for Drive space: {_size(free)} free for this job, the next unit "
+                f"needs ~{_size(need)}; ")
+        if expected:  # our own files are in Drive or on their way: they will leave it
+            return text + "eebatch's own files free space as they are downloaded"
+        return text + "free space in Drive or raise drive_budget"
 
     def _fits(self, need: int, expected: int, budget: int) -> bool:
         used = self.used_other
@@ -534,12 +625,13 @@ class Worker:
 
     def _expected_drive_bytes(self) -> int:
         """Drive bytes this job holds or will soon hold: files listed and not yet deleted, and
-        estimates for exports still running or exported but not yet listed."""
+        what exports still running or exported but not yet listed need (see _need)."""
         estimated = self.store.conn.execute(
-            "SELECT COALESCE(SUM(est_bytes), 0) FROM units WHERE state IN (?, ?, ?) OR"
-            " (state = ? AND id NOT IN (SELECT unit FROM files WHERE state != 'deleted'))",
-            (*IN_EE, EXPORTED)).fetchone()[0]
-        return int(estimated * self.ratio) + self._our_files_in_drive()
+            "SELECT COALESCE(SUM(MAX(CAST(est_bytes * ? AS INTEGER), need_bytes)), 0)"
+            " FROM units WHERE state IN (?, ?, ?) OR (state = ? AND id NOT IN"
+            " (SELECT unit FROM files WHERE state != 'deleted'))",
+            (self.ratio, *IN_EE, EXPORTED)).fetchone()[0]
+        return int(estimated) + self._our_files_in_drive()
 
     def _send(self, row: Any) -> bool:
         """Write the attempt (with its requestId) first, then send. Returns True if sent."""
@@ -617,95 +709,145 @@ class Worker:
         free = self.limits.download_workers * 2 - len(self.downloads)
         if free <= 0:
             return
+        if "disk" in self.waits and not self._disk_has_room(self.disk_need):
+            return
         rows = conn.execute(
             "SELECT f.* FROM files f JOIN units u ON u.id = f.unit WHERE f.state = 'listed'"
             " AND u.state IN (?, ?) AND (u.not_before IS NULL OR u.not_before <= ?)"
             " ORDER BY f.id LIMIT ?", (EXPORTED, DOWNLOADING, now, free)).fetchall()
+        # Bytes the downloads under way will still write: the disk must hold them too.
+        reserved = sum(self.download_sizes.values())
         for row in rows:
             if row["id"] in self.downloads:
                 continue
+            if not self._disk_has_room(reserved + row["size"]):
+                break
+            reserved += row["size"]
             with self.store.tx():
                 conn.execute("UPDATE files SET state = 'downloading', updated = ? WHERE id = ?",
                              (now, row["id"]))
                 self._set_unit(row["unit"], DOWNLOADING, only_from=(EXPORTED,))
             file = DriveFile(row["drive_id"], row["title"], row["size"], row["md5"], ())
-            part = self.output_dir / (row["title"] + ".part")
-            future = self.pool.submit(self.drive.download, file, part)
+            future = self.pool.submit(self.drive.download, file, self._part(row))
             future.add_done_callback(self._wake_up)
             self.downloads[row["id"]] = future
+            self.download_sizes[row["id"]] = row["size"]
+
+    def _part(self, row: Any) -> Path:
+        """Where a file row downloads to before it is verified: its own name per row, so two
+        downloads never share one (a user's same-named file once overwrote an output there)."""
+        return self.output_dir / f"{row['title']}.{row['id']}.part"
+
+    def _disk_has_room(self, need: int) -> bool:
+        """Whether the output disk can take `need` more bytes. When it cannot, downloads and
+        submissions wait, and the dashboard says why; they resume when space returns. (A full
+        disk once failed every unit exported meanwhile within seconds.)"""
+        free = shutil.disk_usage(self.output_dir).free
+        if free >= need + DISK_HEADROOM:
+            self._wait("disk", None)
+            return True
+        self.disk_need = need
+        self._wait("disk", f"output disk full: {_size(free)} free in {self.output_dir}, the "
+                           f"next download needs {_size(need)}; free space there — downloads "
+                           "and exports wait and resume by themselves")
+        return False
 
     def _list_outputs(self, units: list[Any]) -> None:
-        """Find each exported unit's files: every folder of the export's name, split files
-        matched by prefix."""
+        """Find exported units' files: in the folder EE wrote each to (every folder of the
+        export's name where EE did not say), named as the export names its files, created
+        after EE accepted the export (core/engine/matching.py)."""
         assert self.drive is not None
+        attempts = {row["id"]: self._latest_attempt(row["id"]) for row in units}
+        folders = {a["folder_id"] for a in attempts.values() if a is not None and a["folder_id"]}
         try:
-            # The folders found last time are listed first and searched for again only when a
-            # unit's files are not in them (EE may have made another folder of that name
-            # since): searching before every listing doubled the Drive requests for nothing.
-            searched = not self.folder_ids
-            if searched:
+            by_name = any(a is None or not a["folder_id"] for a in attempts.values())
+            if by_name and not self.folder_ids:
                 self.folder_ids = self.drive.find_folders(self.spec.export.folder)
-            by_prefix = _outputs_by_prefix(self.drive.list_folder(self.folder_ids))
-            if not searched and any(self._prefix(r["id"]) not in by_prefix for r in units):
+            listing = self.drive.list_folder(sorted(folders | set(self.folder_ids if by_name
+                                                                  else ())))
+            by_prefix = matching.by_prefix(listing, self.naming)
+            if by_name and any(self._prefix(r["id"]) not in by_prefix for r in units):
+                # EE may have made another folder of that name since the last search.
                 found = self.drive.find_folders(self.spec.export.folder)
                 if set(found) != set(self.folder_ids):
                     self.folder_ids = found
-                    by_prefix = _outputs_by_prefix(self.drive.list_folder(found))
+                    listing = self.drive.list_folder(sorted(folders | set(found)))
+                    by_prefix = matching.by_prefix(listing, self.naming)
         except Exception as exc:
             self._event(f"listing the Drive folder failed: {classify_exception(exc)[1]}",
                         "warning")
             return
         known = {r[0] for r in self.store.conn.execute("SELECT drive_id FROM files")}
         for row in units:
-            mine = by_prefix.get(self._prefix(row["id"]), [])
-            with self.store.tx():
-                if not mine:
-                    misses = self.missing_polls.get(row["id"], 0) + 1
-                    self.missing_polls[row["id"]] = misses
-                    if misses >= MISSING_FILE_POLLS:
-                        self.missing_polls.pop(row["id"])
-                        self._redo_export(row["id"], "its files never appeared in Drive folder "
-                                                     f"{self.spec.export.folder!r}")
-                    continue
-                attempt = self._latest_attempt(row["id"])
-                for f in mine:
-                    if f.id in known:
-                        continue
-                    self.store.conn.execute(
-                        "INSERT INTO files (unit, attempt, drive_id, title, size, md5, state,"
-                        " updated) VALUES (?, ?, ?, ?, ?, ?, 'listed', ?)",
-                        (row["id"], attempt["id"] if attempt else None, f.id, f.title, f.size,
-                         f.md5, time.time()))
-                self.store.log(f"{len(mine)} file(s) in Drive, "
-                               f"{sum(f.size for f in mine):,} bytes", "info", row["id"])
-        # The listing holds the whole folder: take the files of the other exported units as
-        # well (no miss is counted for them). Otherwise a backlog bigger than the batch above
-        # had the folder listed again each time a few units started downloading (72 listings
-        # for 200 exported units).
+            self._take_outputs(row["id"], attempts[row["id"]], by_prefix, known, count_miss=True)
+        # The listing holds whole folders: take the files of the other exported units as well
+        # (no miss is counted for them). Otherwise a backlog bigger than the batch above had
+        # the folder listed again each time a few units started downloading (72 listings for
+        # 200 exported units).
         batch = {row["id"] for row in units}
-        others = [r[0] for r in self.store.conn.execute(
-            "SELECT id FROM units u WHERE state = ? AND NOT EXISTS (SELECT 1 FROM files f"
-            " WHERE f.unit = u.id AND f.state = 'listed')", (EXPORTED,)) if r[0] not in batch]
-        for unit in others:
-            new = [f for f in by_prefix.get(self._prefix(unit), []) if f.id not in known]
-            if not new:
-                continue
-            with self.store.tx():
+        for (unit,) in self.store.conn.execute(
+                "SELECT id FROM units u WHERE state = ? AND NOT EXISTS (SELECT 1 FROM files f"
+                " WHERE f.unit = u.id AND f.state = 'listed')", (EXPORTED,)).fetchall():
+            if unit not in batch and self._prefix(unit) in by_prefix:
                 attempt = self._latest_attempt(unit)
-                self.store.conn.executemany(
-                    "INSERT INTO files (unit, attempt, drive_id, title, size, md5, state,"
-                    " updated) VALUES (?, ?, ?, ?, ?, ?, 'listed', ?)",
-                    [(unit, attempt["id"] if attempt else None, f.id, f.title, f.size, f.md5,
-                      time.time()) for f in new])
-                self.store.log(f"{len(new)} file(s) in Drive, "
-                               f"{sum(f.size for f in new):,} bytes", "info", unit)
+                if attempt is not None and (attempt["folder_id"] in folders or by_name):
+                    self._take_outputs(unit, attempt, by_prefix, known, count_miss=False)
         self._learn_ratio()
+
+    def _take_outputs(self, unit: str, attempt: Any, by_prefix: dict[str, list[DriveFile]],
+                      known: set[str], *, count_miss: bool) -> None:
+        """Record the files of `unit`'s export found in a listing; a name clash fails the unit
+        with a message (nothing is taken or deleted); no files counts a miss."""
+        found = self._outputs_of(unit, attempt, by_prefix)
+        if found.clashes:
+            message = found.report(self.spec.export.folder)
+            with self.store.tx():
+                self._set_unit(unit, FAILED, error=message)
+                self.store.log(message, "error", unit)
+            return
+        new = [f for f in found.files if f.id not in known]
+        if not found.files:
+            if count_miss:
+                self._count_miss(unit)
+            return
+        self.missing_polls.pop(unit, None)
+        if not new:
+            return
+        with self.store.tx():
+            self.store.conn.executemany(
+                "INSERT INTO files (unit, attempt, drive_id, title, size, md5, state, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'listed', ?)",
+                [(unit, attempt["id"] if attempt else None, f.id, f.title, f.size, f.md5,
+                  time.time()) for f in new])
+            self.store.log(f"{len(new)} file(s) in Drive, {sum(f.size for f in new):,} bytes",
+                           "info", unit)
+            if found.others:
+                self.store.log(found.report(self.spec.export.folder), "info", unit)
+        known.update(f.id for f in new)
+
+    def _outputs_of(self, unit: str, attempt: Any,
+                    by_prefix: dict[str, list[DriveFile]]) -> matching.Outputs:
+        """`unit`'s export's files among a listing's: in the folder EE wrote to (any listed
+        folder of the export's name if it did not say), created after EE accepted it (EE's
+        createTime; our own clock, with room for skew, if EE did not give one)."""
+        folders = {attempt["folder_id"]} if attempt is not None and attempt["folder_id"] \
+            else None
+        not_before = None if attempt is None else (
+            attempt["ee_created"] if attempt["ee_created"] is not None
+            else attempt["created"] - CLOCK_SKEW)
+        return matching.pick(by_prefix.get(self._prefix(unit), []), folders, not_before)
+
+    def _count_miss(self, unit: str) -> None:
+        misses = self.missing_polls.get(unit, 0) + 1
+        self.missing_polls[unit] = misses
+        if misses >= MISSING_FILE_POLLS:
+            self.missing_polls.pop(unit)
+            with self.store.tx():
+                self._redo_export(unit, "its files never appeared in Drive folder "
+                                        f"{self.spec.export.folder!r}")
 
     def _prefix(self, unit: str) -> str:
         return self.spec.export.prefix.format(job=self.spec.name, unit=unit)
-
-    def _is_output_of(self, unit: str, title: str) -> bool:
-        return re.fullmatch(re.escape(self._prefix(unit)) + OUTPUT_SUFFIX, title) is not None
 
     def collect(self) -> None:
         """Fold finished downloads and deletes into the store (this thread owns it)."""
@@ -726,8 +868,9 @@ class Worker:
         self._schedule_deletes()
 
     def _downloaded(self, file_id: int, future: Future[Any]) -> None:
+        self.download_sizes.pop(file_id, None)
         row = self.store.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
-        part = self.output_dir / (row["title"] + ".part")
+        part = self._part(row)
         exc = future.exception() if not future.cancelled() else None
         unit = self.store.unit(row["unit"])
         if future.cancelled() or exc is not None:
@@ -736,6 +879,13 @@ class Worker:
                 self.store.conn.execute("UPDATE files SET state = 'listed' WHERE id = ?",
                                         (file_id,))
                 if future.cancelled():
+                    return
+                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    # Not the file's fault: it waits in Drive, costing no try, until the
+                    # disk has room (see _disk_has_room).
+                    self._set_unit(row["unit"], EXPORTED, only_from=(DOWNLOADING,))
+                    self.disk_need = row["size"]
+                    self.waits.setdefault("disk", "output disk full")  # said in full next tick
                     return
                 if http_status(exc) == 404:  # gone from Drive: only a new export brings it back
                     self.store.conn.execute("DELETE FROM files WHERE unit = ? AND state IN"
@@ -756,16 +906,16 @@ class Worker:
         self.downloaded.append((time.time(), row["size"]))
 
     def _download_failed(self, unit: Any, message: str) -> None:
-        failures = self.store.conn.execute(
-            "SELECT COUNT(*) FROM events WHERE unit = ? AND message LIKE 'download of %'"
-            " AND level = 'warning'", (unit["id"],)).fetchone()[0] + 1
+        failures = unit["download_failures"] + 1  # a retry starts the count afresh
         if failures >= self.limits.max_attempts:
-            self._set_unit(unit["id"], FAILED, error=f"{message} (gave up after {failures}"
-                                                     " tries; the file stays in Drive)")
+            self._set_unit(unit["id"], FAILED, download_failures=failures,
+                           error=f"{message} (gave up after {failures} tries; the file stays"
+                                 " in Drive, and a retry downloads it again)")
             self.store.log(message, "error", unit["id"])
             return
         delay = min(2.0 ** failures, 60) * self.rng.uniform(0.5, 1.5)
-        self._set_unit(unit["id"], EXPORTED, not_before=time.time() + delay)
+        self._set_unit(unit["id"], EXPORTED, not_before=time.time() + delay,
+                       download_failures=failures)
         self.store.log(message, "warning", unit["id"])
 
     def _schedule_deletes(self) -> None:
@@ -820,15 +970,26 @@ class Worker:
                 self.finished.append(time.time())
 
     def _remove_outputs(self, unit: str) -> None:
-        """A cancelled unit's files leave Drive; only files eebatch's prefix names are
-        touched."""
+        """A cancelled unit's export leaves Drive: the files recorded as its own, or, if none
+        were recorded yet, those a listing matches to its last export. Nothing else is
+        touched; a name clash is reported and left alone."""
         if self.drive is None:
             return
+        ids = [r[0] for r in self.store.conn.execute(
+            "SELECT drive_id FROM files WHERE unit = ? AND state IN ('listed', 'verified')",
+            (unit,))]
+        attempt = self._latest_attempt(unit)
         try:
-            folders = self.drive.find_folders(self.spec.export.folder)
-            for f in self.drive.list_folder(folders):
-                if self._is_output_of(unit, f.title):
-                    self.drive.delete(f.id)
+            if not ids and attempt is not None and attempt["state"] == "SUCCEEDED":
+                folders = [attempt["folder_id"]] if attempt["folder_id"] else \
+                    self.drive.find_folders(self.spec.export.folder)
+                found = self._outputs_of(unit, attempt, matching.by_prefix(
+                    self.drive.list_folder(folders), self.naming))
+                if found.clashes:
+                    self._event(found.report(self.spec.export.folder), "warning", unit)
+                ids = [f.id for f in found.files]
+            for drive_id in ids:
+                self.drive.delete(drive_id)
         except Exception as exc:
             self._event(f"removing outputs from Drive failed: {classify_exception(exc)[1]}",
                         "warning", unit)
@@ -874,6 +1035,24 @@ class Worker:
         with self.store.tx():
             self.store.log(message, level, unit)
 
+    def _wait(self, cause: str, why: str | None, *, loud: bool = True) -> None:
+        """Say why work is held back (None: it no longer is). The dashboard shows every wait
+        (worker_status); a loud one is also logged when it starts and when it ends."""
+        was = self.waits.get(cause)
+        if why is None:
+            if was is not None:
+                del self.waits[cause]
+                if cause in self.loud_waits:
+                    self.loud_waits.discard(cause)
+                    self._event(WAIT_OVER[cause])
+            return
+        self.waits[cause] = why
+        if loud and cause not in self.loud_waits:
+            self.loud_waits.add(cause)
+            self._event(why, "warning")
+        elif not loud:
+            self.loud_waits.discard(cause)
+
     def _wake_up(self, _future: Future[Any]) -> None:
         self.wake.set()
 
@@ -905,6 +1084,7 @@ class Worker:
             "units_per_hour": per_hour,
             "eta_seconds": left * 3600 / per_hour if per_hour > 0 and left else None,
             "project_pending": self.project_pending, "updated": now,
+            "waiting": "; ".join(self.waits.values()) or None,
         }
         with self.store.tx():
             self.store.set_setting("worker_status", status)
@@ -928,6 +1108,10 @@ def _outputs_by_prefix(files: list[DriveFile]) -> dict[str, list[DriveFile]]:
         if re.search(r"-\d{10}-\d{10}\Z", base):
             out.setdefault(base[:-22], []).append(f)
     return out
+
+
+def _size(n: float) -> str:
+    return humanize.naturalsize(n, format="%.3g")
 
 
 def _started(op: Operation, now: float) -> float | None:
