@@ -394,22 +394,22 @@ class Store:
         return Store.scan_sessions()[0]
 
     @staticmethod
-    def scan_sessions() -> tuple[list[SessionInfo], list[StoreError]]:
-        """Every session file: the readable ones oldest first, and an error for each of the
-        others (SessionDamaged for a damaged file) so a listing can show them."""
+    def scan_sessions() -> tuple[list[SessionInfo], list[tuple[Path, StoreError]]]:
+        """Every session file: the readable ones oldest first, and each of the others with
+        what is wrong with it (SessionDamaged for a damaged file), so a listing can show them."""
         out: list[SessionInfo] = []
-        problems: list[StoreError] = []
+        problems: list[tuple[Path, StoreError]] = []
         for path in sorted(paths.sessions_dir().glob("*.sqlite")):
             try:
                 store = Store(path)
             except StoreError as exc:
-                problems.append(exc)
+                problems.append((path, exc))
                 continue
             try:
                 out.append(SessionInfo(store.id, store.name, store.created, path,
                                        store.counts()))
             except sqlite3.Error as exc:
-                problems.append(read_error(path, exc))
+                problems.append((path, read_error(path, exc)))
             finally:
                 store.close()
         return sorted(out, key=lambda s: s.created), problems

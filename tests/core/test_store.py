@@ -17,7 +17,7 @@ import pytest
 
 from core import paths
 from core.session import create_session
-from core.store import SCHEMA_VERSION, SessionBusy, Store, StoreError, _slug
+from core.store import SCHEMA_VERSION, SessionBusy, SessionDamaged, Store, StoreError, _slug
 from tests.conftest import BASE_JOB, write_job
 
 ROOT = Path(__file__).parents[2]
@@ -205,3 +205,31 @@ def test_new_cleans_temporaries_of_dead_processes(tmp_path: Path) -> None:
     store, _ = create_session(write_job(tmp_path, BASE_JOB))
     store.close()
     assert sorted(p.name for p in directory.iterdir()) == sorted([*kept, "t-1.sqlite"])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "foreign"])
+def test_a_damaged_file_is_a_clear_error_and_left_untouched(store: Store, tmp_path: Path,
+                                                            damage: str) -> None:
+    path = store.path
+    store.close()
+    data = path.read_bytes()
+    if damage == "garbage":
+        path.write_bytes(b"\x00garbage" * 64 + data[512:])
+    elif damage == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:  # some other program's SQLite file
+        path.unlink()
+        other = sqlite3.connect(path)
+        other.execute("CREATE TABLE notes (text)")
+        other.commit()
+        other.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError) as error:
+        Store(path)
+    assert isinstance(error.value, SessionDamaged), error.value
+    assert str(path) in str(error.value) and "eebatch rm t-1" in str(error.value)
+    assert path.read_bytes() == before  # SQLite was not let to "repair" or fill it
+    sessions, problems = Store.scan_sessions()
+    assert sessions == [] and [p for p, _ in problems] == [path]
