@@ -148,7 +148,8 @@ def make_tiles(spec: JobSpec, limit: int | None = None) -> Tiles:
     f = frame(spec)
     if limit is not None:
         # The tiles that meet the region cover it, so there are at least area / tile area.
-        at_least = f.region.area / f.size**2
+        # (Divided twice: size**2 underflows to 0 for a tiny size and overflows for a huge one.)
+        at_least = f.region.area / f.size / f.size
         if at_least > limit:
             raise TooManyTiles(at_least)
     r0, r1, c0, c1 = _cell_range(f)

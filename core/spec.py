@@ -291,7 +291,7 @@ def _check_units(spec: JobSpec) -> None:
         tiles = make_tiles(spec, limit=MAX_UNITS // n_periods)
     except TooManyTiles as exc:
         units = exc.at_least * n_periods
-        count = f"at least {math.ceil(units):,}" if math.isfinite(units) else "countless"
+        count = f"at least {math.ceil(units):,}" if math.isfinite(units) else "uncountably many"
         raise SpecError([f"{path}: grid.size: {size:g} gives {count} units, more than "
                          f"{MAX_UNITS:,}; use larger tiles or a longer time step"]) from None
     except GridError as exc:
@@ -400,6 +400,9 @@ def _grid(sec: dict[str, Any], p: _Problems) -> GridSpec | None:
         ok = False
     elif crs is not None and crs.is_geographic and size > 90:
         p.add("grid.size", f"{size:g} degrees is larger than the globe allows (at most 90)")
+        ok = False
+    elif crs is not None and crs.is_projected and size > 40_075_017:
+        p.add("grid.size", f"{size:g} metres is larger than the Earth's circumference")
         ok = False
     origin = sec.get("origin")
     if origin is not None and (len(origin) != 2 or not all(
