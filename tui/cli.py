@@ -6,8 +6,13 @@ Bad input gets one line per problem on stderr and exit code 2; nothing is writte
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import humanize
@@ -15,7 +20,7 @@ import humanize
 from core.plan import Plan, make_plan, preview
 from core.session import create_session
 from core.spec import SpecError, load_spec
-from core.store import COUNTED, DONE, STATES, Store, StoreError
+from core.store import COUNTED, DONE, STATES, SessionDamaged, Store, StoreError, read_error
 
 EXIT_BAD_INPUT = 2
 
@@ -83,33 +88,67 @@ def _progress(done: int, total: int) -> str:
     return f"{done}/{total} done ({100 * done / total:.0f}%)" if total else "0 units"
 
 
+@contextmanager
+def _reading(store: Store) -> Iterator[None]:
+    """A SQLite error while reading an open session (damage deeper in the file than its header)
+    becomes the same one line as when opening it."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise read_error(store.path, exc) from None
+
+
 def cmd_sessions(args: argparse.Namespace) -> int:
-    sessions = Store.list_sessions()
-    if not sessions:
+    sessions, problems = Store.scan_sessions()
+    if not sessions and not problems:
         print("no sessions yet; `eebatch new JOB.toml` creates one")
         return 0
-    width = max(len(s.id) for s in sessions)
+    width = max(len(i) for i in [s.id for s in sessions] + [p.stem for p, _ in problems])
     print(f"{'ID':<{width}}  {'NAME':<20}  {'CREATED':<16}  PROGRESS")
     for s in sessions:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created))
         print(f"{s.id:<{width}}  {s.name:<20}  {created:<16}  {_progress(s.done, s.total)}")
+    for path, problem in problems:  # listed, not hidden: the user can see and remove them
+        if isinstance(problem, SessionDamaged):
+            print(f"{path.stem:<{width}}  damaged: {problem.reason}; "
+                  f"`eebatch rm {path.stem}` removes it")
+        else:
+            print(f"{path.stem:<{width}}  cannot be read: {problem}")
     return 0
 
 
+def _csv_target(text: str) -> Path:
+    """Check where --csv will write before anything is read or printed."""
+    target = Path(text)
+    if target.is_dir():
+        raise BadInput(f"--csv {target}: is a directory; give a file name")
+    parent = target.parent
+    if not parent.is_dir():
+        raise BadInput(f"--csv {target}: no such directory {parent}")
+    if not os.access(parent, os.W_OK):
+        raise BadInput(f"--csv {target}: cannot write into {parent}")
+    return target
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    csv = _csv_target(args.csv) if args.csv else None
     store = Store.open(args.session)
     try:
-        counts = store.counts()
+        with _reading(store):
+            counts = store.counts()
+            table = unit_table(store) if csv else None
         total = sum(n for s, n in counts.items() if s in COUNTED)
         print(f"session {store.id} ({store.name}): {_progress(counts.get(DONE, 0), total)}")
         for state in STATES:
             if counts.get(state):
                 print(f"  {state:<12} {counts[state]:>8,}")
         print(f"  worker       {'running' if store.worker_alive() else 'not running'}")
-        if args.csv:
-            table = unit_table(store)
-            table.to_csv(args.csv, index=False)
-            print(f"wrote {len(table):,} units to {args.csv}")
+        if csv and table is not None:
+            try:
+                table.to_csv(csv, index=False)
+            except OSError as exc:  # a full disk, a directory removed meanwhile
+                raise BadInput(f"--csv {csv}: {exc.strerror or exc}") from None
+            print(f"wrote {len(table):,} units to {csv}")
     finally:
         store.close()
     return 0
@@ -119,32 +158,59 @@ def unit_table(store: Store):  # type: ignore[no-untyped-def]
     """One row per unit: state, attempts, EECU-seconds, bytes and files, the last error."""
     import pandas as pd
 
-    return pd.read_sql_query(
+    # Read through sqlite3 (not pd.read_sql_query, which wraps errors) so damage is reported.
+    cursor = store.conn.execute(
         "SELECT u.id AS unit, u.tile, u.period, u.state, u.attempts, u.depth, u.parent,"
         " (SELECT SUM(eecu_seconds) FROM attempts a WHERE a.unit = u.id) AS eecu_seconds,"
         " (SELECT COUNT(*) FROM files f WHERE f.unit = u.id) AS files,"
         " (SELECT SUM(size) FROM files f WHERE f.unit = u.id) AS bytes,"
-        " u.est_bytes, u.error FROM units u ORDER BY u.rowid", store.conn)
+        " u.est_bytes, u.error FROM units u ORDER BY u.rowid")
+    columns = [d[0] for d in cursor.description]
+    return pd.DataFrame([tuple(r) for r in cursor.fetchall()], columns=columns)
+
+
+def _confirmed(what: str, yes: bool) -> bool:
+    """True to go ahead with deleting `what`: --yes, or a "y" typed at the terminal."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise BadInput(f"not deleting {what} without confirmation; pass --yes")
+    answer = input(f"Delete {what}? Downloaded files stay in place. [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    store = Store.open(args.session)
-    if store.worker_alive():
-        store.close()
-        raise BadInput(f"session {store.id} has a worker running; stop it first")
-    counts = store.counts()
-    total = sum(n for s, n in counts.items() if s in COUNTED)
-    what = f"session {store.id} ({_progress(counts.get(DONE, 0), total)})"
-    if not args.yes:
-        if not sys.stdin.isatty():
-            store.close()
-            raise BadInput(f"not deleting {what} without confirmation; pass --yes")
-        answer = input(f"Delete {what}? Downloaded files stay in place. [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            store.close()
+    path = Store.find(args.session)
+    try:
+        store = Store(path)
+        with _reading(store):
+            counts = store.counts()
+    except SessionDamaged as exc:
+        return _rm_damaged(exc.path, exc.reason, args.yes)
+    try:
+        if store.worker_alive():
+            raise BadInput(f"session {store.id} has a worker running; stop it first")
+        total = sum(n for s, n in counts.items() if s in COUNTED)
+        what = f"session {store.id} ({_progress(counts.get(DONE, 0), total)})"
+        if not _confirmed(what, args.yes):
             print("kept")
             return 1
-    store.delete()
+        store.delete()
+    finally:
+        store.close()  # again after delete: harmless
+    print(f"deleted {what}")
+    return 0
+
+
+def _rm_damaged(path: Path, reason: str, yes: bool) -> int:
+    """A file no Store can open: still removable, it is what `eebatch sessions` points to."""
+    if Store.worker_lock_held(path):
+        raise BadInput(f"{path} has a worker running; stop it first")
+    what = f"the damaged session file {path} ({reason})"
+    if not _confirmed(what, yes):
+        print("kept")
+        return 1
+    Store.remove_files(path)
     print(f"deleted {what}")
     return 0
 
@@ -223,7 +289,9 @@ def _session_from(target: str) -> Path:
         path = store.path
         store.close()
         return path
-    return Store.find(target)
+    path = Store.find(target)
+    Store(path).close()  # a damaged file: one line now, before a worker or a screen starts
+    return path
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -266,11 +334,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_emulator(args: argparse.Namespace) -> int:
     from core.emulator.app import Emulator
     from core.emulator.config import EmulatorConfig
-    from core.sizes import parse_size
-
-    quota = None if args.drive_quota == "unlimited" else parse_size(args.drive_quota)
     config = EmulatorConfig(
-        slots=args.slots, speed=args.speed, drive_quota=quota, seed=args.seed,
+        slots=args.slots, speed=args.speed, drive_quota=args.drive_quota, seed=args.seed,
         state_dir=Path(args.state_dir) if args.state_dir else None,
         memory_limit_pixels=args.memory_limit_pixels, timeout_pixels=args.timeout_pixels,
         internal_error_rate=args.internal_error_rate, max_page_size=args.page_size)
@@ -351,6 +416,52 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {value}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = _finite(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction from 0 to 1, got {text}")
+    return value
+
+
+def _drive_quota(text: str) -> int | None:
+    """A size such as "15 GB", or "unlimited" (None)."""
+    if text.strip().lower() == "unlimited":
+        return None
+    from core.sizes import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f'{exc}, or "unlimited"') from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eebatch",
@@ -386,32 +497,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="a job file (creates a session) or a session id")
     p.add_argument("--headless", action="store_true",
                    help="no dashboard: progress lines for a log file or tmux")
-    p.add_argument("--every", type=float, default=10.0, metavar="S",
+    p.add_argument("--every", type=_positive_float, default=10.0, metavar="S",
                    help="seconds between progress lines (default 10)")
     p.add_argument("--no-mouse", action="store_true", help="dashboard without mouse support")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="the demo job on the built-in emulator")
     p.add_argument("--headless", action="store_true", help="no dashboard: progress lines")
-    p.add_argument("--every", type=float, default=5.0, metavar="S",
+    p.add_argument("--every", type=_positive_float, default=5.0, metavar="S",
                    help="seconds between progress lines (default 5)")
     p.add_argument("--no-mouse", action="store_true", help="dashboard without mouse support")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("emulator", help="serve the local EE and Drive emulator")
-    p.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (0: any free)")
+    p.add_argument("--port", type=_port, default=8787, help="port on 127.0.0.1 (0: any free)")
     p.add_argument("--slots", type=_positive_int, default=2,
                    help="tasks RUNNING at once per project (EE's default: 2)")
-    p.add_argument("--speed", type=float, default=1.0,
+    p.add_argument("--speed", type=_positive_float, default=1.0,
                    help="simulated seconds per wall-clock second")
-    p.add_argument("--drive-quota", default="15 GB", help='Drive size, or "unlimited"')
+    p.add_argument("--drive-quota", type=_drive_quota, default="15 GB",
+                   help='Drive size, or "unlimited"')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--state-dir", help="keep Drive files and state here (default: a temp dir)")
     p.add_argument("--memory-limit-pixels", type=int, default=400_000_000,
                    help='exports above fail with "User memory limit exceeded."')
     p.add_argument("--timeout-pixels", type=int, default=1_000_000_000,
                    help='exports above fail with "Computation timed out."')
-    p.add_argument("--internal-error-rate", type=float, default=0.0,
+    p.add_argument("--internal-error-rate", type=_rate, default=0.0,
                    help='fraction of exports failing with "Internal error."')
     p.add_argument("--page-size", type=_positive_int, default=1000,
                    help="cap on every page size (forces paging)")
@@ -430,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(works over SSH with a tunnel)")
     a.add_argument("--client-secrets", required=True, metavar="FILE",
                    help="a 'Desktop app' OAuth client JSON from the Google Cloud console")
-    a.add_argument("--port", type=int, default=8085,
+    a.add_argument("--port", type=_port, default=8085,
                    help="local port of the loopback listener (default 8085)")
     a = auth.add_parser("service-account", help="a service-account key (non-interactive)")
     a.add_argument("key", help="the key's JSON file")
@@ -452,7 +564,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return pick_session(mouse=not args.no_mouse)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # `eebatch plan JOB | head`: the reader has gone. Python's recipe: point stdout at
+        # devnull so the flush at exit does not fail again, and exit quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except SpecError as exc:
         for line in exc.problems:
             print(f"error: {line}", file=sys.stderr)
