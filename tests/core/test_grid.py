@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.grid import child_id, make_tiles, split_bounds
+from core import grid
+from core.grid import TooManyTiles, child_id, make_tiles, split_bounds
 from core.plan import make_plan
 from core.spec import parse_spec
 
@@ -113,3 +117,32 @@ def test_split_gives_four_quadrants_that_tile_the_parent() -> None:
     assert shapely.union_all(shapely.box(*np.array(quads).T)).equals(shapely.box(*parent))
     assert sum((e - w) * (n - s) for w, s, e, n in quads) == 4
     assert [child_id("r1c2", q) for q in range(4)] == ["r1c2.0", "r1c2.1", "r1c2.2", "r1c2.3"]
+
+
+def test_limit_refuses_a_huge_grid_before_building_a_tile() -> None:
+    """A global bbox at 0.06° once built 18 million boxes (7.8 GB) before the unit cap."""
+    spec = spec_for(-180, -90, 180, 90, 10)
+    spec = dataclasses.replace(spec, grid=dataclasses.replace(spec.grid, size=0.06))
+    started = time.monotonic()
+    with pytest.raises(TooManyTiles) as info:
+        make_tiles(spec, limit=1_000_000)
+    assert info.value.at_least == pytest.approx(18_000_000)
+    assert time.monotonic() - started < 1
+
+
+def test_candidates_in_chunks_give_the_same_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = spec_for(-3.5, -2.5, 4.5, 5.5, 1)
+    whole = make_tiles(spec)
+    monkeypatch.setattr(grid, "CHUNK", 7)
+    chunked = make_tiles(spec)
+    assert chunked.ids() == whole.ids() and len(whole) == 81
+
+
+def test_limit_stops_building_once_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Area 3 (the bound lets it through), but the box straddles 8 tiles.
+    spec = spec_for(0.5, 0.5, 3.5, 1.5, 1)
+    assert len(make_tiles(spec, limit=8)) == 8
+    monkeypatch.setattr(grid, "CHUNK", 2)
+    with pytest.raises(TooManyTiles) as info:
+        make_tiles(spec, limit=5)
+    assert info.value.at_least == 6  # stopped at the first chunk past the limit

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from core.plan import make_plan, periods, preview
+from core.plan import add_step, make_plan, periods, preview
 from core.spec import Step, TimeSpec, load_spec
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -25,6 +25,16 @@ def test_day_step_periods() -> None:
     got = periods(TimeSpec(dt.date(2023, 1, 1), dt.date(2023, 2, 2), Step(16, "days")))
     assert [p.id for p in got] == ["20230101", "20230117"]
     assert got[-1].end == dt.date(2023, 2, 2)
+
+
+def test_steps_past_the_calendar_end_at_its_last_day() -> None:
+    """Year 9999 plus a month, or a step of 10^11 days, stops at date.max, not an error; the
+    period is then clipped to time.end."""
+    assert add_step(dt.date(9999, 12, 1), Step(1, "months")) == dt.date.max
+    assert add_step(dt.date(2020, 1, 1), Step(99_999_999_999, "days")) == dt.date.max
+    got = periods(TimeSpec(dt.date(9999, 11, 1), dt.date(9999, 12, 31), Step(1, "months")))
+    assert [(p.start, p.end) for p in got] == [
+        (dt.date(9999, 11, 1), dt.date(9999, 12, 1)), (dt.date(9999, 12, 1), dt.date(9999, 12, 31))]
 
 
 def test_california_plan_numbers() -> None:

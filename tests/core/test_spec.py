@@ -208,6 +208,9 @@ BAD_JOBS = [
            "uncountably many units"),
     BadJob("size-huge-metres", BASE_JOB.replace("size = 1", 'size = 1e300\ncrs = "EPSG:3857"'),
            "grid.size", "larger than the Earth's circumference"),
+    # No key to name: the line says what and where ("FILE: not UTF-8 text: byte ... at ...").
+    BadJob("not-utf8", BASE_JOB.replace('"t"', '"t\xff"').encode("latin-1"), "not UTF-8 text",
+           "byte 0xff at line 3, column 10; save the job file as UTF-8"),
     BadJob("scale-tiny", _with("export", "scale = 1e-300"), "export.scale", "at least 0.01"),
     BadJob("budget-digits", _with("limits", f'drive_budget = "{"9" * 400} GB"'),
            "limits.drive_budget", "too large"),
@@ -267,15 +270,6 @@ def test_bad_job_is_one_line(tmp_path: Path, bad: BadJob) -> None:
     assert lines[0].startswith(f"{path}: {bad.key}: "), lines[0]
     assert bad.words in lines[0], lines[0]
     assert time.monotonic() - started < 10  # a huge grid is refused before it is built
-
-
-def test_job_file_not_utf8(tmp_path: Path) -> None:
-    path = tmp_path / "job.toml"
-    path.write_bytes(BASE_JOB.replace('"t"', '"t\xff"').encode("latin-1"))
-    with pytest.raises(SpecError) as info:
-        load_spec(path)
-    assert info.value.problems == [
-        f"{path}: not UTF-8 text: byte 0xff at line 3, column 10; save the job file as UTF-8"]
 
 
 def test_valid_edges_still_load(tmp_path: Path) -> None:
