@@ -135,6 +135,7 @@ class Worker:
         self.folder_ids: list[str] = []
         self.next_poll = 0.0
         self.ratio = 1.0  # actual / estimated bytes, learned from finished units
+        self.ratio_floor = 0.0  # a lower bound on ratio taught by Drive-full failures
         self.downloaded: deque[tuple[float, int]] = deque()  # (time, bytes) for the rate
         self.finished: deque[float] = deque()  # times units finished, for throughput
         self.started = time.time()
@@ -511,19 +512,27 @@ class Worker:
                        "until Drive has room", "warning", unit)
 
     def _learn_drive_need(self) -> None:
-        """A unit whose export found Drive full needs more room than admission gave it:
-        twice as much, up to all the room Drive has beside other people's files; one that
-        failed with all that room needs more than Drive can give until someone frees space.
-        Estimates alone never learned it (no file of theirs ever landed to be measured), and
-        admission kept sending them. Doubling, not "what was free", because our own files
-        may have filled Drive at that moment and be gone by now."""
+        """A unit whose export found Drive full needs more room than admission gave it. Our
+        own files may have filled Drive at that moment and be gone by now, so what is free
+        now says little; the unit is sent again only with all the room Drive has beside
+        other people's files (alone). One that failed with all of it needs more than Drive
+        can give until someone frees space: it waits, and says so. Until a file of the job
+        has been measured, other units are taken to be as big (ratio_floor): estimates alone
+        never learned it, and admission kept sending exports that could not fit (120 failed
+        exports in 65 s in a trial)."""
         if self.quota.total is not None:
             room = max(0, self.quota.total - self.used_other)
+            learned = []
+            for unit, need in self.drive_full_units:
+                new_need = room + 1 if need >= room else room
+                learned.append((new_need, unit))
+                est = self.store.unit(unit)["est_bytes"]
+                if est > 0:
+                    self.ratio_floor = max(self.ratio_floor, new_need / est)
             with self.store.tx():
                 self.store.conn.executemany(
-                    "UPDATE units SET need_bytes = MAX(need_bytes, ?) WHERE id = ?",
-                    [(room + 1 if need >= room else min(2 * need, room), unit)
-                     for unit, need in self.drive_full_units])
+                    "UPDATE units SET need_bytes = MAX(need_bytes, ?) WHERE id = ?", learned)
+            self._learn_ratio()
         self.drive_full_units = []
 
     def _backoff(self, unit: str, attempts: int, message: str) -> None:
@@ -1014,6 +1023,8 @@ class Worker:
             "        WHERE id IN (SELECT unit FROM files))").fetchone()
         if actual and estimated:
             self.ratio = max(actual / estimated, 0.01)
+        else:  # nothing measured yet: what Drive-full failures taught (_learn_drive_need)
+            self.ratio = max(self.ratio, self.ratio_floor)
 
     def _latest_attempt(self, unit: str) -> Any:
         return self.store.conn.execute(
