@@ -154,7 +154,7 @@ class EEBatchApp(App[Path | None]):
             while not worker.is_cancelled:
                 try:
                     snapshot = reader.poll()
-                except sqlite3.Error as exc:  # e.g. a locked or vanished file: say so, go on
+                except (sqlite3.Error, StoreError) as exc:  # locked, vanished, damaged: say so
                     self.post_message(PollFailed(str(exc)))
                     worker.cancelled_event.wait(5.0)
                     continue
@@ -304,12 +304,11 @@ class EEBatchApp(App[Path | None]):
         errors: list[str] = []
         sent = 0
         with self._command_lock:
-            if self._command_store is None:
-                self._command_store = Store(self.session_path)
-            store = self._command_store
             for unit in units or [None]:
                 try:
-                    store.post_command(verb, unit, arg)
+                    if self._command_store is None:
+                        self._command_store = Store(self.session_path)
+                    self._command_store.post_command(verb, unit, arg)
                     sent += 1
                 except StoreError as exc:
                     errors.append(str(exc))

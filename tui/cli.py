@@ -230,7 +230,8 @@ def _status_line(store: Store, started: float) -> str:
     return (f"{time.strftime('%H:%M:%S')} {store.id}: {_progress(done, total)}"
             f"{' | ' + busy if busy else ''} | {rate:.0f} units/h"
             f"{', ETA ' + humanize.naturaldelta(eta) if eta else ''} | {drive}"
-            f" | {humanize.naturaldelta(time.time() - started)} elapsed")
+            f" | {humanize.naturaldelta(time.time() - started)} elapsed"
+            f"{' | ' + status['waiting'] if status.get('waiting') else ''}")
 
 
 def run_headless(session_path: Path, *, emulator_url: str | None = None,

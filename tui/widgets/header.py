@@ -1,4 +1,5 @@
-"""The header line: session, progress, throughput, ETA, task slots and who runs the worker."""
+"""The header line: session, progress, throughput, ETA, task slots, who runs the worker and
+why it waits, if it does."""
 
 from __future__ import annotations
 
@@ -91,6 +92,10 @@ class StatusHeader(Static):
         if paused:
             text.append("  ")
             text.append(" PAUSED ", self._s("header--paused"))
+        waiting = status.get("waiting")
+        if waiting and not (done == total and total):
+            # Why the worker holds work back (Drive or disk full): every wait says why.
+            text.append(f"  ⏳ {waiting}", self._s("header--warn"))
         if st.commands_pending:
             text.append(f"  {st.commands_pending} cmd waiting", self._s("header--warn"))
         return text
