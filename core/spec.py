@@ -148,9 +148,10 @@ MAX_STEP = {"days": 366_000, "months": 12_000}  # about 1000 years
 _STEP = re.compile(r"^\s*(\d+)\s*(day|days|month|months|year|years)\s*$")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # export.file_format by what the recipe exports (case-insensitive, as ee.batch reads it); a table
-# export's GeoTIFF is the untouched default and means CSV.
-FILE_FORMATS = {"image": ("GeoTIFF", "TFRecord"),
-                "table": ("CSV", "GeoJSON", "KML", "KMZ", "SHP", "TFRecord", "GeoTIFF")}
+# export's GeoTIFF is the untouched default and means CSV. Only formats whose file names
+# eebatch knows (core/engine/matching.py): it takes no Drive file it cannot tell is its own.
+FILE_FORMATS = {"image": ("GeoTIFF",),
+                "table": ("CSV", "GeoJSON", "KML", "KMZ", "SHP", "GeoTIFF")}
 
 
 class _Problems:

