@@ -370,12 +370,15 @@ class Store:
     def find(ref: str) -> Path:
         """A session by id, unique id prefix, or path to its .sqlite file."""
         candidate = Path(ref)
-        if candidate.suffix == ".sqlite" and candidate.exists():
-            return candidate
         directory = paths.sessions_dir()
         exact = directory / f"{ref}.sqlite"
-        if exact.exists():
-            return exact
+        try:
+            if candidate.suffix == ".sqlite" and candidate.exists():
+                return candidate
+            if exact.exists():
+                return exact
+        except (OSError, ValueError):  # a name too long, a NUL: no such session
+            raise StoreError(f"no session {ref!r}; `eebatch sessions` lists them") from None
         matches = sorted(p for p in directory.glob("*.sqlite") if p.stem.startswith(ref))
         if len(matches) == 1:
             return matches[0]

@@ -35,8 +35,13 @@ def _size(n: float) -> str:
 
 def _job(path: str) -> Path:
     job = Path(path)
-    if not job.exists():
-        raise BadInput(f"{job}: no such job file")
+    shown = path if path.isprintable() else repr(path)  # one line, whatever was typed
+    try:
+        found = job.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise BadInput(f"{shown}: cannot be a job file ({exc})") from None
+    if not found:
+        raise BadInput(f"{shown}: no such job file")
     return job
 
 

@@ -215,3 +215,35 @@ def test_fuzzed_jobs_exit_0_or_2(case: tuple[bytes, str | None], sample: int) ->
             assert len(created) == 1 and created[0].suffix == ".sqlite", created
             for path in created:
                 path.unlink()
+
+
+# -- malformed arguments -----------------------------------------------------------------------
+
+TOKENS = st.one_of(
+    st.sampled_from(["nan", "inf", "-inf", "-1", "0", "99999999999999999999", "", "\x00", "é",
+                     "--csv", "--every", "--headless", "--yes", "--new", "--port", "-", "--",
+                     "no-such.toml", "/no/such/dir/x.csv", "../", "a" * 300, "t-1", "demo-1"]),
+    st.text(max_size=8))
+
+
+@settings(derandomize=True, max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["plan", "new", "run", "status", "rm", "sessions", "doctor"]),
+       st.lists(TOKENS, min_size=1, max_size=4))
+def test_malformed_arguments_exit_2_with_one_error(command: str, args: list[str]) -> None:
+    """No job file or session exists here, so every one of these is bad input: exit 2, an
+    error on stderr, never a traceback, nothing written."""
+    if command == "sessions" and all(a in ("--", "") for a in args):
+        args = [*args, "x"]  # a bare `sessions` is a valid command
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            code = main([command, *args])
+    except SystemExit as exc:  # argparse's own refusal
+        code = exc.code
+    except BaseException:
+        pytest.fail(f"eebatch {command} {args!r} crashed:\n{traceback.format_exc()}")
+    text = err.getvalue()
+    assert code == 2, (command, args, text)
+    assert "Traceback" not in text and "error: " in text, text
+    assert session_files() == []
