@@ -3,12 +3,16 @@ command table the worker reads), and the panes show what the store holds."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from textual.pilot import Pilot
 
 from core.store import Store
@@ -29,15 +33,37 @@ def unit_ids(store: Store) -> list[str]:
     return [r["id"] for r in store.units() if r["depth"] == 0]
 
 
+async def wait_for(pilot: Pilot[object], condition: Callable[[], object], what: str,
+                   timeout: float = 60.0, seen: Callable[[], object] = lambda: "") -> None:
+    """Let the app run until `condition()` holds; fail saying `what` (and what was `seen`)
+    after `timeout` seconds. Never a fixed wait: on a loaded machine the worker and the
+    polling thread take their time, and a state asserted too early or too late is a flake."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still not {what} after {timeout:.0f} s {seen()}".rstrip())
+        await pilot.pause(0.05)
+
+
 async def ready(pilot: Pilot[object]) -> None:
     app = pilot.app
     assert isinstance(app, EEBatchApp)
-    for _ in range(50):
-        if app.polls:
-            break
-        await pilot.pause()
-    assert app.polls, "the first poll never happened"
+    await wait_for(pilot, lambda: app.polls, "polled once (the first poll never happened)")
     await pilot.pause()
+
+
+async def quit_app(pilot: Pilot[object]) -> None:
+    """Quit as the user does and wait until the app's message loop has ended. Left running,
+    run_test tears the screen down while the loop still handles messages: a snapshot the
+    polling thread posted meanwhile then finds no panes (NoMatches) and fails the test."""
+    app = pilot.app
+    await pilot.press("q")
+    deadline = time.monotonic() + 30
+    while app.is_running:
+        if time.monotonic() > deadline:
+            pytest.fail("the app did not quit within 30 s")
+        await asyncio.sleep(0.02)
+    assert app.return_code == 0
 
 
 async def sent(pilot: Pilot[object], store: Store) -> list[tuple[str, str | None, object]]:
@@ -364,13 +390,14 @@ async def test_polling_thread_picks_up_changes(session: Store) -> None:
         polls = app.polls
         set_state(session, ids[1], "failed", ts=T0 + 100, attempt="FAILED", error="boom")
         table = app.query_one(TaskTable)
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if app.polls > polls and table.tasks.get(ids[1], None) is not None \
-                    and table.tasks[ids[1]].state == "failed":
-                break
-        assert table.tasks[ids[1]].state == "failed"
-        assert app.counts["failed"] == 3
+
+        def shown_failed() -> bool:
+            task = table.tasks.get(ids[1])
+            return app.polls > polls and task is not None and task.state == "failed"
+
+        await wait_for(pilot, shown_failed, f"showing {ids[1]} failed")
+        assert app.counts["failed"] == 3  # read in the same snapshot as the task
+        await quit_app(pilot)
 
 
 async def test_attaches_to_a_worker_in_another_process(session: Store) -> None:
@@ -460,6 +487,11 @@ async def test_a_worker_that_cannot_start_is_shown_with_its_reason(session: Stor
         assert errors and "backend.url" in errors[-1].message
 
 
+def map_glyphs(tile_map: TileMap) -> Counter[str]:
+    """The glyphs the map draws (every line, scrolled into view or not)."""
+    return Counter("".join(tile_map._line(y).text for y in range(tile_map._levels.shape[0])))
+
+
 async def test_demo_tiles_go_from_pending_to_done() -> None:
     """The README's first command, `eebatch demo`, as the app runs it: the emulator and a
     worker thread in this process, the dashboard polling the store from its own thread."""
@@ -467,23 +499,44 @@ async def test_demo_tiles_go_from_pending_to_done() -> None:
     from core.engine.runner import start_worker
 
     emulator, path = prepare_demo()
+    # A worker submits within about a second of starting, and the dashboard's first paint
+    # may come later than that on a loaded machine. Paused, the worker starts and touches no
+    # unit (it sends nothing until resumed), so the first paint is the demo before any work
+    # whatever the load; the user then resumes it with `p`.
+    store = Store(path)
+    store.set_setting("paused", True)
     worker = start_worker(path, emulator_url=emulator.url)
     try:
         app = EEBatchApp(path, poll_interval=0.2, worker=worker)
         async with app.run_test(size=(120, 40)) as pilot:
             await ready(pilot)
             tile_map = app.query_one(TileMap)
-            assert tile_map.model is not None
-            assert (tile_map.model.base == CODE["pending"]).all()
-            assert "● worker" in header_text(app)
-            for _ in range(240):
-                await pilot.pause(0.25)
-                if app.counts.get("done", 0) >= 3:
-                    break
-            assert app.counts.get("done", 0) >= 3
-            assert (tile_map.model.base == CODE["done"]).sum() >= 3
+            model = tile_map.model
+            assert model is not None
+            tile_map.set_zoom(1)  # a tile is 2 characters: a cell never mixes two tiles
+            await pilot.pause()
+            assert (model.base == CODE["pending"]).all()
+            first = map_glyphs(tile_map)
+            assert first["·"] >= 2 * len(model.tile_ids) and set(first) <= {"·", " "}
+            assert "● worker" in header_text(app) and "PAUSED" in header_text(app)
+            await pilot.press("p")  # resume
+            await wait_for(pilot, lambda: ("resume", None, None) in commands(store),
+                           "sending resume")
+
+            def three_done() -> bool:
+                return (app.counts.get("done", 0) >= 3
+                        and int((model.base == CODE["done"]).sum()) >= 3
+                        and map_glyphs(tile_map)["█"] >= 2 * 3)
+
+            await wait_for(pilot, three_done, "showing 3 tiles done on the map", timeout=120,
+                           seen=lambda: (f"(done: {app.counts.get('done', 0)} counted,"
+                                         f" {int((model.base == CODE['done']).sum())} in the"
+                                         f" map's model, {map_glyphs(tile_map)['█']} cells"
+                                         " drawn)"))
             assert any(t.state == "done" for t in app.query_one(TaskTable).tasks.values())
+            await quit_app(pilot)
     finally:
         worker.stop()
         worker.join(60)
         emulator.stop()
+        store.close()
