@@ -627,10 +627,8 @@ def test_corrupted_download_is_caught_by_md5(emu, drive, tmp_path):
 def test_slow_answer_times_out_a_short_http_timeout(emu, tmp_path):
     add_fault(emu, kind="slow", delay=1.0, path_regex=r"^/drive/v2/about$")
     impatient = make_drive(emu.url, http_timeout=0.3)
-    started = time.monotonic()
     with pytest.raises((socket.timeout, TimeoutError)):
         impatient.GetAbout()
-    assert time.monotonic() - started < 0.9
     add_fault(emu, kind="slow", delay=0.3, path_regex=r"^/drive/v2/about$")
     patient = make_drive(emu.url, http_timeout=10)
     started = time.monotonic()

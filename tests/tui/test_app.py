@@ -444,7 +444,9 @@ async def test_q_quits_and_reopening_shows_the_same_picture(session: Store) -> N
         assert (again.query_one(TileMap)._levels == first).all()
 
 
-async def test_hundred_thousand_tiles_stay_smooth(tmp_path: Path) -> None:
+async def test_hundred_thousand_tiles_are_shown_and_steered(tmp_path: Path) -> None:
+    """How fast is tests/bench/bench_scale.py's business (first paint, full repaint), never a
+    wall-clock assert here: CI runs on a loaded 2-core machine."""
     from tests.tui.fixtures import make_session
 
     store = make_session(tmp_path, name="big", bbox="[-124, 30, -84, 55]", size=0.1)
@@ -457,17 +459,17 @@ async def test_hundred_thousand_tiles_stay_smooth(tmp_path: Path) -> None:
         with store.tx() as conn:
             conn.executemany("UPDATE units SET state = 'done', updated = ? WHERE id = ?",
                              [(T0 + 1, u) for u in ids[::50]])
-        start = time.perf_counter()
         app.poll_now()
-        await pilot.pause()
-        assert time.perf_counter() - start < 1.5
+        await wait_for(pilot, lambda: int((tile_map.model.base == CODE["done"]).sum()) == 2_000,
+                       "2,000 tiles done on the map")
         tile_map.focus()
-        start = time.perf_counter()
         for zoom in (0, 1, 2, 6):
             tile_map.set_zoom(zoom)
             await pilot.pause()
-        await pilot.press("right", "down", "f")
-        assert time.perf_counter() - start < 3.0
+        start = tile_map.cursor
+        await pilot.press("right", "down")
+        row, col = tile_map.cursor  # a step is a cell's worth of tiles at this zoom
+        assert row > start[0] and col > start[1], (start, tile_map.cursor)
     store.close()
 
 
