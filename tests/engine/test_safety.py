@@ -268,6 +268,33 @@ def test_a_full_disk_pauses_downloads_and_exports_until_space_returns(tmp_path: 
         assert "the output disk has room again: downloads and exports resume" in messages
 
 
+def test_a_disk_that_fills_mid_download_costs_no_try(tmp_path: Path,
+                                                     emulator: Emulator) -> None:
+    """Another program fills the disk while files download ("No space left on device"):
+    the downloads are redone when there is room again, and no unit fails."""
+    with small_disk(tmp_path / "out", "16m") as out:
+        admin(emulator.url, "/_emulator/throttle", {"per_connection": 40_000})  # ~10 s a file
+        store = make_session(tmp_path, emulator.url, bbox="[0, 0, 1, 0.5]", max_attempts=2)
+        with worker_thread(store):
+            wait_for(lambda: store.conn.execute(
+                "SELECT COUNT(*) FROM files WHERE state = 'downloading'").fetchone()[0],
+                "a download under way")
+            filler = out / "someone-elses-big-file"
+            with open(filler, "wb") as fh, pytest.raises(OSError):  # all the disk has left
+                while True:
+                    fh.write(bytes(256 * 1024))
+                    fh.flush()
+            wait_for(lambda: "output disk full" in (
+                (store.setting("worker_status") or {}).get("waiting") or ""),
+                "the dashboard's status to say why")
+            assert store.counts().get("failed", 0) == 0
+            admin(emulator.url, "/_emulator/throttle", {"per_connection": None})
+            filler.unlink()
+            wait_for(lambda: store.counts() == {"done": 2}, "the job to finish")
+        assert_all_done_and_verified(store, emulator.url)
+        assert store.conn.execute("SELECT MAX(download_failures) FROM units").fetchone()[0] == 0
+
+
 # -- 5: a Drive too full for one output -------------------------------------------------------
 
 
