@@ -612,8 +612,9 @@ class Worker:
     def _drive_wait_text(self, need: int, expected: int, budget: int) -> str:
         limit = budget if self.quota.total is None else min(budget, self.quota.total)
         free = max(0, limit - self.used_other - expected)
+        needs = f"~{_size(need)}" if _size(need) != _size(free) else f"more than {_size(free)}"
         text = (f"waiting for Drive space: {_size(free)} free for this job, the next unit "
-                f"needs ~{_size(need)}; ")
+                f"needs {needs}; ")
         if expected:  # our own files are in Drive or on their way: they will leave it
             return text + "eebatch's own files free space as they are downloaded"
         return text + "free space in Drive or raise drive_budget"
