@@ -22,6 +22,7 @@ from core.connect import make_drive
 from core.emulator.app import Emulator
 from core.engine.runner import run_session
 from core.store import Store
+from tests.emulator.drive_fixtures import make_folder
 from tests.engine.conftest import (
     admin,
     assert_all_done_and_verified,
@@ -32,7 +33,6 @@ from tests.engine.conftest import (
     md5,
 )
 
-FOLDER = "application/vnd.google-apps.folder"
 PROJECT = "eebatch-demo"
 MEDIA_FAULT = {"method": "GET", "route": "drive files.get", "query_contains": "alt=media"}
 
@@ -94,12 +94,7 @@ def upload(drive: Any, title: str, data: bytes, parent: str | None = None) -> di
 
 
 def folder(drive: Any, title: str, parent: str | None = None) -> str:
-    meta: dict[str, Any] = {"title": title, "mimeType": FOLDER}
-    if parent:
-        meta["parents"] = [{"id": parent}]
-    f = drive.CreateFile(meta)
-    f.Upload()
-    return str(f["id"])
+    return str(make_folder(drive, title, parent)["id"])
 
 
 def assert_untouched(url: str, user_files: list[dict[str, str]]) -> None:
