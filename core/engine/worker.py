@@ -219,6 +219,8 @@ class Worker:
             # Files mid-download: start them again from byte 0 (pydrive2 cannot resume).
             for row in conn.execute("SELECT id, title FROM files WHERE state = 'downloading'"):
                 self._part(row).unlink(missing_ok=True)
+                # eebatch before schema 5 named it TITLE.part
+                (self.output_dir / f"{row['title']}.part").unlink(missing_ok=True)
             conn.execute("UPDATE files SET state = 'listed' WHERE state = 'downloading'")
             conn.execute("UPDATE units SET state = ?, updated = ? WHERE state = ?",
                          (EXPORTED, time.time(), DOWNLOADING))
