@@ -17,10 +17,11 @@ from pathlib import Path
 
 import humanize
 
-from core.plan import Plan, make_plan, preview
+from core.plan import make_plan
 from core.session import create_session
 from core.spec import SpecError, load_spec
 from core.store import COUNTED, DONE, STATES, SessionDamaged, Store, StoreError, read_error
+from tui.plan_view import describe_plan, size_text
 
 EXIT_BAD_INPUT = 2
 
@@ -29,8 +30,7 @@ class BadInput(Exception):
     """One or more lines for stderr; exit code 2."""
 
 
-def _size(n: float) -> str:
-    return humanize.naturalsize(n, binary=False, format="%.1f")
+_size = size_text
 
 
 def _job(path: str) -> Path:
@@ -43,34 +43,6 @@ def _job(path: str) -> Path:
     if not found:
         raise BadInput(f"{shown}: no such job file")
     return job
-
-
-def describe_plan(plan: Plan) -> list[str]:
-    spec = plan.spec
-    unit = "°" if plan.tiles.frame.geographic else " m"
-    first, last = plan.periods[0], plan.periods[-1]
-    when = ("all dates" if first.start is None else
-            f"{first.start} to {last.end} (end exclusive)")
-    bands = len(plan.spec.recipe.params.get("bands", [])) + len(
-        plan.spec.recipe.params.get("indices", [])) if spec.recipe.name == "composite" else \
-        spec.recipe.params["bands"]
-    lines = [
-        f"Job      {spec.name}  ({spec.path})",
-        f"Region   {spec.region_source}",
-        f"Grid     {plan.tiles.frame.size:g}{unit} tiles on {spec.grid.crs}"
-        f"{' aligned to the pixel grid' if spec.grid.align else ''}: {len(plan.tiles):,} tiles",
-        f"Periods  {len(plan.periods):,}  {when}",
-        f"Units    {plan.units:,}  ({len(plan.tiles):,} tiles x {len(plan.periods):,} periods)",
-        f"Pixels   {humanize.intword(plan.pixels)} at {spec.export.scale:g} m",
-        f"Output   ~{_size(plan.est_bytes)} estimated ({spec.export.file_format}, {bands} bands,"
-        f" recipe {spec.recipe.name})",
-        f"Drive    {plan.budgets:.2f} x the {_size(spec.limits.drive_budget)} budget"
-        f" (files are deleted from Drive as soon as they are downloaded)",
-        f"Limits   {spec.limits.max_tasks} tasks at once, {spec.limits.max_attempts} attempts,"
-        f" split depth {spec.limits.split_depth}",
-        "",
-    ]
-    return lines + ["  " + line for line in preview(plan)]
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -381,7 +381,7 @@ class JobForm(Vertical):
           description="check and plan the job")
     def _check(self, text: str, path: Path) -> None:
         from core.plan import make_plan, preview
-        from tui.cli import describe_plan
+        from tui.plan_view import describe_plan
 
         worker = get_current_worker()
         try:
