@@ -51,6 +51,7 @@ class TimeSpec:
     start: dt.date
     end: dt.date  # exclusive, as in ee.ImageCollection.filterDate
     step: Step | None = None
+    period_folders: bool = True  # each period's files under output_dir/PERIOD/
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     },
     "time": {
         "start": ((dt.date, str), True), "end": ((dt.date, str), True), "step": ((str,), False),
+        "period_folders": ((bool,), False),
     },
     "recipe": {"name": ((str,), True)},  # plus the recipe's own parameters
     "export": {
@@ -451,7 +453,8 @@ def _time(sec: dict[str, Any], p: _Problems) -> TimeSpec | None:
     if start and end and end <= start:
         p.add("time.end", f"{end} is not after time.start {start} (end is exclusive)")
         return None
-    return TimeSpec(start, end, step) if start and end else None
+    folders = sec.get("period_folders", True)
+    return TimeSpec(start, end, step, folders) if start and end else None
 
 
 def _recipe(raw: Any, sec: dict[str, Any], rejected: set[str], p: _Problems) -> RecipeSpec | None:

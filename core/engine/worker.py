@@ -38,7 +38,10 @@ from core.backends.failures import (
 )
 from core.engine import matching
 from core.grid import child_id, split_bounds
+from core.outputs.bands import write_band_names
+from core.outputs.manifest import write_manifest
 from core.plan import Period, unit_id
+from core.recipes import RECIPES
 from core.recipes.build import RecipeError, UnitWork, build
 from core.spec import JobSpec
 from core.store import (
@@ -67,6 +70,7 @@ MISSING_FILE_POLLS = 5  # an exported unit whose files never show up is retried
 # Free space a download leaves on the output disk beyond the file itself (file system
 # overhead, other writers): below it, downloads and submissions wait.
 DISK_HEADROOM = 1024 * 1024
+MANIFEST_EVERY = 30.0  # seconds between rewrites of output_dir/manifest.csv while files arrive
 WAIT_OVER = {"drive": "Drive has room again: exports resume",
              "disk": "the output disk has room again: downloads and exports resume"}
 # How far EE's clock (operation createTime) may be off ours (attempt created) before a search
@@ -156,6 +160,11 @@ class Worker:
         self.disk_need = 0  # bytes the output disk must have free before downloads resume
         # (unit, Drive bytes admission gave it) of exports that found Drive full
         self.drive_full_units: list[tuple[str, int]] = []
+        self.manifest_due = False  # a file was verified since the manifest was written
+        # The exported image's band names, when the recipe knows them (not a user's function)
+        self.band_names = [name for name, _ in RECIPES[spec.recipe.name].bands(
+            spec.recipe.params)] if spec.recipe.name == "composite" else []
+        self.manifest_written = 0.0
         self.naming = matching.naming_for(
             "table" if spec.recipe.params.get("kind") == "table" else "image",
             spec.export.file_format)
@@ -239,6 +248,7 @@ class Worker:
                     (BACKOFF, time.time(), SUBMITTING))
             self._event(f"recovered: {live} live EE tasks adopted, {unsent} exports to resend")
         self._learn_ratio()
+        self.manifest_due = True  # files verified just before a crash: list them now
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -745,6 +755,28 @@ class Worker:
             self.downloads[row["id"]] = future
             self.download_sizes[row["id"]] = row["size"]
 
+    def _final(self, row: Any) -> Path:
+        """Where a verified file lives: output_dir/PERIOD/TITLE for a job cut into periods
+        (time.period_folders, on by default), else output_dir/TITLE."""
+        time_spec = self.spec.time
+        if time_spec is not None and time_spec.period_folders:
+            period = self.store.unit(row["unit"])["period"]
+            if period != "all":
+                return self.output_dir / period / row["title"]
+        return self.output_dir / row["title"]
+
+    def write_manifest(self) -> None:
+        """output_dir/manifest.csv: a row per verified file (core/outputs/manifest.py)."""
+        rows = self.store.conn.execute(
+            "SELECT f.local_path, f.unit, u.tile, u.period, u.start, u.end, u.west, u.south,"
+            " u.east, u.north, f.size, f.md5 FROM files f JOIN units u ON u.id = f.unit"
+            " WHERE f.state IN ('verified', 'deleted') AND f.local_path IS NOT NULL").fetchall()
+        self.manifest_due = False
+        self.manifest_written = time.time()
+        if rows:
+            write_manifest(self.output_dir, (dict(r) for r in rows), crs=self.spec.export.crs,
+                           bands=" ".join(self.band_names))
+
     def _part(self, row: Any) -> Path:
         """Where a file row downloads to before it is verified: its own name per row, so two
         downloads never share one (a user's same-named file once overwrote an output there)."""
@@ -908,14 +940,18 @@ class Worker:
                     classify_exception(exc)[1]
                 self._download_failed(unit, f"download of {row['title']}: {message}")
             return
-        final = self.output_dir / row["title"]
+        final = self._final(row)
+        final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, final)
-        _fsync_dir(self.output_dir)
+        if self.band_names and final.suffix == ".tif":
+            write_band_names(final, self.band_names)
+        _fsync_dir(final.parent)
         with self.store.tx():
             self.store.conn.execute(
                 "UPDATE files SET state = 'verified', local_path = ?, updated = ? WHERE id = ?",
                 (str(final), time.time(), file_id))
         self.downloaded.append((time.time(), row["size"]))
+        self.manifest_due = True
 
     def _download_failed(self, unit: Any, message: str) -> None:
         failures = unit["download_failures"] + 1  # a retry starts the count afresh
@@ -1103,6 +1139,8 @@ class Worker:
         with self.store.tx():
             self.store.set_setting("worker_status", status)
             self.store.heartbeat()
+        if self.manifest_due and (force or now - self.manifest_written >= MANIFEST_EVERY):
+            self.write_manifest()
 
     @staticmethod
     def _counts_text(counts: dict[str, int]) -> str:

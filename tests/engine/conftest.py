@@ -32,6 +32,7 @@ size = {size}
 
 [recipe]
 name = "composite"
+{recipe}
 
 [export]
 folder = "{folder}"
@@ -62,11 +63,14 @@ def emulator_with(**changes: Any) -> Emulator:
 
 def make_session(tmp_path: Path, url: str, *, name: str = "t", bbox: str = "[0, 0, 2, 1]",
                  size: float = 0.5, scale: int = 2000, folder: str = "eebatch-test",
-                 max_tasks: int = 4, max_attempts: int = 5, split_depth: int = 2) -> Store:
+                 max_tasks: int = 4, max_attempts: int = 5, split_depth: int = 2,
+                 recipe: str = "", extra: str = "") -> Store:
+    """A session of JOB; `recipe` is added to its [recipe] section, `extra` is TOML appended
+    to it (a [time] section, say)."""
     job = tmp_path / f"{name}.toml"
     job.write_text(JOB.format(name=name, bbox=bbox, size=size, scale=scale, folder=folder,
                               max_tasks=max_tasks, max_attempts=max_attempts,
-                              split_depth=split_depth, url=url))
+                              split_depth=split_depth, url=url, recipe=recipe) + extra)
     store, _ = create_session(job)
     return store
 

@@ -150,7 +150,7 @@ def test_stale_and_user_files_with_an_outputs_name_are_left_alone_and_a_clash_re
         files = store.conn.execute("SELECT * FROM files").fetchall()
         assert [f["unit"] for f in files] == [u0]  # nothing of the clash was taken
         out = tmp_path / "out"
-        assert sorted(p.name for p in out.iterdir()) == [f"t_{u0}.tif"]
+        assert sorted(out.glob("*.tif")) == [out / f"t_{u0}.tif"]
         assert md5(out / f"t_{u0}.tif") == files[0]["md5"] != stale["md5"]
         assert files[0]["size"] > 5041  # the export's GeoTIFF, not the stale file
         assert any("name clash" in e["message"] for e in store.events(limit=10_000))
@@ -162,7 +162,7 @@ def test_stale_and_user_files_with_an_outputs_name_are_left_alone_and_a_clash_re
         summary = run_session(store.path)
 
         assert summary.ok, summary.failed
-        assert sorted(p.name for p in out.iterdir()) == [f"t_{u0}.tif", f"t_{u1}.tif"]
+        assert sorted(out.glob("*.tif")) == [out / f"t_{u0}.tif", out / f"t_{u1}.tif"]
         assert sorted(succeeded_exports(emu.url).values()) == [1, 1]
         assert_untouched(emu.url, [stale, *copies, *lookalikes])
         assert len(drive_files(emu.url)) == len(user_files) - 1  # only the user's remain
