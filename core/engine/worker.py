@@ -1132,7 +1132,9 @@ class Worker:
             "waiting_bytes": waiting[1],
             "download_rate": sum(b for _, b in self.downloaded) / 10,
             "units_per_hour": per_hour,
-            "eta_seconds": left * 3600 / per_hour if per_hour > 0 and left else None,
+            # Paused, nothing finishes: no ETA rather than one that runs on.
+            "eta_seconds": left * 3600 / per_hour if per_hour > 0 and left and not
+            self.store.setting("paused") else None,
             "project_pending": self.project_pending, "updated": now,
             "waiting": "; ".join(self.waits.values()) or None,
         }

@@ -138,3 +138,18 @@ def test_a_command_that_does_not_apply_gets_a_clear_error(tmp_path: Path,
     finally:
         worker.stop()
         worker.join(30)
+
+
+def test_a_paused_worker_gives_no_eta(tmp_path: Path, emulator: Emulator) -> None:
+    """While paused nothing is sent, so an ETA would only run on: there is none."""
+    from tests.engine.test_safety import wait_for, worker_thread
+
+    store = make_session(tmp_path, emulator.url, bbox="[0, 0, 2, 1]", max_tasks=1)  # 8 units
+    with worker_thread(store):
+        wait_for(lambda: store.counts().get("done", 0) >= 2, "two units done")
+        command = store.post_command("pause")
+        wait_for(lambda: store.command(command)["state"] == "done", "the pause")
+        paused_at = time.time()
+        status = wait_for(lambda: (s := store.setting("worker_status")) and
+                          s["updated"] > paused_at and s, "a status written while paused")
+        assert status["units_per_hour"] > 0 and status["eta_seconds"] is None, status
