@@ -143,6 +143,7 @@ class Worker:
         self.downloaded: deque[tuple[float, int]] = deque()  # (time, bytes) for the rate
         self.finished: deque[float] = deque()  # times units finished, for throughput
         self.started = time.time()
+        self.recovered: set[str] = set()  # exported before this start (see recover())
         self.status_written = 0.0
         # Set when a download or delete finishes, so the loop folds it in at once instead of
         # at the next tick (see run()).
@@ -224,6 +225,10 @@ class Worker:
         """After any stop, kill -9 included: adopt the session's live EE tasks, finish or redo
         half-done downloads, then carry on. Nothing here sends an export."""
         conn = self.store.conn
+        # Units EE finished before this start: their end here is no measure of this run's
+        # throughput (a restart once showed thousands of units an hour for a minute).
+        self.recovered = {r[0] for r in conn.execute(
+            "SELECT id FROM units WHERE state IN (?, ?)", (EXPORTED, DOWNLOADING))}
         with self.store.tx():
             # Files mid-download: start them again from byte 0 (pydrive2 cannot resume).
             for row in conn.execute("SELECT id, title FROM files WHERE state = 'downloading'"):
@@ -1015,7 +1020,8 @@ class Worker:
                 size = self.store.conn.execute("SELECT SUM(size) FROM files WHERE unit = ?",
                                                (row["unit"],)).fetchone()[0]
                 self.store.log(f"done: {size:,} bytes verified", "info", row["unit"])
-                self.finished.append(time.time())
+                if row["unit"] not in self.recovered:
+                    self.finished.append(time.time())
 
     def _remove_outputs(self, unit: str) -> None:
         """A cancelled unit's export leaves Drive: the files recorded as its own, or, if none

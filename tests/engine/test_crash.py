@@ -61,3 +61,21 @@ def test_kill_9_then_resume(point: str, tmp_path: Path) -> None:
                 unit = t["description"].split(":")[2]
                 succeeded[unit] = succeeded.get(unit, 0) + 1
         assert succeeded == {u["id"]: 1 for u in store.units()}  # each unit ran exactly once
+
+
+def test_units_exported_before_a_restart_do_not_count_as_this_runs_throughput(
+        tmp_path: Path) -> None:
+    """Finishing what EE exported before the restart takes seconds: counted as this run's
+    throughput it showed thousands of units an hour, and an ETA to match."""
+    from tests.engine.test_safety import MEDIA_FAULT, wait_for, worker_thread
+
+    with emulator_with() as emu:
+        store = _make(tmp_path, emu.url, bbox="[0, 0, 1, 0.5]", max_attempts=50)  # 2 units
+        inject(emu.url, **MEDIA_FAULT, kind="status", status=503, count=-1)
+        with worker_thread(store):
+            wait_for(lambda: store.conn.execute(
+                "SELECT COUNT(DISTINCT unit) FROM files").fetchone()[0] == 2,
+                "both exports listed in Drive")
+        admin(emu.url, "/_emulator/faults", method="DELETE")
+        assert run_session(store.path).ok
+        assert store.setting("worker_status")["units_per_hour"] == 0
