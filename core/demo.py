@@ -23,14 +23,22 @@ def demo_dir() -> Path:
     return path
 
 
-def write_demo_job() -> Path:
-    """A fresh copy of the demo job file and its region (its output goes beside it)."""
+EMULATOR_KIND = 'kind = "emulator"\n'
+
+
+def write_demo_job(url: str) -> Path:
+    """A fresh copy of the demo job file and its region (its output goes beside it). The job
+    names the emulator `url` it runs on: an emulator job without one is refused."""
     directory = demo_dir()
     shutil.rmtree(directory / "output", ignore_errors=True)
-    for name in ("demo_job.toml", "california.geojson"):
-        source = resources.files("core") / name
-        (directory / name.replace("demo_job", "demo")).write_bytes(source.read_bytes())
-    return directory / "demo.toml"
+    region = resources.files("core") / "california.geojson"
+    (directory / "california.geojson").write_bytes(region.read_bytes())
+    text = (resources.files("core") / "demo_job.toml").read_text(encoding="utf-8")
+    assert EMULATOR_KIND in text
+    job = directory / "demo.toml"
+    job.write_text(text.replace(EMULATOR_KIND, f'{EMULATOR_KIND}url = "{url}"\n'),
+                   encoding="utf-8")
+    return job
 
 
 def prepare_demo(state_dir: Path | None = None,
@@ -39,7 +47,7 @@ def prepare_demo(state_dir: Path | None = None,
     runs the worker with `emulator_url=emulator.url` and stops the emulator at the end."""
     emulator = Emulator(config if state_dir is None else
                         EmulatorConfig(**{**config.__dict__, "state_dir": state_dir})).start()
-    store, _ = create_session(write_demo_job())
+    store, _ = create_session(write_demo_job(emulator.url))
     path = store.path
     store.close()
     return emulator, path

@@ -17,7 +17,7 @@ from pyproj import CRS
 from pyproj.exceptions import ProjError
 from shapely.geometry.base import BaseGeometry
 
-from core.region import reproject
+from core.region import Bounds, reproject
 
 if TYPE_CHECKING:
     from core.spec import JobSpec
@@ -86,9 +86,6 @@ def tile_id(row: int, col: int) -> str:
 def child_id(parent: str, quadrant: int) -> str:
     """Quadrants 0..3 = north-west, north-east, south-west, south-east."""
     return f"{parent}.{quadrant}"
-
-
-Bounds = tuple[float, float, float, float]
 
 
 def split_bounds(bounds: Bounds) -> list[Bounds]:

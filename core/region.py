@@ -32,6 +32,46 @@ def globe_problems(west: float, south: float, east: float, north: float) -> list
     return problems
 
 
+Bounds = tuple[float, float, float, float]
+# A box wholly beyond this latitude, whose longitudes would be ordinary latitudes, is more often
+# a (lat, lon) slip than a polar job: a mid-latitude place west of 60°W or east of 60°E typed
+# latitude first lands there. Only a warning, as Arctic and Antarctic jobs exist.
+POLAR = 60.0
+
+
+def as_lat_lon(bounds: Bounds) -> Bounds:
+    """The box meant by west, south, east, north typed in (lat, lon) order."""
+    west, south, east, north = bounds
+    return south, west, north, east
+
+
+def box_text(bounds: Bounds) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in bounds) + "]"
+
+
+def swap_hint(bounds: Bounds) -> str:
+    """For bounds off the globe: a hint naming the box they make when read as (lat, lon), if
+    that box is on the globe; else ""."""
+    meant = as_lat_lon(bounds)
+    if globe_problems(*meant):
+        return ""
+    return f"; read as (lat, lon) it would be {box_text(meant)} (west, south, east, north)"
+
+
+def polar_swap(bounds: Bounds) -> str | None:
+    """Where valid bounds lie ("north of 60°N") when they are wholly polar but, read as
+    (lat, lon), make a box between 60°S and 60°N; else None."""
+    _, south, _, north = bounds
+    meant = as_lat_lon(bounds)
+    if not (meant[1] > -POLAR and meant[3] < POLAR):
+        return None
+    if south >= POLAR:
+        return f"north of {POLAR:g}°N"
+    if north <= -POLAR:
+        return f"south of {POLAR:g}°S"
+    return None
+
+
 def read_region_file(path: Path, layer: str | None = None) -> BaseGeometry:
     """Union of every feature's geometry, reprojected to EPSG:4326."""
     import pyogrio.raw  # GDAL inside a wheel; imported here so planning a bbox job never loads it
@@ -71,7 +111,8 @@ def read_region_file(path: Path, layer: str | None = None) -> BaseGeometry:
     if problems:
         bounds = ", ".join(f"{v:g}" for v in geometry.bounds)
         raise RegionError(f"{str(path)!r} reaches off the globe (bounds {bounds} in EPSG:4326): "
-                          f"{'; '.join(problems)}; is its CRS right?")
+                          f"{'; '.join(problems)}; is its CRS right?"
+                          f"{swap_hint(geometry.bounds)}")
     return geometry
 
 

@@ -17,7 +17,16 @@ from pyproj.exceptions import CRSError, ProjError
 from shapely.geometry.base import BaseGeometry
 
 from core.recipes import RECIPES, validate_params
-from core.region import RegionError, from_bbox, globe_problems, read_region_file
+from core.region import (
+    RegionError,
+    as_lat_lon,
+    box_text,
+    from_bbox,
+    globe_problems,
+    polar_swap,
+    read_region_file,
+    swap_hint,
+)
 from core.sizes import parse_size
 
 
@@ -105,6 +114,8 @@ class JobSpec:
     export: ExportSpec
     limits: LimitsSpec
     backend: BackendSpec
+    # "key: message" for what is valid but likely a mistake; `eebatch plan` shows them
+    warnings: tuple[str, ...] = ()
 
 
 # -- the schema: section -> key -> (accepted types, required) ---------------------------------
@@ -143,6 +154,8 @@ UNIT_ID_MAX = 41  # "r1234567c1234567" + 8 quadtree levels ".0" + "_20230601"
 MAX_INT64 = 2**63 - 1  # EE's maxPixels and the store's byte counts are 64-bit integers
 MAX_POLL = 86_400.0
 MIN_SCALE = 0.01  # metres: finer than any imagery in EE
+MAX_TILE_DEGREES = 90.0
+MAX_TILE_METRES = 40_075_017.0  # the Earth's circumference
 # Earth Engine holds no data before the 19th century or far in the future; dates within these
 # also keep every step's arithmetic inside Python's calendar (years 1-9999).
 FIRST_DAY, LAST_DAY = dt.date(1800, 1, 1), dt.date(2500, 1, 1)
@@ -160,9 +173,13 @@ class _Problems:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lines: list[str] = []
+        self.warnings: list[str] = []
 
     def add(self, key: str, message: str) -> None:
         self.lines.append(f"{self.path}: {key}: {message}")
+
+    def warn(self, key: str, message: str) -> None:
+        self.warnings.append(f"{key}: {message}")
 
 
 def _typename(kinds: tuple[type, ...]) -> str:
@@ -204,12 +221,42 @@ def load_spec(path: Path | str) -> JobSpec:
     return parse_spec(text, path)
 
 
+_AT_LINE = re.compile(r"\(at line (\d+), column \d+\)")
+_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_-]+)\s*\]")
+_DATE_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=\s*(\d{4}-\d\d-\d\d(?:[T ][0-9:.+Z-]*)?)")
+
+
+def _bad_date(text: str, error: str) -> str | None:
+    """"time.start: 2023-13-01 is not a valid date" for the TOML parser's error on a date that
+    is no date (tomllib says "Invalid date or datetime", or for month 13 that a statement goes
+    on after the number 2023); None when the error's line holds no such date."""
+    at = _AT_LINE.search(error)
+    if not at:
+        return None
+    lines = text.splitlines()
+    number = int(at.group(1))
+    m = _DATE_KEY.match(lines[number - 1]) if number <= len(lines) else None
+    if not m:
+        return None
+    key, value = m.group(1), m.group(2).strip()
+    try:
+        dt.datetime.fromisoformat(value)
+        return None  # a real date: the error is something else on the line
+    except ValueError:
+        pass
+    section = next((h.group(1) for line in reversed(lines[:number - 1])
+                    if (h := _HEADER.match(line))), None)
+    name = f"{section}.{key}" if section else key
+    return f"{name}: {value} is not a valid date (YYYY-MM-DD)"
+
+
 def parse_spec(text: str, path: Path) -> JobSpec:
     p = _Problems(path)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError([f"{path}: not valid TOML: {exc}"]) from None
+        raise SpecError([f"{path}: {_bad_date(text, str(exc)) or f'not valid TOML: {exc}'}"]
+                        ) from None
 
     for section in doc:
         if section not in SCHEMA:
@@ -267,7 +314,7 @@ def parse_spec(text: str, path: Path) -> JobSpec:
     recipe = _recipe(doc.get("recipe"), sections["recipe"], rejected, p)
     export = _export(sections["export"], name, recipe, p)
     limits = _limits(sections["limits"], p)
-    backend = _backend(sections["backend"], p)
+    backend = _backend(sections["backend"], "backend" in doc, p)
     if grid and grid.align and _same_crs(grid.crs, export.crs) is False:
         p.add("grid.align", f"needs grid.crs ({grid.crs}) to equal export.crs ({export.crs}): "
                             "tiles can only share the export's pixel grid in its own CRS")
@@ -277,7 +324,7 @@ def parse_spec(text: str, path: Path) -> JobSpec:
     assert region is not None and grid is not None and recipe is not None
     assert output_dir is not None
     spec = JobSpec(path, text, name, output_dir, region, region_source, grid, time, recipe,
-                   export, limits, backend)
+                   export, limits, backend, tuple(p.warnings))
     _check_units(spec)
     return spec
 
@@ -340,10 +387,10 @@ def _region(
                                      for v in bbox):
             p.add("region.bbox", f"must be 4 numbers [west, south, east, north], got {bbox!r}")
             return None, ""
-        west, south, east, north = (float(v) for v in bbox)
+        west, south, east, north = bounds = tuple(float(v) for v in bbox)
         off_globe = globe_problems(west, south, east, north)
         for problem in off_globe:
-            p.add("region.bbox", problem)
+            p.add("region.bbox", problem + swap_hint(bounds))
         ok = not off_globe
         if west >= east:
             p.add("region.bbox", f"west ({west:g}) must be less than east ({east:g})")
@@ -351,6 +398,8 @@ def _region(
         if south >= north:
             p.add("region.bbox", f"south ({south:g}) must be less than north ({north:g})")
             ok = False
+        if ok:
+            _warn_polar(bounds, "region.bbox", box_text(bounds), p)
         return (from_bbox(west, south, east, north) if ok else None), f"bbox {bbox}"
     file = sec.get("file")
     if file is None:
@@ -363,7 +412,16 @@ def _region(
     if geometry.is_empty or geometry.area == 0:
         p.add("region.file", f"{file!r} gives an empty region (no area)")
         return None, ""
+    _warn_polar(geometry.bounds, "region.file", repr(file), p)
     return geometry, file
+
+
+def _warn_polar(bounds: tuple[float, float, float, float], key: str, what: str,
+                p: _Problems) -> None:
+    where = polar_swap(bounds)
+    if where:
+        p.warn(key, f"{what} lies wholly {where}; if it was written in (lat, lon) order, the box "
+                    f"meant is {box_text(as_lat_lon(bounds))} (west, south, east, north)")
 
 
 def _same_crs(a: str, b: str) -> bool | None:
@@ -401,10 +459,11 @@ def _grid(sec: dict[str, Any], p: _Problems) -> GridSpec | None:
     if not size > 0:
         p.add("grid.size", f"must be > 0, got {size:g}")
         ok = False
-    elif crs is not None and crs.is_geographic and size > 90:
-        p.add("grid.size", f"{size:g} degrees is larger than the globe allows (at most 90)")
+    elif crs is not None and crs.is_geographic and size > MAX_TILE_DEGREES:
+        p.add("grid.size", f"{size:g} degrees is larger than the globe allows "
+                           f"(at most {MAX_TILE_DEGREES:g})")
         ok = False
-    elif crs is not None and crs.is_projected and size > 40_075_017:
+    elif crs is not None and crs.is_projected and size > MAX_TILE_METRES:
         p.add("grid.size", f"{size:g} metres is larger than the Earth's circumference")
         ok = False
     origin = sec.get("origin")
@@ -562,14 +621,22 @@ def _limits(sec: dict[str, Any], p: _Problems) -> LimitsSpec:
                       poll, values["download_workers"])
 
 
-def _backend(sec: dict[str, Any], p: _Problems) -> BackendSpec:
+def _backend(sec: dict[str, Any], given: bool, p: _Problems) -> BackendSpec:
     kind = sec.get("kind", "emulator")
-    if kind == "earthengine":
+    if not given:
+        # Still plannable (and a session can be opened): only running needs a backend.
+        p.warn("[backend]", "is missing: the job can be planned but not run; add kind = "
+                            "\"earthengine\" with project, or kind = \"emulator\" with url")
+    elif kind == "earthengine":
         if "project" not in sec:
             p.add("backend.project", "is required when kind = \"earthengine\" (your Cloud project)")
     elif kind == "emulator":
         url = sec.get("url")
-        if url is not None and not re.match(r"^http://(127\.0\.0\.1|localhost)(:\d+)?/?$", url):
+        if url is None:
+            p.add("backend.url", "is required when kind = \"emulator\": start one with "
+                                 "`eebatch emulator --port 8787` and set url = "
+                                 "\"http://127.0.0.1:8787\"")
+        elif not re.match(r"^http://(127\.0\.0\.1|localhost)(:\d+)?/?$", url):
             p.add("backend.url", f"{url!r} must be http://127.0.0.1:PORT (the emulator is local)")
     else:
         p.add("backend.kind", f"{kind!r} is not \"earthengine\" or \"emulator\"")

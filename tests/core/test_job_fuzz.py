@@ -37,7 +37,7 @@ VALID: dict[str, dict[str, Any]] = {
     "export": {"scale": 1000, "folder": "f", "prefix": "{job}_{unit}", "file_format": "GeoTIFF",
                "max_pixels": 10**13},
     "limits": {"max_tasks": 4, "drive_budget": "1 GB", "poll_seconds": 1},
-    "backend": {"kind": "emulator"},
+    "backend": {"kind": "emulator", "url": "http://127.0.0.1:8787"},
 }
 KEYS = sorted({(section, key) for section, keys in SCHEMA.items() for key in keys}
               | {("recipe", key) for info in RECIPES.values() for key in info.params}

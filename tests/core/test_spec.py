@@ -251,6 +251,18 @@ BAD_JOBS = [
            "not one of GeoTIFF (for image exports)"),
     BadJob("table-format", PYTHON_RECIPE + 'kind = "table"\n[export]\nfile_format = "TFRecord"\n',
            "export.file_format", "(for table exports)"),
+    # issue 11: an emulator job names its emulator, as an earthengine job names its project
+    BadJob("emulator-no-url", _with("backend", 'kind = "emulator"'), "backend.url",
+           'is required when kind = "emulator"'),
+    # a date that is no date names its key, not the TOML parser's column (month 13 is not even
+    # read as a date by tomllib; February 30 is)
+    BadJob("month-13", BASE_JOB + MONTHLY.format(end="2024-01-01", step="1 month").replace(
+        "2023-01-01", "2023-13-01"), "time.start", "2023-13-01 is not a valid date"),
+    BadJob("february-30", BASE_JOB + MONTHLY.format(end="2023-02-30", step="1 month"),
+           "time.end", "2023-02-30 is not a valid date"),
+    # California typed latitude first: its "latitudes" are off the globe, the swap is named
+    BadJob("bbox-lat-first", BASE_JOB.replace("[0, 0, 4, 2]", "[37, -122, 38, -121]"),
+           "region.bbox", "read as (lat, lon) it would be [-122, 37, -121, 38]"),
     BadJob("global-tiny-tiles",
            BASE_JOB.replace("[0, 0, 4, 2]", "[-180, -90, 180, 90]").replace("size = 1",
                                                                             "size = 0.06"),
