@@ -1,16 +1,31 @@
-"""JobSpec -> units (tile x period) with stable ids and size estimates, and a text summary."""
+"""JobSpec -> units (tile x period) with stable ids and size, time and Drive estimates, and
+the warnings of a job that is valid but likely a mistake."""
 
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from core.grid import Tiles, area_m2, make_tiles
+from core.emulator.config import EmulatorConfig
+from core.grid import Tiles, area_m2, make_tiles, pixel_size
 from core.recipes import RECIPES
-from core.spec import JobSpec, Step, TimeSpec
+from core.spec import MAX_TILE_DEGREES, MAX_TILE_METRES, JobSpec, Step, TimeSpec
+
+# EE's batch queue as the project models it (the emulator's defaults, core/emulator/config.py):
+# 2 tasks running at once, a new project's default (notes/field.md: "2 tasks (on average)");
+# each task takes a fixed start-up time plus its pixel-bands at a fixed rate. Real run times
+# vary with the recipe and EE's load: the estimate is an order of magnitude.
+BATCH_MODEL = EmulatorConfig()
+# Tiles under this many pixels a side spend far longer starting than computing (256² pixels of
+# 3 bands are 0.1 s of work against 20 s of start-up); the suggested grid.size aims at
+# GOOD_TILE_SIDE, within the 1,000-4,000 pixels a side that export well.
+SMALL_TILE_SIDE = 256
+GOOD_TILE_SIDE = 2048
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,32 @@ class Plan:
     def budgets(self) -> float:
         return self.est_bytes / self.spec.limits.drive_budget
 
+    @property
+    def bands(self) -> int:
+        return len(RECIPES[self.spec.recipe.name].bands(self.spec.recipe.params))
+
+    @property
+    def slots(self) -> int:
+        """EE tasks running at once: the project's slots, or fewer when max_tasks says so."""
+        return min(BATCH_MODEL.slots, self.spec.limits.max_tasks)
+
+    @property
+    def ee_seconds(self) -> float:
+        """Estimated EE time of the whole job at `slots` tasks at a time (BATCH_MODEL)."""
+        task = BATCH_MODEL.task_overhead_seconds
+        total = self.units * task + self.pixels * self.bands / BATCH_MODEL.pixel_rate
+        longest = task + float(self.tile_pixels.max()) * self.bands / BATCH_MODEL.pixel_rate
+        return max(total / self.slots, longest)
+
+    @property
+    def drive_peak(self) -> int:
+        """The most Drive space the job holds at once: the max_tasks largest exports waiting
+        for download together, never more than the budget (admission keeps it below)."""
+        k = self.spec.limits.max_tasks
+        largest = np.sort(self.tile_pixels)[::-1][:k]  # each tile is a unit in every period
+        in_flight = float(np.repeat(largest, len(self.periods))[:k].sum()) * self.bytes_per_pixel
+        return int(min(self.spec.limits.drive_budget, in_flight))
+
     def unit_rows(self):  # type: ignore[no-untyped-def]
         """(id, tile, row, col, period, start, end, west, south, east, north, pixels, bytes)
         for every unit, biggest first within a period order that is stable."""
@@ -99,6 +140,34 @@ def tile_pixels(tiles: Tiles, scale: float) -> np.ndarray:
 
 def bytes_per_pixel(spec: JobSpec) -> int:
     return sum(nbytes for _, nbytes in RECIPES[spec.recipe.name].bands(spec.recipe.params))
+
+
+def plan_warnings(plan: Plan) -> list[str]:
+    """"warning: key: message" lines for a valid job that is likely a mistake."""
+    found = list(plan.spec.warnings)
+    small = small_tiles(plan)
+    if small:
+        found.append(small)
+    return [f"warning: {w}" for w in found]
+
+
+def small_tiles(plan: Plan) -> str | None:
+    """grid.size's warning when a typical tile is under SMALL_TILE_SIDE pixels a side and a
+    grid of GOOD_TILE_SIDE pixel tiles gives fewer tasks."""
+    spec = plan.spec
+    side = math.sqrt(float(np.median(plan.tile_pixels)))
+    if side >= SMALL_TILE_SIDE:
+        return None
+    limit = MAX_TILE_DEGREES if plan.tiles.frame.geographic else MAX_TILE_METRES
+    size = min(float(f"{GOOD_TILE_SIDE * pixel_size(spec):.2g}"), limit)
+    better = dataclasses.replace(spec, grid=dataclasses.replace(spec.grid, size=size))
+    tasks = len(make_tiles(better)) * len(plan.periods)
+    if tasks >= plan.units:
+        return None  # the region is no bigger than a good tile: nothing to gain
+    good = round(size / pixel_size(spec))
+    return (f"grid.size: tiles of about {side:.0f}×{side:.0f} pixels at {spec.export.scale:g} m "
+            f"make {plan.units:,} tasks that spend most of their time starting; grid.size = "
+            f"{size:g} makes tiles of about {good:,} pixels a side and {tasks:,} tasks")
 
 
 def make_plan(spec: JobSpec) -> Plan:

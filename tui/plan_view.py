@@ -4,36 +4,64 @@ from __future__ import annotations
 
 import humanize
 
-from core.plan import Plan, preview
+from core.plan import BATCH_MODEL, Plan, plan_warnings, preview
 
 
 def size_text(n: float) -> str:
     return humanize.naturalsize(n, binary=False, format="%.1f")
 
 
+def degrees(value: float, positive: str, negative: str, digits: int) -> str:
+    """124.4°W for -124.4 with "E", "W": no minus sign to misread."""
+    return f"{abs(value):.{digits}f}°{positive if value >= 0 else negative}"
+
+
+def extent_text(bounds: tuple[float, float, float, float]) -> str:
+    """"124.4°W–114.1°W, 32.5°N–42.0°N": enough decimals to tell the edges apart."""
+    west, south, east, north = bounds
+    span = min(east - west, north - south)
+    digits = 1 if span >= 1 else 3 if span >= 0.01 else 5
+    return (f"{degrees(west, 'E', 'W', digits)}–{degrees(east, 'E', 'W', digits)}, "
+            f"{degrees(south, 'N', 'S', digits)}–{degrees(north, 'N', 'S', digits)}")
+
+
+def ee_text(plan: Plan) -> str:
+    """EE tasks and time, with the assumptions the time rests on."""
+    slots = plan.slots
+    at = (f"{slots} tasks at a time (a new project's default)" if slots == BATCH_MODEL.slots else
+          f"{slots} task{'s' if slots > 1 else ''} at a time (limits.max_tasks)")
+    return (f"{plan.units:,} tasks, ~{humanize.naturaldelta(plan.ee_seconds)} at {at}, assuming "
+            f"{BATCH_MODEL.task_overhead_seconds:g} s a task + "
+            f"{humanize.intcomma(int(BATCH_MODEL.pixel_rate))} pixel-bands a second "
+            "(the emulator's batch model)")
+
+
 def describe_plan(plan: Plan) -> list[str]:
+    """The plan's summary, its warnings ("warning: key: …"), a blank line, and the map."""
     spec = plan.spec
     unit = "°" if plan.tiles.frame.geographic else " m"
     first, last = plan.periods[0], plan.periods[-1]
     when = ("all dates" if first.start is None else
             f"{first.start} to {last.end} (end exclusive)")
-    bands = len(plan.spec.recipe.params.get("bands", [])) + len(
-        plan.spec.recipe.params.get("indices", [])) if spec.recipe.name == "composite" else \
-        spec.recipe.params["bands"]
+    limits = spec.limits
     lines = [
         f"Job      {spec.name}  ({spec.path})",
         f"Region   {spec.region_source}",
+        f"Extent   {extent_text(spec.region.bounds)}",
         f"Grid     {plan.tiles.frame.size:g}{unit} tiles on {spec.grid.crs}"
         f"{' aligned to the pixel grid' if spec.grid.align else ''}: {len(plan.tiles):,} tiles",
         f"Periods  {len(plan.periods):,}  {when}",
         f"Units    {plan.units:,}  ({len(plan.tiles):,} tiles x {len(plan.periods):,} periods)",
         f"Pixels   {humanize.intword(plan.pixels)} at {spec.export.scale:g} m",
         f"Output   ~{size_text(plan.est_bytes)} estimated ({spec.export.file_format},"
-        f" {bands} bands, recipe {spec.recipe.name})",
-        f"Drive    {plan.budgets:.2f} x the {size_text(spec.limits.drive_budget)} budget"
-        f" (files are deleted from Drive as soon as they are downloaded)",
-        f"Limits   {spec.limits.max_tasks} tasks at once, {spec.limits.max_attempts} attempts,"
-        f" split depth {spec.limits.split_depth}",
+        f" {plan.bands} bands, recipe {spec.recipe.name})",
+        f"EE       {ee_text(plan)}",
+        f"Drive    peak ~{size_text(plan.drive_peak)} (the {limits.max_tasks} largest exports at"
+        f" once, within the {size_text(limits.drive_budget)} budget): files are deleted from"
+        " Drive as soon as they are downloaded",
+        f"Limits   {limits.max_tasks} tasks at once, {limits.max_attempts} attempts,"
+        f" split depth {limits.split_depth}",
+        *plan_warnings(plan),
         "",
     ]
     return lines + ["  " + line for line in preview(plan)]

@@ -1,0 +1,58 @@
+"""What `eebatch plan` prints and the job form previews (tui/plan_view.describe_plan): the extent
+in degrees east/north, EE tasks and time with their assumptions, the Drive peak, warnings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.plan import make_plan
+from core.spec import load_spec
+from tests.conftest import BASE_JOB, write_job
+from tui.plan_view import describe_plan, extent_text
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+def summary(path: Path) -> list[str]:
+    lines = describe_plan(make_plan(load_spec(path)))
+    return lines[:lines.index("")]
+
+
+def line(lines: list[str], head: str) -> str:
+    found = [x for x in lines if x.startswith(head)]
+    assert len(found) == 1, lines
+    return found[0]
+
+
+def test_the_classic_job_in_degrees_east_and_north() -> None:
+    lines = summary(EXAMPLES / "california.toml")
+    assert line(lines, "Extent") == "Extent   124.5°W–114.0°W, 32.5°N–42.0°N"
+    assert line(lines, "EE").startswith(
+        "EE       30 tasks, ~21 minutes at 2 tasks at a time (a new project's default), "
+        "assuming 20 s a task + 2,000,000 pixel-bands a second (the emulator's batch model)")
+    assert line(lines, "Drive").startswith(
+        "Drive    peak ~2.7 GB (the 10 largest exports at once, within the 10.0 GB budget)")
+    assert not [x for x in lines if x.startswith("warning: ")]
+
+
+@pytest.mark.parametrize(("bounds", "text"), [
+    ((10, -5, 20, 5), "10.0°E–20.0°E, 5.0°S–5.0°N"),
+    ((-0.5, 51.25, 0.25, 51.75), "0.500°W–0.250°E, 51.250°N–51.750°N"),  # London: finer
+    ((0, 0, 0.005, 0.005), "0.00000°E–0.00500°E, 0.00000°N–0.00500°N"),
+])
+def test_extent_text(bounds: tuple[float, float, float, float], text: str) -> None:
+    assert extent_text(bounds) == text
+
+
+def test_max_tasks_below_the_slots_is_named(tmp_path: Path) -> None:
+    path = write_job(tmp_path, BASE_JOB + "\n[limits]\nmax_tasks = 1\n")
+    assert "at 1 task at a time (limits.max_tasks)" in line(summary(path), "EE")
+
+
+def test_warnings_are_part_of_the_summary(tmp_path: Path) -> None:
+    """Before the blank line, so the job form's preview shows them too."""
+    path = write_job(tmp_path, BASE_JOB.replace("[0, 0, 4, 2]", "[25, -87, 31, -80]"))
+    warnings = [x for x in summary(path) if x.startswith("warning: ")]
+    assert [w.split(":")[1] for w in warnings] == [" region.bbox", " [backend]"]
