@@ -5,6 +5,7 @@ kill -9 loses at most the step that was in flight, which the worker redoes on re
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -32,6 +33,26 @@ ACTIVE = (SUBMITTING, QUEUED, RUNNING, EXPORTED, DOWNLOADING)
 COUNTED = tuple(s for s in STATES if s != SPLIT)
 
 COMMAND_VERBS = ("cancel", "retry", "pause", "resume", "set")
+
+# Every event of the events table also goes to this logger, once committed, with the session
+# id as `record.session`: a session's log file (core/engine/runner.py) takes its own.
+EVENTS = logging.getLogger("eebatch.events")
+EVENTS.addHandler(logging.NullHandler())  # no handler attached: say nothing (not lastResort)
+_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+EVENT_TIME = "%Y-%m-%d %H:%M:%S"  # the log file's and `eebatch log`'s time stamps
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"  # with datefmt=EVENT_TIME
+
+
+def event_message(unit: str | None, message: str) -> str:
+    return f"{unit + ': ' if unit else ''}{message}"
+
+
+def event_line(row: sqlite3.Row) -> str:
+    """An events-table row as LOG_FORMAT writes it into the session's log file."""
+    return (f"{time.strftime(EVENT_TIME, time.localtime(row['ts']))} "
+            f"{row['level'].upper()} {event_message(row['unit'], row['message'])}")
 
 MIGRATIONS: list[str] = [
     # version 1
@@ -152,6 +173,7 @@ class SessionInfo:
     created: float
     path: Path
     counts: dict[str, int]
+    job_path: Path | None = None  # the job file it was created from (resolved)
 
     @property
     def total(self) -> int:
@@ -160,6 +182,18 @@ class SessionInfo:
     @property
     def done(self) -> int:
         return self.counts.get(DONE, 0)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What a session has made and what it cost, for the end of a run and `status`."""
+
+    files: int  # verified on disk
+    bytes: int
+    eecu_seconds: float
+    retries: int  # attempts beyond each unit's first
+    splits: int
+    wall_seconds: float  # summed over the workers that ran it
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -334,6 +368,7 @@ class Store:
         self.created: float = row["created"]
         self.job_path = Path(row["job_path"])
         self.job_text: str = row["job_text"]
+        self._unlogged: list[tuple[str, str | None, str]] = []  # events of the open transaction
 
     # -- creation, lookup --------------------------------------------------------------------
 
@@ -410,7 +445,7 @@ class Store:
                 continue
             try:
                 out.append(SessionInfo(store.id, store.name, store.created, path,
-                                       store.counts()))
+                                       store.counts(), store.job_path))
             except sqlite3.Error as exc:
                 problems.append((path, read_error(path, exc)))
             finally:
@@ -491,8 +526,10 @@ class Store:
             yield self.conn
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self._unlogged.clear()  # never happened: not in the log file either
             raise
         self.conn.execute("COMMIT")
+        self._emit_events()
 
     def setting(self, key: str, default: Any = None) -> Any:
         row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
@@ -507,8 +544,19 @@ class Store:
                           " value = excluded.value", (key, json.dumps(value)))
 
     def log(self, message: str, level: str = "info", unit: str | None = None) -> None:
+        """Record an event. It reaches Python logging (the session's log file) only after it
+        is committed: a rolled-back step logs nothing, and no log I/O runs in a transaction."""
         self.conn.execute("INSERT INTO events (ts, level, unit, message) VALUES (?, ?, ?, ?)",
                           (time.time(), level, unit, message))
+        self._unlogged.append((level, unit, message))
+        if not self.conn.in_transaction:  # autocommit: committed already
+            self._emit_events()
+
+    def _emit_events(self) -> None:
+        events, self._unlogged = self._unlogged, []
+        for level, unit, message in events:
+            EVENTS.log(_LEVELS.get(level, logging.INFO), event_message(unit, message),
+                       extra={"session": self.id})
 
     def events(self, after_id: int = 0, limit: int = 500) -> list[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?",
@@ -528,6 +576,32 @@ class Store:
             return self.conn.execute("SELECT * FROM units ORDER BY rowid").fetchall()
         return self.conn.execute("SELECT * FROM units WHERE state = ? ORDER BY rowid",
                                  (state,)).fetchall()
+
+    def totals(self) -> Totals:
+        conn = self.conn
+        files = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files"
+                             " WHERE state IN ('verified', 'deleted')").fetchone()
+        eecu, tries, units = conn.execute(
+            "SELECT COALESCE(SUM(eecu_seconds), 0), COUNT(*), COUNT(DISTINCT unit)"
+            " FROM attempts").fetchone()
+        wall = conn.execute("SELECT COALESCE(SUM(COALESCE(stopped, heartbeat) - started), 0)"
+                            " FROM workers").fetchone()[0]
+        return Totals(files[0], files[1], eecu, tries - units, self.counts().get(SPLIT, 0),
+                      wall)
+
+    # -- what the session holds in EE and Drive (for `eebatch rm`) ---------------------------
+
+    def live_operations(self) -> list[sqlite3.Row]:
+        """(unit, operation) of the attempts EE may still run."""
+        return self.conn.execute(
+            "SELECT unit, operation FROM attempts WHERE state IN ('PENDING', 'RUNNING',"
+            " 'CANCELLING') AND operation IS NOT NULL ORDER BY id").fetchall()
+
+    def files_in_drive(self) -> list[sqlite3.Row]:
+        """The session's recorded exports still in Drive (not yet deleted from it)."""
+        return self.conn.execute(
+            "SELECT unit, drive_id, title, size FROM files WHERE state IN ('listed', 'verified',"
+            " 'downloading') ORDER BY id").fetchall()
 
     # -- commands (a UI in another process asks the worker) ----------------------------------
 

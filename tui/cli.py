@@ -18,9 +18,20 @@ from pathlib import Path
 import humanize
 
 from core.plan import make_plan
-from core.session import create_session
+from core.session import OWN_OUTPUTS, create_session, load_session_spec, unfinished_sessions
 from core.spec import SpecError, load_spec
-from core.store import COUNTED, DONE, STATES, SessionDamaged, Store, StoreError, read_error
+from core.store import (
+    CANCELLED,
+    COUNTED,
+    DONE,
+    FAILED,
+    STATES,
+    SessionDamaged,
+    Store,
+    StoreError,
+    event_line,
+    read_error,
+)
 from tui.plan_view import describe_plan, size_text
 
 EXIT_BAD_INPUT = 2
@@ -53,16 +64,29 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    store, plan = create_session(_job(args.job))
-    print(f"created session {store.id}: {plan.units:,} units, ~{_size(plan.est_bytes)}")
+    store = _create(_job(args.job))
     print(f"  store  {store.path}")
-    print(f"  status eebatch status {store.id}")
+    print(f"  next   eebatch run {store.id} --headless   (or the dashboard: "
+          f"eebatch open {store.id})")
     store.close()
     return 0
 
 
+def _create(job: Path) -> Store:
+    """A new session of the job file, said in a line (and where it writes, when an unfinished
+    session of the same job made it take its own folders)."""
+    store, plan = create_session(job)
+    print(f"created session {store.id}: {plan.units:,} units, ~{_size(plan.est_bytes)}")
+    if store.setting(OWN_OUTPUTS):
+        spec = load_session_spec(store)
+        print(f"  another session of this job is unfinished: this one writes to "
+              f"{spec.output_dir} and Drive folder {spec.export.folder!r}")
+    return store
+
+
 def _progress(done: int, total: int) -> str:
-    return f"{done}/{total} done ({100 * done / total:.0f}%)" if total else "0 units"
+    """Floored: 263 of 264 is 99%, only all done is 100%."""
+    return f"{done}/{total} done ({100 * done // total}%)" if total else "0 units"
 
 
 @contextmanager
@@ -119,7 +143,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         for state in STATES:
             if counts.get(state):
                 print(f"  {state:<12} {counts[state]:>8,}")
-        print(f"  worker       {'running' if store.worker_alive() else 'not running'}")
+        print(f"  worker       {'running' if store.worker_alive() else 'not running'}"
+              f"{', paused' if store.setting('paused') else ''}")
+        for line in _where_and_cost(store):
+            print(f"  {line}")
         if csv and table is not None:
             try:
                 table.to_csv(csv, index=False)
@@ -131,8 +158,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _where_and_cost(store: Store) -> list[str]:
+    """Where the files are and what they cost: files, size, folder, EECU-hours, retries,
+    splits, wall time (for `status` and the end of a headless run)."""
+    t = store.totals()
+    try:
+        where = f" in {load_session_spec(store).output_dir}"
+    except SpecError:  # the job's region file has gone since: the rest still holds
+        where = ""
+    return [f"files        {t.files:,} verified, {_size(t.bytes)}{where}",
+            f"cost         {t.eecu_seconds / 3600:,.2f} EECU-hours, {t.retries:,} retries, "
+            f"{t.splits:,} splits, {humanize.precisedelta(t.wall_seconds)} of wall time"]
+
+
 def unit_table(store: Store):  # type: ignore[no-untyped-def]
-    """One row per unit: state, attempts, EECU-seconds, bytes and files, the last error."""
+    """One row per unit: state, attempts, EECU-seconds, bytes and files, the last error, the
+    tile's bounds (degrees), the period's dates and the local file path(s), `;`-separated."""
     import pandas as pd
 
     # Read through sqlite3 (not pd.read_sql_query, which wraps errors) so damage is reported.
@@ -141,19 +182,26 @@ def unit_table(store: Store):  # type: ignore[no-untyped-def]
         " (SELECT SUM(eecu_seconds) FROM attempts a WHERE a.unit = u.id) AS eecu_seconds,"
         " (SELECT COUNT(*) FROM files f WHERE f.unit = u.id) AS files,"
         " (SELECT SUM(size) FROM files f WHERE f.unit = u.id) AS bytes,"
-        " u.est_bytes, u.error FROM units u ORDER BY u.rowid")
+        " u.est_bytes, u.error, u.west, u.south, u.east, u.north, u.start, u.end,"
+        " (SELECT GROUP_CONCAT(local_path, ';') FROM files f WHERE f.unit = u.id"
+        "  AND f.state IN ('verified', 'deleted')) AS local_paths"
+        " FROM units u ORDER BY u.rowid")
     columns = [d[0] for d in cursor.description]
     return pd.DataFrame([tuple(r) for r in cursor.fetchall()], columns=columns)
 
 
-def _confirmed(what: str, yes: bool) -> bool:
-    """True to go ahead with deleting `what`: --yes, or a "y" typed at the terminal."""
+def _agreed(question: str, yes: bool) -> bool:
+    """True for --yes or a "y" typed at the terminal; without a terminal, refuse to guess."""
     if yes:
         return True
     if not sys.stdin.isatty():
-        raise BadInput(f"not deleting {what} without confirmation; pass --yes")
-    answer = input(f"Delete {what}? Downloaded files stay in place. [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
+        raise BadInput(f"{question} - no terminal to ask on; pass --yes")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _confirmed(what: str, yes: bool) -> bool:
+    """True to go ahead with deleting `what`."""
+    return _agreed(f"Delete {what}? Downloaded files stay in place.", yes)
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -169,6 +217,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
             raise BadInput(f"session {store.id} has a worker running; stop it first")
         total = sum(n for s, n in counts.items() if s in COUNTED)
         what = f"session {store.id} ({_progress(counts.get(DONE, 0), total)})"
+        if not _clean_up_before_rm(store, args.yes, args.force):
+            return 1
         if not _confirmed(what, args.yes):
             print("kept")
             return 1
@@ -177,6 +227,40 @@ def cmd_rm(args: argparse.Namespace) -> int:
         store.close()  # again after delete: harmless
     print(f"deleted {what}")
     return 0
+
+
+def _clean_up_before_rm(store: Store, yes: bool, force: bool) -> bool:
+    """Offer to cancel the session's live EE tasks and delete its exports still in Drive;
+    False when they could not be and the session is kept (unless `force`)."""
+    from core.engine.cleanup import clean_up, leftovers
+
+    with _reading(store):
+        left = leftovers(store)
+    if not left:
+        return True
+    print(f"session {store.id} still has {left.describe()}")
+    if not _agreed("Cancel those tasks and delete those files from Drive?", yes):
+        print("left as they are: eebatch will not know them once the session is deleted")
+        return True
+    try:
+        from core.engine.runner import open_backends
+
+        clean_up(left, open_backends(load_session_spec(store)))
+    except Exception as exc:  # any failure to reach EE or Drive: nothing is lost yet
+        from core.backends.failures import classify_exception
+
+        reason = classify_exception(exc)[1]
+        if not force:
+            print(f"could not cancel or delete them ({reason}); the session is kept so that "
+                  f"`eebatch rm {store.id}` can try again (--force deletes it anyway)",
+                  file=sys.stderr)
+            return False
+        print(f"could not cancel or delete them ({reason}); deleting the session anyway "
+              "(--force)", file=sys.stderr)
+        return True
+    print(f"cancelled {len(left.operations)} EE tasks, deleted {len(left.files)} files "
+          f"({_size(left.bytes)}) from Drive")
+    return True
 
 
 def _rm_damaged(path: Path, reason: str, yes: bool) -> int:
@@ -204,9 +288,11 @@ def _status_line(store: Store, started: float) -> str:
     drive_total = status.get("drive_total")
     drive = (f"Drive {_size(status.get('drive_used', 0))} of "
              f"{_size(drive_total) if drive_total else 'unlimited'}")
-    return (f"{time.strftime('%H:%M:%S')} {store.id}: {_progress(done, total)}"
-            f"{' | ' + busy if busy else ''} | {rate:.0f} units/h"
-            f"{', ETA ' + humanize.naturaldelta(eta) if eta else ''} | {drive}"
+    # Paused: no ETA (nothing new is submitted, so it would only run on).
+    paused = bool(store.setting("paused"))
+    return (f"{time.strftime('%H:%M:%S')} {store.id}: {'PAUSED | ' if paused else ''}"
+            f"{_progress(done, total)}{' | ' + busy if busy else ''} | {rate:.0f} units/h"
+            f"{', ETA ' + humanize.naturaldelta(eta) if eta and not paused else ''} | {drive}"
             f" | {humanize.naturaldelta(time.time() - started)} elapsed"
             f"{' | ' + status['waiting'] if status.get('waiting') else ''}")
 
@@ -247,23 +333,50 @@ def run_headless(session_path: Path, *, emulator_url: str | None = None,
     from core.engine.worker import Summary
 
     assert isinstance(summary, Summary)
-    if summary.ok:
-        print(f"all {summary.counts.get(DONE, 0)} units done")
+    store = Store(session_path)
+    try:
+        return _run_ended(store, summary.ok, summary.counts, summary.failed)
+    finally:
+        store.close()
+
+
+def _run_ended(store: Store, ok: bool, counts: dict[str, int],
+               failed: list[tuple[str, str]]) -> int:
+    """The last lines of a headless run: the outcome, where the files are and what they
+    cost, and what to do about units that failed or were cancelled."""
+    if ok:
+        print(f"all {counts.get(DONE, 0)} units done")
+    else:
+        print("finished with problems: " + ", ".join(
+            f"{n} {s}" for s, n in sorted(counts.items()) if s not in (DONE, "split")))
+        for unit, error in failed[:20]:
+            print(f"  {unit}: {error}")
+        if len(failed) > 20:
+            print(f"  … and {len(failed) - 20} more (`eebatch status`)")
+    for line in _where_and_cost(store):
+        print(line)
+    if ok:
         return 0
-    print("finished with problems: " + ", ".join(
-        f"{n} {s}" for s, n in sorted(summary.counts.items()) if s not in (DONE, "split")))
-    for unit, error in summary.failed[:20]:
-        print(f"  {unit}: {error}")
-    if len(summary.failed) > 20:
-        print(f"  … and {len(summary.failed) - 20} more (`eebatch status`)")
+    flags = " ".join(f"--{s}" for s in (FAILED, CANCELLED) if counts.get(s))
+    if flags:
+        print(f"to retry them: eebatch retry {store.id} {flags}, then "
+              f"eebatch run {store.id} --headless")
     return 1
 
 
-def _session_from(target: str) -> Path:
-    """A job file creates a new session; anything else names an existing one."""
+def _session_from(target: str, new: bool = False) -> Path:
+    """A job file resumes its unfinished session (the newest, if several), or creates one
+    (always with `new`); anything else names an existing session."""
     if target.endswith(".toml"):
-        store, plan = create_session(_job(target))
-        print(f"created session {store.id}: {plan.units:,} units")
+        job = _job(target)
+        if not new:
+            unfinished = unfinished_sessions(load_spec(job))
+            if unfinished:
+                found = unfinished[-1]
+                print(f"resuming session {found.id} ({found.done} of {found.total} done); "
+                      "--new starts a fresh one")
+                return found.path
+        store = _create(job)
         path = store.path
         store.close()
         return path
@@ -273,7 +386,7 @@ def _session_from(target: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    path = _session_from(args.target)
+    path = _session_from(args.target, args.new)
     if args.headless:
         return run_headless(path, every=args.every)
     from tui.launch import open_session
@@ -293,16 +406,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         code = run_headless(path, emulator_url=emulator.url, every=args.every)
         store = Store(path)
-        spec_dir = store.job_path.parent
-        files = store.conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files"
-                                   " WHERE state = 'deleted'").fetchone()
         splits = store.counts().get("split", 0)
         retried = store.conn.execute("SELECT COUNT(*) FROM units WHERE attempts > 1"
                                      ).fetchone()[0]
-        print(f"{files[0]} verified files ({_size(files[1])}) in {spec_dir / 'output'}")
         print(f"{splits} tiles ran out of memory and were split in four; {retried} units were "
               "retried after transient failures; the Drive folder was emptied as files landed.")
-        print(f"look at it: eebatch status {store.id}   (log: {store.id}.log in the log dir)")
+        print(f"look at it: eebatch status {store.id}   (its log: eebatch log {store.id})")
         store.close()
         return code
     finally:
@@ -387,6 +496,101 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    """The session's events as its log file has them; with --follow, new ones as they come
+    until ctrl+c."""
+    store = Store.open(args.session)
+    last, batch = 0, 1000
+    try:
+        with _reading(store):
+            while True:
+                rows = store.events(last, batch)
+                for row in rows:
+                    print(event_line(row))
+                    last = row["id"]
+                if len(rows) == batch:
+                    continue
+                if not args.follow:
+                    return 0
+                sys.stdout.flush()
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        store.close()
+
+
+# How long retry/cancel/pause/resume wait for a running worker to answer before saying so.
+COMMAND_ANSWER_SECONDS = 15.0
+
+
+def cmd_steer(args: argparse.Namespace) -> int:
+    """retry, cancel, pause, resume: commands through the store, for the worker running the
+    session or, if none does, for the next one (it applies them before anything else). All
+    are checked first: one that does not apply is one line, exit 2, and nothing is posted."""
+    verb = args.command
+    store = Store.open(args.session)
+    try:
+        with _reading(store):
+            units = _steered_units(store, args)
+            if units == []:
+                print(f"nothing to {verb} in session {store.id}")
+                return 0
+            with store.tx():
+                ids = [store.post_command(verb, unit) for unit in units or [None]]
+            if not store.worker_alive():
+                print(f"{_commands_text(verb, units)} queued: no worker runs {store.id}; the "
+                      f"next one applies it first (eebatch run {store.id} --headless)")
+                return 0
+            return _print_answers(store, ids)
+    finally:
+        store.close()
+
+
+def _steered_units(store: Store, args: argparse.Namespace) -> list[str] | None:
+    """The units a retry or cancel names (None for pause and resume, which name none)."""
+    if args.command in ("pause", "resume"):
+        return None
+    states = {"retry": [s for s in (FAILED, CANCELLED) if getattr(args, s)],
+              "cancel": [s for s in STATES if s not in (DONE, FAILED, CANCELLED, "split",
+                                                        "downloading")] if args.all else []}
+    chosen = states[args.command]
+    if not args.units and not chosen:
+        flags = "--failed or --cancelled" if args.command == "retry" else "--all"
+        raise BadInput(f"{args.command}: name units, or give {flags}")
+    if args.units and chosen:
+        raise BadInput(f"{args.command}: name units or give a flag, not both")
+    return list(args.units) or [row["id"] for state in chosen for row in store.units(state)]
+
+
+def _commands_text(verb: str, units: list[str] | None) -> str:
+    if units is None:
+        return verb
+    shown = " ".join(units[:5]) + (f" and {len(units) - 5} more" if len(units) > 5 else "")
+    return f"{verb} of {shown}"
+
+
+def _print_answers(store: Store, ids: list[int]) -> int:
+    """Wait for the running worker to answer each command (with a deadline) and print its
+    answers; 1 if it refused one."""
+    deadline = time.monotonic() + COMMAND_ANSWER_SECONDS
+    answers = [store.command(i) for i in ids]
+    while any(a is None or a["state"] == "pending" for a in answers):
+        if time.monotonic() > deadline:
+            print(f"posted; the worker of {store.id} has not answered yet "
+                  f"(`eebatch log {store.id}` shows when it does)")
+            return 0
+        time.sleep(0.1)
+        answers = [store.command(i) for i in ids]
+    for answer in answers[:20]:
+        print(f"{answer['verb']}{' ' + answer['unit'] if answer['unit'] else ''}: "
+              f"{answer['result']}")
+    if len(answers) > 20:
+        print(f"… and {len(answers) - 20} more (`eebatch log {store.id}`)")
+    bad = sum(a["state"] != "done" for a in answers)
+    return 1 if bad else 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -468,11 +672,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rm", help="delete a session (asks first)")
     p.add_argument("session", help="session id (or a unique prefix)")
-    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    p.add_argument("-y", "--yes", action="store_true",
+                   help="do not ask: cancel its live EE tasks, delete its files in Drive and "
+                        "the session")
+    p.add_argument("--force", action="store_true",
+                   help="delete the session even when its EE tasks or Drive files cannot be "
+                        "reached (they are left behind)")
     p.set_defaults(func=cmd_rm)
 
     p = sub.add_parser("run", help="run a job file or session to the end")
-    p.add_argument("target", help="a job file (creates a session) or a session id")
+    p.add_argument("target", help="a job file (resumes its unfinished session, or creates "
+                                   "one) or a session id")
+    p.add_argument("--new", action="store_true",
+                   help="with a job file: a fresh session even if one of the job is unfinished"
+                        " (it writes to its own output subfolder and Drive folder)")
     p.add_argument("--headless", action="store_true",
                    help="no dashboard: progress lines for a log file or tmux")
     p.add_argument("--every", type=_positive_float, default=10.0, metavar="S",
@@ -526,6 +739,31 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("key", help="the key's JSON file")
     auth.add_parser("status", help="what is saved (never the secrets)")
     p.set_defaults(func=cmd_auth)
+
+    p = sub.add_parser("log", help="a session's events (retries, splits, failures, cancels)")
+    p.add_argument("session", help="session id (or a unique prefix)")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="keep printing new events until ctrl+c")
+    p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("retry", help="retry failed or cancelled units (a worker applies it)")
+    p.add_argument("session", help="session id (or a unique prefix)")
+    p.add_argument("units", nargs="*", metavar="UNIT", help="unit ids")
+    p.add_argument("--failed", action="store_true", help="every failed unit")
+    p.add_argument("--cancelled", action="store_true", help="every cancelled unit")
+    p.set_defaults(func=cmd_steer)
+
+    p = sub.add_parser("cancel", help="cancel units: their EE tasks and Drive files")
+    p.add_argument("session", help="session id (or a unique prefix)")
+    p.add_argument("units", nargs="*", metavar="UNIT", help="unit ids")
+    p.add_argument("--all", action="store_true", help="every unit not finished yet")
+    p.set_defaults(func=cmd_steer)
+
+    for verb, what in (("pause", "stop submitting new exports (running ones go on)"),
+                       ("resume", "submit again after a pause")):
+        p = sub.add_parser(verb, help=what)
+        p.add_argument("session", help="session id (or a unique prefix)")
+        p.set_defaults(func=cmd_steer)
 
     p = sub.add_parser("doctor", help="check EE, Drive, the export folder and the quota")
     p.add_argument("target", help="a job file or a session id")

@@ -11,17 +11,13 @@ from core import paths
 from core.backends.drive import Drive
 from core.backends.earthengine import EarthEngine
 from core.engine.worker import Backends, Summary, Worker
-from core.spec import JobSpec, parse_spec
-from core.store import Store
+from core.session import load_session_spec
+from core.spec import JobSpec
+from core.store import EVENT_TIME, LOG_FORMAT, Store, event_line
 
 
 class BackendError(Exception):
     """The job's backend cannot be reached or is not set up; the message says what to do."""
-
-
-def load_session_spec(store: Store) -> JobSpec:
-    """The job as it was when the session was created (the file may have changed since)."""
-    return parse_spec(store.job_text, store.job_path)
 
 
 def open_backends(spec: JobSpec, emulator_url: str | None = None) -> Backends:
@@ -39,9 +35,24 @@ def open_backends(spec: JobSpec, emulator_url: str | None = None) -> Backends:
     return google_backends(spec)
 
 
-def _file_log(session_id: str) -> logging.Handler:
-    handler = logging.FileHandler(paths.log_dir() / f"{session_id}.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+def log_path(session_id: str) -> Path:
+    return paths.log_dir() / f"{session_id}.log"
+
+
+def _file_log(store: Store) -> logging.Handler:
+    """The session's log file: every event of its store (the dashboard's Log pane), as the
+    store commits it (logger eebatch.events). Only this session's: several sessions may run
+    in one process. The worker's own logging of an event (eebatch.worker) carries no session
+    and is left out, so no event is written twice. A new file starts with the events from
+    before the first worker (the session's creation)."""
+    session_id = store.id
+    path = log_path(session_id)
+    if not path.exists():
+        with path.open("w", encoding="utf-8") as f:
+            f.writelines(event_line(row) + "\n" for row in store.events(limit=10_000))
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt=EVENT_TIME))
+    handler.addFilter(lambda record: getattr(record, "session", None) == session_id)
     return handler
 
 
@@ -52,7 +63,7 @@ def run_session(session_path: Path, *, emulator_url: str | None = None,
     handler: logging.Handler | None = None
     try:
         store.acquire_worker()  # raises SessionBusy with who holds it
-        handler = _file_log(store.id)
+        handler = _file_log(store)
         logger = logging.getLogger("eebatch")
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

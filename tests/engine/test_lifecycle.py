@@ -1,0 +1,132 @@
+"""A session's life from the command line (issue 11): re-running a job file resumes its
+unfinished session, `--new` sessions never write the same files, `rm` takes the session's
+EE tasks and Drive files with it, every event reaches the log file and `eebatch log`, and
+retry/cancel/pause/resume reach a worker through the store. `tui.cli.main` in-process, the
+real worker, earthengine-api and pydrive2 against the emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core import paths
+from core.emulator.app import Emulator
+from core.store import Store
+from tests.engine.conftest import admin, drive_files, emulator_with, inject, make_session
+from tests.engine.test_safety import PROJECT, wait_for, worker_thread
+from tui.cli import main
+
+MEDIA = {"method": "GET", "route": "drive files.get", "query_contains": "alt=media"}
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def live_tasks(url: str, session: str) -> list[dict]:
+    return [t for t in admin(url, "/_emulator/state")["ee"]["tasks"]
+            if t["description"].startswith(f"eebatch:{session}:")
+            and t["state"] in ("PENDING", "RUNNING", "CANCELLING")]
+
+
+def waiting_in_ee(url: str, store: Store) -> bool:
+    tasks = [t for t in admin(url, "/_emulator/state")["ee"]["tasks"]
+             if t["description"].startswith("eebatch:t-1:")]
+    succeeded = {t["description"].split(":")[2] for t in tasks if t["state"] == "SUCCEEDED"}
+    with_files = {r[0] for r in store.conn.execute("SELECT unit FROM files")}
+    return (any(t["state"] == "PENDING" for t in tasks) and succeeded <= with_files
+            and not any(t["state"] in ("RUNNING", "CANCELLING") for t in tasks)
+            and len(store.live_operations()) == len(live_tasks(url, "t-1")))
+
+
+def test_running_the_job_file_again_resumes_its_unfinished_session(
+        tmp_path: Path, emulator: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    store = make_session(tmp_path, emulator.url)  # t-1 from t.toml, never run
+    job = str(tmp_path / "t.toml")
+    code, out = run(capsys, "run", job, "--headless", "--every", "0.2")
+    assert code == 0, out
+    assert "resuming session t-1 (0 of 8 done); --new starts a fresh one" in out
+    assert [s.id for s in Store.list_sessions()] == ["t-1"]
+    assert store.counts() == {"done": 8}
+    # Where the files are and what it cost, at the end of the run.
+    assert "8 verified" in out and str(tmp_path / "out") in out and "EECU-hours" in out
+    # Finished: the job file now makes a fresh session.
+    code, out = run(capsys, "new", job)
+    assert code == 0 and "created session t-2" in out
+    assert "eebatch run t-2 --headless" in out and "eebatch open t-2" in out
+
+
+def test_a_new_session_beside_an_unfinished_one_writes_its_own_files(
+        tmp_path: Path, emulator: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    first = make_session(tmp_path, emulator.url)  # unfinished
+    job = str(tmp_path / "t.toml")
+    code, out = run(capsys, "run", job, "--new", "--headless", "--every", "0.2")
+    assert code == 0, out
+    assert "created session t-2" in out and "another session of this job is unfinished" in out
+    second = Store(paths.sessions_dir() / "t-2.sqlite")
+    code, out = run(capsys, "run", "t-1", "--headless", "--every", "0.2")
+    assert code == 0, out
+    mine = {r["local_path"] for r in first.conn.execute("SELECT local_path FROM files")}
+    theirs = {r["local_path"] for r in second.conn.execute("SELECT local_path FROM files")}
+    assert len(mine) == len(theirs) == 8 and not mine & theirs
+    assert all(Path(p).parent == tmp_path / "out" / "t-2" for p in theirs)
+    assert all(Path(p).exists() for p in mine | theirs)
+
+
+def test_rm_cancels_the_sessions_live_tasks_and_deletes_its_files_in_drive(
+        tmp_path: Path, emulator: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    store = make_session(tmp_path, emulator.url, bbox="[0, 0, 4, 2]", max_tasks=2)  # 32 units
+    inject(emulator.url, **MEDIA, kind="status", status=503, count=-1)  # files stay in Drive
+    with worker_thread(store):
+        wait_for(lambda: store.conn.execute("SELECT COUNT(*) FROM files").fetchone()[0] >= 2,
+                 "files listed in Drive")
+        emulator.ee.model.set_slots(PROJECT, 0)
+        # Exports wait in EE's queue, none runs, and the files of every finished one are
+        # known to the session (all of them in Drive: downloads fail).
+        wait_for(lambda: waiting_in_ee(emulator.url, store), "exports waiting in EE")
+    assert store.live_operations() and drive_files(emulator.url)
+    store.close()
+    code, out = run(capsys, "rm", "t-1", "--yes")
+    assert code == 0, out
+    assert "live EE task" in out and "in Drive" in out and "deleted session t-1" in out
+    assert drive_files(emulator.url) == []
+    wait_for(lambda: not live_tasks(emulator.url, "t-1"), "no live EE task")
+    assert not (paths.sessions_dir() / "t-1.sqlite").exists()
+
+
+def test_rm_keeps_the_session_when_ee_and_drive_cannot_be_reached(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    emu = emulator_with(speed=1.0, task_overhead_seconds=60.0, slots=2)
+    store = make_session(tmp_path, emu.url, bbox="[0, 0, 1, 0.5]")
+    try:
+        with worker_thread(store):
+            wait_for(store.live_operations, "a live export")
+    finally:
+        emu.stop()
+    code, out = run(capsys, "rm", "t-1", "--yes")
+    assert code == 1 and "the session is kept" in out and "--force" in out
+    assert (paths.sessions_dir() / "t-1.sqlite").exists()
+    code, out = run(capsys, "rm", "t-1", "--yes", "--force")
+    assert code == 0 and not (paths.sessions_dir() / "t-1.sqlite").exists()
+
+
+def test_every_event_reaches_the_log_file_and_eebatch_log(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with emulator_with(internal_error_rate=0.5) as emu:
+        store = make_session(tmp_path, emu.url, max_attempts=10)
+        code, out = run(capsys, "run", "t-1", "--headless", "--every", "0.2")
+    assert code == 0, out
+    retries = [r["message"] for r in store.events() if r["message"].startswith("will retry")]
+    assert retries and "Internal error." in retries[0]
+    text = (paths.log_dir() / "t-1.log").read_text()
+    assert "WARNING r" in text and "will retry in" in text and "Internal error." in text
+    for row in store.events():  # each event once: the store's and the worker's not doubled
+        assert text.count(f"{row['unit'] + ': ' if row['unit'] else ''}{row['message']}") \
+            >= 1
+    assert text.count("worker started") == 1
+    code, out = run(capsys, "log", "t-1")
+    assert code == 0 and "will retry in" in out and "Internal error." in out
+    assert out.splitlines()[0].endswith("session created from " + str(tmp_path / "t.toml"))
