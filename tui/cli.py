@@ -551,10 +551,11 @@ def _steered_units(store: Store, args: argparse.Namespace) -> list[str] | None:
     """The units a retry or cancel names (None for pause and resume, which name none)."""
     if args.command in ("pause", "resume"):
         return None
-    states = {"retry": [s for s in (FAILED, CANCELLED) if getattr(args, s)],
-              "cancel": [s for s in STATES if s not in (DONE, FAILED, CANCELLED, "split",
-                                                        "downloading")] if args.all else []}
-    chosen = states[args.command]
+    if args.command == "retry":
+        chosen = [s for s in (FAILED, CANCELLED) if getattr(args, s)]
+    else:  # cancel --all: every unit a cancel applies to (not finished, not downloading)
+        chosen = [s for s in STATES if s not in (DONE, FAILED, CANCELLED, "split",
+                                                 "downloading")] if args.all else []
     if not args.units and not chosen:
         flags = "--failed or --cancelled" if args.command == "retry" else "--all"
         raise BadInput(f"{args.command}: name units, or give {flags}")

@@ -130,3 +130,69 @@ def test_every_event_reaches_the_log_file_and_eebatch_log(
     code, out = run(capsys, "log", "t-1")
     assert code == 0 and "will retry in" in out and "Internal error." in out
     assert out.splitlines()[0].endswith("session created from " + str(tmp_path / "t.toml"))
+
+
+def test_retry_from_the_command_line_of_a_task_cancelled_in_earth_engine(
+        tmp_path: Path, emulator: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    store = make_session(tmp_path, emulator.url, bbox="[0, 0, 1, 0.5]")  # 2 units
+    emulator.ee.model.set_slots(PROJECT, 0)
+    with worker_thread(store):
+        unit, operation = wait_for(lambda: (store.live_operations() or [None])[0], "an export")
+        admin(emulator.url, f"/v1/{operation}:cancel", {})  # as the Code Editor's Tasks tab
+        wait_for(lambda: store.unit(unit)["state"] == "cancelled", "the cancel seen")
+        emulator.ee.model.set_slots(PROJECT, 4)
+    code, out = run(capsys, "run", "t-1", "--headless", "--every", "0.2")
+    assert code == 1 and "1 cancelled" in out
+    assert out.strip().splitlines()[-1] == \
+        "to retry them: eebatch retry t-1 --cancelled, then eebatch run t-1 --headless"
+    code, out = run(capsys, "retry", "t-1", "--cancelled")
+    assert code == 0 and f"retry of {unit} queued: no worker runs t-1" in out
+    code, out = run(capsys, "run", "t-1", "--headless", "--every", "0.2")
+    assert code == 0 and "all 2 units done" in out, out
+
+
+def test_cancel_pause_resume_reach_a_running_worker_and_bad_ids_post_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tui.cli import _status_line
+
+    emu = emulator_with(speed=1.0, task_overhead_seconds=60.0, slots=2)
+    store = make_session(tmp_path, emu.url, bbox="[0, 0, 1, 0.5]")
+    try:
+        with worker_thread(store):
+            unit, _ = wait_for(lambda: (store.live_operations() or [None])[0], "an export")
+            posted = store.conn.execute("SELECT COUNT(*) FROM commands").fetchone()[0]
+            code, out = run(capsys, "cancel", "t-1", unit, "r0c0_nope")
+            assert code == 2 and out.count("\n") == 1 and "no unit 'r0c0_nope'" in out
+            code, out = run(capsys, "retry", "t-1")
+            assert code == 2 and "--failed or --cancelled" in out
+            assert store.conn.execute("SELECT COUNT(*) FROM commands").fetchone()[0] == posted
+            code, out = run(capsys, "pause", "t-1")
+            assert code == 0 and out == "pause: submissions paused\n"
+            assert "PAUSED" in _status_line(store, 0.0)
+            code, out = run(capsys, "cancel", "t-1", unit)
+            assert code == 0 and out == f"cancel {unit}: cancelled\n"
+            code, out = run(capsys, "resume", "t-1")
+            assert code == 0 and "PAUSED" not in _status_line(store, 0.0)
+        wait_for(lambda: not live_tasks(emu.url, "t-1") or
+                 unit not in {t["description"].split(":")[2] for t in live_tasks(emu.url, "t-1")},
+                 "the cancel in EE")
+    finally:
+        emu.stop()
+    assert store.unit(unit)["state"] == "cancelled"
+
+
+def test_status_says_where_the_files_are_and_what_they_cost(
+        tmp_path: Path, emulator: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+
+    store = make_session(tmp_path, emulator.url, bbox="[0, 0, 1, 0.5]")
+    assert run(capsys, "run", "t-1", "--headless", "--every", "0.2")[0] == 0
+    code, out = run(capsys, "status", "t-1", "--csv", str(tmp_path / "units.csv"))
+    assert code == 0 and "2 verified" in out and str(tmp_path / "out") in out
+    assert "EECU-hours" in out and "0 retries, 0 splits" in out and "wall time" in out
+    rows = list(csv.DictReader((tmp_path / "units.csv").open()))
+    unit = store.unit(rows[0]["unit"])
+    assert float(rows[0]["west"]) == unit["west"] and float(rows[0]["north"]) == unit["north"]
+    assert {"start", "end"} <= set(rows[0])
+    assert Path(rows[0]["local_paths"]).exists()
+    assert Path(rows[0]["local_paths"]).parent == tmp_path / "out"
