@@ -107,6 +107,11 @@ def pick(candidates: Iterable[DriveFile], folders: set[str] | None,
             by_title.setdefault(f.title, []).append(f)
         else:
             out.others.append(f)
+    shards = {t for t in by_title if SHARD.search(t.rpartition(".")[0])}
+    if shards and len(shards) < len(by_title):
+        # EE writes one file or shards, never both: one of these is someone else's.
+        out.clashes.update(by_title)
+        return out
     for title, files in by_title.items():
         if len(files) == 1:
             out.files.append(files[0])

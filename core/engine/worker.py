@@ -70,6 +70,7 @@ MISSING_FILE_POLLS = 5  # an exported unit whose files never show up is retried
 # Free space a download leaves on the output disk beyond the file itself (file system
 # overhead, other writers): below it, downloads and submissions wait.
 DISK_HEADROOM = 1024 * 1024
+DISK_RETRY = 30.0  # seconds before a write that failed for want of space is tried again
 MANIFEST_EVERY = 30.0  # seconds between rewrites of output_dir/manifest.csv while files arrive
 WAIT_OVER = {"drive": "Drive has room again: exports resume",
              "disk": "the output disk has room again: downloads and exports resume"}
@@ -130,8 +131,10 @@ class Worker:
         self.delete_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eebatch-delete")
         self.downloads: dict[int, Future[Any]] = {}  # file row id -> download future
         self.download_sizes: dict[int, int] = {}  # file row id -> bytes it will write
+        self.download_parts: dict[int, Path] = {}  # file row id -> where it downloads to
         self.deletes: dict[int, Future[Any]] = {}  # file row id -> delete future
-        self.missing_polls: dict[str, int] = {}
+        self.missing_polls: dict[str, tuple[int, int]] = {}  # unit -> (misses, at poll n)
+        self.polls = 0  # polls made, to count a unit's missing files once per poll
         self.quota = Quota(0, None, 0)
         self.quota_read = -math.inf  # when the quota was last read
         self.used_other = 0
@@ -159,13 +162,18 @@ class Worker:
         self.waits: dict[str, str] = {}
         self.loud_waits: set[str] = set()  # waits that were logged (their end is, too)
         self.disk_need = 0  # bytes the output disk must have free before downloads resume
-        # (unit, Drive bytes admission gave it) of exports that found Drive full
-        self.drive_full_units: list[tuple[str, int]] = []
+        # (free bytes seen, when to try again) after a write failed for want of space
+        self.disk_full_seen: tuple[int, float] | None = None
+        self.disk_backoff = DISK_RETRY
+        # unit -> Drive bytes admission gave it, for exports that found Drive full and whose
+        # lesson the next quota read teaches (_learn_drive_need)
+        self.drive_full_units: dict[str, int] = {}
         self.manifest_due = False  # a file was verified since the manifest was written
         # The exported image's band names, when the recipe knows them (not a user's function)
         self.band_names = [name for name, _ in RECIPES[spec.recipe.name].bands(
             spec.recipe.params)] if spec.recipe.name == "composite" else []
         self.manifest_written = 0.0
+        self.manifest_failed = False  # the last write failed (said once)
         self.naming = matching.naming_for(
             "table" if spec.recipe.params.get("kind") == "table" else "image",
             spec.export.file_format)
@@ -325,7 +333,10 @@ class Worker:
         state = row["state"]
         if state in (DONE, FAILED, CANCELLED, SPLIT):
             raise StoreError(f"unit {row['id']} is {state}: nothing to cancel")
-        if state == DOWNLOADING:
+        in_flight = {r[0] for r in self.store.conn.execute(
+            "SELECT id FROM files WHERE unit = ?", (row["id"],))} & (
+            self.downloads.keys() | self.deletes.keys())
+        if state == DOWNLOADING or in_flight:
             raise StoreError(f"unit {row['id']} is already downloading; it will be done soon")
         attempt = self._latest_attempt(row["id"])
         if attempt is not None and attempt["state"] in ("PENDING", "RUNNING") and \
@@ -350,6 +361,7 @@ class Worker:
         """Our tasks' states from operations.list (newest first, one page unless a task of
         ours is older than that page), and the Drive quota. `search_unsent` also looks for
         exports whose request may not have reached EE (after a crash), by their description."""
+        self.polls += 1
         attempts = self.store.conn.execute(
             "SELECT a.*, u.state AS unit_state, u.depth, u.attempts AS unit_attempts"
             " FROM attempts a JOIN units u ON u.id = a.unit"
@@ -522,9 +534,16 @@ class Worker:
         once only failed again: 120 exports in 65 s, every unit FAILED, in a trial."""
         unit = attempt["unit"]
         self.quota_read = -math.inf  # Drive is fuller than we knew: read it now
-        self.drive_full_units.append((unit, self._need(self.store.unit(unit))))
-        self._set_unit(unit, PENDING, error=message, not_before=None,
-                       attempts=max(attempt["unit_attempts"] - 1, 0))
+        if self.quota.total is None or unit in self.drive_full_units:
+            # Nothing to learn from (a Drive without a known total), or the last failure's
+            # lesson was never learned (quota reads failing): an ordinary transient failure,
+            # counted, so it can never be resent for free forever.
+            self._backoff(unit, attempt["unit_attempts"], message)
+            return
+        self.drive_full_units[unit] = self._need(self.store.unit(unit))
+        # Held until this poll's quota read has taught admission what it needs.
+        self._set_unit(unit, BACKOFF, error=message, attempts=max(attempt["unit_attempts"] - 1, 0),
+                       not_before=time.time() + self.limits.poll_seconds)
         self.store.log(f"Drive had no room for the export ({message}); the unit waits "
                        "until Drive has room", "warning", unit)
 
@@ -540,7 +559,7 @@ class Worker:
         if self.quota.total is not None:
             room = max(0, self.quota.total - self.used_other)
             learned = []
-            for unit, need in self.drive_full_units:
+            for unit, need in self.drive_full_units.items():
                 new_need = room + 1 if need >= room else room
                 learned.append((new_need, unit))
                 est = self.store.unit(unit)["est_bytes"]
@@ -550,7 +569,7 @@ class Worker:
                 self.store.conn.executemany(
                     "UPDATE units SET need_bytes = MAX(need_bytes, ?) WHERE id = ?", learned)
             self._learn_ratio()
-        self.drive_full_units = []
+            self.drive_full_units = {}
 
     def _backoff(self, unit: str, attempts: int, message: str) -> None:
         if attempts >= self.limits.max_attempts:
@@ -587,7 +606,6 @@ class Worker:
         self.budget_blocked = False  # set when a unit waits for Drive space (polls sooner)
         settings = self.store.settings()
         if settings.get("paused") or "disk" in self.waits:
-            self._wait("drive", None)
             return  # the disk wait holds exports too: their files would have nowhere to go
         max_tasks = int(settings.get("max_tasks", self.limits.max_tasks))
         budget = int(settings.get("drive_budget", self.limits.drive_budget))
@@ -617,23 +635,34 @@ class Worker:
                 submitted += 1
         if submitted:
             self.next_poll = min(self.next_poll, time.time() + self.limits.poll_seconds)
-        self._wait("drive", None if submitted or smallest_left_out is None else
-                   self._drive_wait_text(smallest_left_out, expected, budget),
-                   loud=not expected)  # else the budget is just doing its job
+        if submitted or smallest_left_out is None:
+            self._wait("drive", None)
+            return
+        moving = conn.execute(  # our exports on their way through Drive
+            "SELECT EXISTS (SELECT 1 FROM units WHERE state IN (?, ?, ?, ?, ?))",
+            (*IN_EE, EXPORTED, DOWNLOADING)).fetchone()[0]
+        # While our own exports move through Drive the budget is just doing its job (shown,
+        # not logged); with nothing moving the wait cannot end by itself: logged.
+        self._wait("drive", self._drive_wait_text(smallest_left_out, expected, budget, moving),
+                   loud=not moving)
 
     def _need(self, row: Any) -> int:
         """Drive bytes a unit's export will take: the estimate scaled by what finished units
         weighed, or more if a "Drive full" failure showed it needs more."""
         return max(int(row["est_bytes"] * self.ratio), row["need_bytes"])
 
-    def _drive_wait_text(self, need: int, expected: int, budget: int) -> str:
+    def _drive_wait_text(self, need: int, expected: int, budget: int, moving: bool) -> str:
         limit = budget if self.quota.total is None else min(budget, self.quota.total)
         free = max(0, limit - self.used_other - expected)
         needs = f"~{_size(need)}" if _size(need) != _size(free) else f"more than {_size(free)}"
         text = (f"waiting for Drive space: {_size(free)} free for this job, the next unit "
                 f"needs {needs}; ")
-        if expected:  # our own files are in Drive or on their way: they will leave it
+        if moving:
             return text + "eebatch's own files free space as they are downloaded"
+        stuck = self._our_files_in_drive()
+        if stuck:  # files of failed or cancelled units that stay in Drive
+            return text + (f"{_size(stuck)} of it is held by files of this job's failed units "
+                           "still in Drive: retry them, free space, or raise drive_budget")
         return text + "free space in Drive or raise drive_budget"
 
     def _fits(self, need: int, expected: int, budget: int) -> bool:
@@ -755,10 +784,12 @@ class Worker:
                              (now, row["id"]))
                 self._set_unit(row["unit"], DOWNLOADING, only_from=(EXPORTED,))
             file = DriveFile(row["drive_id"], row["title"], row["size"], row["md5"], ())
-            future = self.pool.submit(self.drive.download, file, self._part(row))
+            part = self._part(row)
+            future = self.pool.submit(self.drive.download, file, part)
             future.add_done_callback(self._wake_up)
             self.downloads[row["id"]] = future
             self.download_sizes[row["id"]] = row["size"]
+            self.download_parts[row["id"]] = part
 
     def _final(self, row: Any) -> Path:
         """Where a verified file lives: output_dir/PERIOD/TITLE for a job cut into periods
@@ -776,11 +807,20 @@ class Worker:
             "SELECT f.local_path, f.unit, u.tile, u.period, u.start, u.end, u.west, u.south,"
             " u.east, u.north, f.size, f.md5 FROM files f JOIN units u ON u.id = f.unit"
             " WHERE f.state IN ('verified', 'deleted') AND f.local_path IS NOT NULL").fetchall()
-        self.manifest_due = False
         self.manifest_written = time.time()
-        if rows:
+        if not rows:
+            self.manifest_due = False
+            return
+        try:
             write_manifest(self.output_dir, (dict(r) for r in rows), crs=self.spec.export.crs,
                            bands=" ".join(self.band_names))
+        except OSError as exc:  # a full disk, say: tried again later; the files are safe
+            if not self.manifest_failed:
+                self._event(f"writing {self.output_dir / 'manifest.csv'} failed, will retry: "
+                            f"{exc}", "warning")
+            self.manifest_failed = True
+            return
+        self.manifest_due = self.manifest_failed = False
 
     def _part(self, row: Any) -> Path:
         """Where a file row downloads to before it is verified: its own name per row, so two
@@ -792,13 +832,22 @@ class Worker:
         submissions wait, and the dashboard says why; they resume when space returns. (A full
         disk once failed every unit exported meanwhile within seconds.)"""
         free = shutil.disk_usage(self.output_dir).free
-        if free >= need + DISK_HEADROOM:
+        failed_write = False
+        if self.disk_full_seen is not None:
+            # A write failed for want of space that statvfs may not show (a user quota, no
+            # inodes): believe the failure until free space grows or a while has passed.
+            seen, retry_at = self.disk_full_seen
+            failed_write = free < seen + need and time.time() < retry_at
+            if not failed_write:
+                self.disk_full_seen = None
+        if not failed_write and free >= need + DISK_HEADROOM:
             self._wait("disk", None)
             return True
         self.disk_need = need
-        self._wait("disk", f"output disk full: {_size(free)} free in {self.output_dir}, the "
-                           f"next download needs {_size(need)}; free space there — downloads "
-                           "and exports wait and resume by themselves")
+        self._wait("disk", f"output disk full: {_size(free)} free in {self.output_dir}"
+                           f"{' (a write just failed for want of space)' if failed_write else ''}"
+                           f", the next download needs {_size(need)}; free space there — "
+                           "downloads and exports wait and resume by themselves")
         return False
 
     def _list_outputs(self, units: list[Any]) -> None:
@@ -887,8 +936,13 @@ class Worker:
         return matching.pick(by_prefix.get(self._prefix(unit), []), folders, not_before)
 
     def _count_miss(self, unit: str) -> None:
-        misses = self.missing_polls.get(unit, 0) + 1
-        self.missing_polls[unit] = misses
+        """One miss per poll at most: the folder is listed at every tick while files are
+        awaited, and five ticks (a second) is no time for Drive's listing to catch up."""
+        misses, at_poll = self.missing_polls.get(unit, (0, -1))
+        if at_poll == self.polls:
+            return
+        misses += 1
+        self.missing_polls[unit] = (misses, self.polls)
         if misses >= MISSING_FILE_POLLS:
             self.missing_polls.pop(unit)
             with self.store.tx():
@@ -918,45 +972,66 @@ class Worker:
 
     def _downloaded(self, file_id: int, future: Future[Any]) -> None:
         self.download_sizes.pop(file_id, None)
+        part = self.download_parts.pop(file_id)
         row = self.store.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
-        part = self._part(row)
-        exc = future.exception() if not future.cancelled() else None
-        unit = self.store.unit(row["unit"])
-        if future.cancelled() or exc is not None:
+        if row is None:  # its unit's files were dropped meanwhile (redone export)
             part.unlink(missing_ok=True)
-            with self.store.tx():
-                self.store.conn.execute("UPDATE files SET state = 'listed' WHERE id = ?",
-                                        (file_id,))
-                if future.cancelled():
-                    return
-                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    # Not the file's fault: it waits in Drive, costing no try, until the
-                    # disk has room (see _disk_has_room).
-                    self._set_unit(row["unit"], EXPORTED, only_from=(DOWNLOADING,))
-                    self.disk_need = row["size"]
-                    self.waits.setdefault("disk", "output disk full")  # said in full next tick
-                    return
-                if http_status(exc) == 404:  # gone from Drive: only a new export brings it back
-                    self.store.conn.execute("DELETE FROM files WHERE unit = ? AND state IN"
-                                            " ('listed', 'downloading')", (row["unit"],))
-                    self._redo_export(row["unit"], f"{row['title']} vanished from Drive")
-                    return
+            return
+        exc = future.exception() if not future.cancelled() else None
+        if exc is None and not future.cancelled():
+            try:
+                self._keep(row, part)
+                return
+            except OSError as error:  # the verified file could not be put in place
+                exc = error
+        part.unlink(missing_ok=True)
+        disk_full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        with self.store.tx():
+            self.store.conn.execute("UPDATE files SET state = 'listed' WHERE id = ?",
+                                    (file_id,))
+            if future.cancelled():
+                return
+            if disk_full:
+                # Not the file's fault: it waits in Drive, costing no try, until the disk
+                # has room (_disk_has_room, below, says so).
+                self._set_unit(row["unit"], EXPORTED, only_from=(DOWNLOADING,))
+            elif http_status(exc) == 404:  # gone from Drive: only a new export brings it back
+                self.store.conn.execute("DELETE FROM files WHERE unit = ? AND state IN"
+                                        " ('listed', 'downloading')", (row["unit"],))
+                self._redo_export(row["unit"], f"{row['title']} vanished from Drive")
+            else:
                 message = str(exc) if isinstance(exc, VerifyError) else \
                     classify_exception(exc)[1]
-                self._download_failed(unit, f"download of {row['title']}: {message}")
-            return
+                self._download_failed(self.store.unit(row["unit"]),
+                                      f"download of {row['title']}: {message}")
+        if disk_full:
+            # statvfs may not see why (a user quota, no inodes left): trust the failure, and
+            # look again only once free space has grown or a while has passed.
+            self.disk_full_seen = (shutil.disk_usage(self.output_dir).free,
+                                   time.time() + self.disk_backoff)
+            self.disk_backoff = min(self.disk_backoff * 2, 600.0)
+            self._disk_has_room(row["size"])
+
+    def _keep(self, row: Any, part: Path) -> None:
+        """A verified download takes its place in output_dir (and its band names beside it),
+        then counts."""
         final = self._final(row)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, final)
-        if self.band_names and final.suffix == ".tif":
-            write_band_names(final, self.band_names)
         _fsync_dir(final.parent)
         with self.store.tx():
             self.store.conn.execute(
                 "UPDATE files SET state = 'verified', local_path = ?, updated = ? WHERE id = ?",
-                (str(final), time.time(), file_id))
+                (str(final), time.time(), row["id"]))
         self.downloaded.append((time.time(), row["size"]))
         self.manifest_due = True
+        self.disk_backoff = DISK_RETRY
+        if self.band_names and final.suffix == ".tif":
+            try:
+                write_band_names(final, self.band_names)
+            except OSError as exc:  # a nicety: the verified file counts without it
+                self._event(f"band names for {final.name} not written: {exc}", "warning",
+                            row["unit"])
 
     def _download_failed(self, unit: Any, message: str) -> None:
         failures = unit["download_failures"] + 1  # a retry starts the count afresh
@@ -1004,6 +1079,8 @@ class Worker:
             return
         exc = future.exception()
         row = self.store.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+        if row is None:  # dropped meanwhile (its unit's export is being redone)
+            return
         if exc is not None:
             self._event(f"deleting {row['title']} from Drive failed, will retry: "
                         f"{classify_exception(exc)[1]}", "warning", row["unit"])
@@ -1051,7 +1128,12 @@ class Worker:
         with self.store.tx():
             self.store.conn.execute("DELETE FROM files WHERE unit = ? AND state != 'deleted'",
                                     (unit,))
-            self.store.log("outputs removed from Drive", "info", unit)
+            if ids:
+                self.store.log(f"outputs removed from Drive ({len(ids)} files)", "info", unit)
+            else:
+                self.store.log("no file of its export was found in Drive to remove (Drive may "
+                               "not list it yet); any that appears is left there", "warning",
+                               unit)
 
     def _redo_export(self, unit: str, why: str) -> None:
         row = self.store.unit(unit)
@@ -1153,21 +1235,6 @@ class Worker:
     @staticmethod
     def _counts_text(counts: dict[str, int]) -> str:
         return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-
-
-def _outputs_by_prefix(files: list[DriveFile]) -> dict[str, list[DriveFile]]:
-    """Files by every prefix they are an output of, as `_is_output_of` decides (PREFIX.ext or
-    PREFIX-RRRRRRRRRR-CCCCCCCCCC.ext): one pass over the listing instead of a regex per unit
-    and file."""
-    out: dict[str, list[DriveFile]] = {}
-    for f in files:
-        base, dot, ext = f.title.rpartition(".")
-        if not dot or not re.fullmatch(r"[A-Za-z0-9]+", ext):
-            continue
-        out.setdefault(base, []).append(f)
-        if re.search(r"-\d{10}-\d{10}\Z", base):
-            out.setdefault(base[:-22], []).append(f)
-    return out
 
 
 def _size(n: float) -> str:

@@ -33,6 +33,10 @@ def write_manifest(output_dir: Path, files: Iterable[dict[str, Any]], *, crs: st
     frame = pd.DataFrame(rows, columns=COLUMNS).sort_values(["period", "unit", "file"])
     path = output_dir / NAME
     tmp = output_dir / f".{NAME}.{os.getpid()}.tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

@@ -329,9 +329,32 @@ def test_a_drive_too_full_for_one_output_waits_says_why_and_resumes(room: str,
             assert full <= 4 + 1, full
             if room == "half the estimate":
                 assert full == 0  # not even the estimate fits: nothing is sent
+            # And no more are sent while it waits (polls every 0.2 s, status every second).
+            later = time.time() + 2
+            wait_for(lambda: (store.setting("worker_status") or {}).get("updated", 0) > later,
+                     "a few more polls")
+            assert store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error LIKE"
+                                      " 'Google Drive quota exceeded%'").fetchone()[0] == full
             # The user makes room.
             drive.CreateFile({"id": thesis["id"]}).Delete()
             wait_for(lambda: store.counts() == {"done": 4}, "the job to finish")
         assert_all_done_and_verified(store, emu.url)
         assert "Drive has room again: exports resume" in [
             e["message"] for e in store.events(limit=10_000)]
+
+
+def test_drive_full_with_no_quota_to_learn_from_is_counted_not_resent_forever(
+        tmp_path: Path) -> None:
+    """Drive full while its quota cannot be read: there is no room to learn, so each failed
+    export counts like any transient failure and the unit ends FAILED with the reason,
+    instead of being resent for free at every tick."""
+    quota = 2_000_000
+    with emulator_with(drive_quota=quota) as emu:
+        drive = make_drive(emu.url)
+        upload(drive, "thesis.pdf", os.urandom(quota - 1000))
+        inject(emu.url, route="drive about.get", kind="status", status=503, count=-1)
+        store = make_session(tmp_path, emu.url, bbox="[0, 0, 0.5, 0.5]", max_attempts=2)
+        with worker_thread(store):
+            wait_for(lambda: store.counts() == {"failed": 1}, "the unit to fail")
+        assert "Google Drive quota exceeded" in store.units()[0]["error"]
+        assert store.conn.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 2
