@@ -120,3 +120,14 @@ def test_run_headless_exits_1_with_a_summary_when_units_fail(tmp_path: Path) -> 
     assert "done" in result.stdout.splitlines()[1]  # progress lines came before
     logs = list((paths.log_dir()).glob("t-1.log"))
     assert logs and "worker started" in logs[0].read_text()
+
+
+def test_new_says_what_plan_would_warn_about(tmp_path: Path) -> None:
+    """Tiles of a few pixels at the export scale: valid, but likely a mistake; `new` says so
+    as `plan` does, before anything runs."""
+    body = BASE_JOB.replace("[0, 0, 4, 2]", "[0, 0, 0.1, 0.1]").replace("size = 1",
+                                                                        "size = 0.002")
+    job = write_job(tmp_path, body + '\n[backend]\nkind = "emulator"\nurl = "http://127.0.0.1:1"\n')
+    result = eebatch("new", str(job))
+    assert result.returncode == 0, result.stderr
+    assert "warning: grid.size:" in result.stderr

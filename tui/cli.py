@@ -17,7 +17,7 @@ from pathlib import Path
 
 import humanize
 
-from core.plan import make_plan
+from core.plan import make_plan, plan_warnings
 from core.session import OWN_OUTPUTS, create_session, load_session_spec, unfinished_sessions
 from core.spec import SpecError, load_spec
 from core.store import (
@@ -77,6 +77,8 @@ def _create(job: Path) -> Store:
     session of the same job made it take its own folders)."""
     store, plan = create_session(job)
     print(f"created session {store.id}: {plan.units:,} units, ~{_size(plan.est_bytes)}")
+    for line in plan_warnings(plan):  # valid, but likely a mistake: said before it runs
+        print(line, file=sys.stderr)
     if store.setting(OWN_OUTPUTS):
         spec = load_session_spec(store)
         print(f"  another session of this job is unfinished: this one writes to "
