@@ -1,22 +1,27 @@
-"""The Job form (inline validation by the job file's own rules, live plan, Start) and the
-session picker of plain `eebatch`."""
+"""The Job form (inline validation by the job file's own rules, live plan, Start; the
+essential fields first, the rest under "more", the plan in sight) and the session picker of
+plain `eebatch`."""
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
 
+import pytest
 import tomli_w
 from textual.pilot import Pilot
-from textual.widgets import Input, Static
+from textual.widget import Widget
+from textual.widgets import Collapsible, Input, Static
 
+from core.plan import make_plan
+from core.spec import parse_spec
 from core.store import Store
 from tests.tui.test_app import ready
 from tui.app import EEBatchApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.job import JobScreen
 from tui.screens.picker import PickerApp
-from tui.widgets.job_form import DEBOUNCE, JobForm, field_id, save_job
+from tui.widgets.job_form import DEBOUNCE, JobForm, field_id, plan_summary, save_job
 
 
 async def settle(pilot: Pilot[object]) -> None:
@@ -29,6 +34,14 @@ async def settle(pilot: Pilot[object]) -> None:
 def problem(form: JobForm, key: str) -> str:
     box = form.query_one("#" + field_id(key) + "-problem", Static)
     return str(box.render()) if box.has_class("-shown") else ""
+
+
+def in_sight(widget: Widget, rows: int = 1) -> bool:
+    """Its first `rows` lines are on the screen now: not scrolled away, not covered."""
+    region = widget.region
+    return bool(region) and all(
+        widget.screen.get_widget_at(region.x, region.y + dy)[0] is widget
+        for dy in range(rows))
 
 
 async def type_into(pilot: Pilot[object], form: JobForm, key: str, text: str) -> None:
@@ -117,10 +130,12 @@ async def test_picker_opens_a_session(session: Store) -> None:
     assert app.return_value == session.path
 
 
-async def test_picker_sets_up_a_new_job_from_a_typed_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_picker_sets_up_a_new_job_from_a_typed_path(tmp_path: Path,
+                                                          size: tuple[int, int]) -> None:
     job = tmp_path / "fresh.toml"
     app = PickerApp()
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await pilot.pause()
         assert isinstance(app.focused, Input)  # no session yet: the path box
         app.query_one(Input).value = str(job)
@@ -130,6 +145,7 @@ async def test_picker_sets_up_a_new_job_from_a_typed_path(tmp_path: Path) -> Non
         await settle(pilot)
         form = app.screen.query_one(JobForm)
         assert "is required" in problem(form, "backend.project")  # the template asks
+        assert form.query_one("#more", Collapsible).collapsed  # and it is not under "more"
         await type_into(pilot, form, "backend.project", "my-project")
         await type_into(pilot, form, "job.name", "fresh")
         await settle(pilot)
@@ -148,3 +164,102 @@ def test_an_unchanged_job_file_is_not_rewritten(tmp_path: Path) -> None:
     assert job.read_text(encoding="utf-8").startswith("# my notes")
     assert "previous version" in save_job(job, tomli_w.dumps({"job": {"name": "b"}}))
     assert job.with_suffix(".toml.bak").read_text(encoding="utf-8").startswith("# my notes")
+
+
+# what a newcomer fills in, in this order (the composite recipe has no required parameter)
+ESSENTIAL_IDS = [field_id(key) for key in (
+    "region", "grid.size", "time.start", "time.end", "time.step", "recipe.name", "job.name",
+    "export.destination", "export.folder", "export.scale", "save", "backend.kind",
+    "backend.project", "backend.url")]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_plan_is_in_sight_without_scrolling(session: Store,
+                                                      size: tuple[int, int]) -> None:
+    """In the dashboard (a modal at 80x24, a pane at 120x40) the plan's summary line stays on
+    top of the fields, wherever the form is scrolled to."""
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        form = app.screen.query_one(JobForm)
+        summary = form.query_one("#summary", Static)
+        assert form.valid and str(summary.render()).startswith("Plan  72 units")
+        assert in_sight(summary) and in_sight(form.query_one("#start"))
+        form.query_one("#" + field_id("save"), Input).focus()  # the last essential field
+        await pilot.pause()
+        assert in_sight(form.query_one("#" + field_id("save")))
+        assert in_sight(summary)
+
+
+async def test_a_wide_form_shows_the_whole_plan_beside_the_fields(session: Store) -> None:
+    """The picker's modal at 120x40 has room for the plan beside the fields."""
+    app = PickerApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        path = app.query_one("#job-path", Input)
+        path.value = str(session.job_path)
+        path.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        form = app.screen.query_one(JobForm)
+        preview = form.query_one("#preview", Static)
+        assert form.valid and "Units    " in str(preview.render())
+        assert in_sight(preview, rows=12)  # its summary lines, beside the first fields
+        assert in_sight(form.query_one("#" + field_id("region")))
+
+
+async def test_essential_fields_come_first_and_the_rest_is_under_more(session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        form = app.screen.query_one(JobForm)
+        ids = [w.id for w in form.query("Input, Select")]
+        assert ids[:len(ESSENTIAL_IDS)] == ESSENTIAL_IDS
+        assert app.focused is form.query_one("#" + field_id("region"))  # the first one
+        more = form.query_one("#more", Collapsible)
+        max_tasks = form.query_one("#" + field_id("limits.max_tasks"), Input)
+        assert more.collapsed and not in_sight(max_tasks)
+        # a problem under "more" is never hidden: it opens
+        max_tasks.value = "0"
+        await settle(pilot)
+        assert not more.collapsed and "max tasks" in str(form.query_one("#status").render())
+        assert problem(form, "limits.max_tasks")
+
+
+async def test_defaults_are_placeholders_and_hints_show_under_the_focused_field(
+        session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        form = app.screen.query_one(JobForm)
+
+        def box(key: str) -> Input:
+            return form.query_one("#" + field_id(key), Input)
+
+        def hint(key: str) -> Static:
+            return box(key).parent.parent.query_one(".hint", Static)
+
+        # an empty field reads as what it means; what to type is a hint, not a placeholder
+        assert box("time.step").placeholder == "one period"
+        assert box("export.crs").placeholder == "EPSG:4326"
+        assert box("region").placeholder == ""
+        assert "west, south, east, north" in str(hint("region").render())
+        assert in_sight(hint("region")) and not in_sight(hint("grid.size"))
+        box("grid.size").focus()
+        await pilot.pause()
+        assert in_sight(hint("grid.size")) and not in_sight(hint("region"))
+        assert box("grid.size").tooltip == str(hint("grid.size").render())
+
+
+def test_the_summary_line_carries_the_plans_warnings(session: Store) -> None:
+    plan = make_plan(parse_spec(session.job_text, session.job_path))
+    lines = ["Units    72", "warning: grid.size: tiles of about 22×22 pixels", "Drive    …"]
+    summary = plan_summary(plan, lines).plain
+    assert summary.splitlines() == ["Plan  72 units (72 tiles × 1 period) · ~4.7 GB",
+                                    "⚠ grid.size: tiles of about 22×22 pixels"]

@@ -1,8 +1,12 @@
 """The Job pane: a form over a job file. Every change is checked by the same rules as
 `eebatch new` (core.spec.parse_spec; each problem shows under its field), the plan is previewed
-live (units, pixels, bytes, Drive budgets, a map), and Start saves the file and creates the
-session. The TOML is rebuilt from the file's own document, so keys the form does not show are
-kept."""
+live (units, pixels, bytes, Drive, a map), and Start saves the file and creates the session.
+The TOML is rebuilt from the file's own document, so keys the form does not show are kept.
+
+For a newcomer: the essential fields come first and the rest sit under a collapsed "more"; an
+empty field shows its default as a placeholder, what to type shows under the focused field;
+Start and the plan stay in sight (a summary line on top, or the whole plan beside the fields
+when the form is wide)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import tomli_w
 from rich.text import Text
@@ -19,13 +23,17 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import DescendantFocus
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Collapsible, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from core.recipes import RECIPES
 from core.spec import SpecError, parse_spec
+
+if TYPE_CHECKING:
+    from core.plan import Plan
 
 TEMPLATE = """\
 [job]
@@ -62,34 +70,65 @@ class Field:
     key: str  # section.key as problems name it
     label: str
     kind: str  # str, number, int, date, size, region, list, dict, bool
-    hint: str = ""
+    default: str = ""  # what an empty field means: shown as its placeholder, like a value
+    hint: str = ""  # what to type: a dim line under the field while it has focus, and a tooltip
 
 
 FIELDS = (
-    Field("job.name", "name", "str", "letters, digits, - _ . (names files)"),
-    Field("job.output_dir", "output dir", "str", "output/NAME beside the job file"),
-    Field("region", "region", "region", "west, south, east, north — or a region file"),
-    Field("grid.size", "tile size", "number", "degrees (EPSG:4326) or metres"),
-    Field("grid.crs", "grid CRS", "str", "EPSG:4326"),
-    Field("time.start", "start", "date", "YYYY-MM-DD (empty: no time periods)"),
-    Field("time.end", "end", "date", "YYYY-MM-DD, exclusive"),
-    Field("time.step", "step", "str", "\"16 days\", \"1 month\"… (empty: one period)"),
-    Field("export.folder", "Drive folder", "str", "eebatch"),
-    Field("export.scale", "scale (m)", "number", "30"),
-    Field("export.crs", "export CRS", "str", "EPSG:4326"),
-    Field("limits.max_tasks", "max tasks", "int", "10 (1–3000)"),
-    Field("limits.drive_budget", "Drive budget", "size", "10 GB"),
-    Field("backend.project", "EE project", "str", "your Cloud project (earthengine)"),
-    Field("backend.url", "emulator URL", "str", "http://127.0.0.1:PORT (emulator)"),
+    Field("job.name", "name", "str", hint="names the session and the files: letters, digits, "
+          "- _ ."),
+    Field("job.output_dir", "output dir", "str", "output/NAME",
+          hint="where the downloaded files go, relative to the job file"),
+    Field("region", "region", "region",
+          hint="west, south, east, north in degrees — or a GeoJSON, GeoPackage or Shapefile"),
+    Field("grid.size", "tile size", "number",
+          hint="tile edge: degrees on EPSG:4326, metres on a projected grid CRS"),
+    Field("grid.crs", "grid CRS", "str", "EPSG:4326", hint="the CRS the tiles are cut in"),
+    Field("time.start", "start", "date", "none: all dates", hint="first day, YYYY-MM-DD"),
+    Field("time.end", "end", "date", "none", hint="the day after the last, YYYY-MM-DD"),
+    Field("time.step", "step", "str", "one period",
+          hint="period length: \"16 days\", \"1 month\", \"1 year\"…"),
+    Field("export.folder", "Drive folder", "str", "eebatch",
+          hint="Drive folder name (found by name at any depth)"),
+    Field("export.scale", "scale (m)", "number", "30", hint="metres per pixel"),
+    Field("export.crs", "export CRS", "str", "EPSG:4326", hint="the CRS of the exported files"),
+    Field("limits.max_tasks", "max tasks", "int", "10",
+          hint="EE tasks running and queued at once (1–3000)"),
+    Field("limits.drive_budget", "Drive budget", "size", "10 GB",
+          hint="Drive space eebatch may fill with exports not yet downloaded"),
+    Field("backend.project", "EE project", "str",
+          hint="your Google Cloud project id (backend earthengine)"),
+    Field("backend.url", "emulator URL", "str",
+          hint="http://127.0.0.1:PORT of an `eebatch emulator` (backend emulator)"),
 )
+SAVE = Field("save", "save as", "str", hint="the job file Start writes, then runs")
 SELECTS = {
-    "recipe.name": ("recipe", list(RECIPES)),
-    "export.destination": ("destination", ["drive", "asset", "gcs"]),
-    "backend.kind": ("backend", ["earthengine", "emulator"]),
+    "recipe.name": Field("recipe.name", "recipe", "str", "composite",
+                         "composite: a cloud-filtered composite per unit; python: your function"),
+    "export.destination": Field("export.destination", "destination", "str", "drive",
+                                "drive: downloaded, then deleted from Drive; asset or gcs"),
+    "backend.kind": Field("backend.kind", "backend", "str", "emulator",
+                          "earthengine (needs a project) or the built-in emulator (needs its URL)"),
 }
+FIELD = {f.key: f for f in (*FIELDS, SAVE, *SELECTS.values())}
+SELECT_OPTIONS = {"recipe.name": list(RECIPES), "export.destination": ["drive", "asset", "gcs"],
+                  "backend.kind": ["earthengine", "emulator"]}
+# A newcomer's fields, in the order they think of them; the rest sit under "more".
+# "params" stands for the recipe's required parameters (its optional ones go under "more").
+ESSENTIAL = (("Where", ("region", "grid.size")),
+             ("When", ("time.start", "time.end", "time.step")),
+             ("What", ("recipe.name", "params")),
+             ("Output", ("job.name", "export.destination", "export.folder", "export.scale",
+                         "save")),
+             ("Run on", ("backend.kind", "backend.project", "backend.url")))
+MORE = (("Files and CRSs", ("job.output_dir", "grid.crs", "export.crs")),
+        ("Recipe options", ("more-params",)),
+        ("Limits", ("limits.max_tasks", "limits.drive_budget")))
+WIDE = 96  # a form at least this wide shows the plan beside the fields
 DEBOUNCE = 0.3  # seconds after the last keystroke before the job is checked
 _NUM = r"\s*(-?[\d.]+)\s*"
 _BBOX = re.compile(rf"^\s*\[?{_NUM},{_NUM},{_NUM},{_NUM}\]?\s*$")
+_WARNING = re.compile(r"^\s*(?:⚠|warning\b:?)\s*(.*)$", re.IGNORECASE)
 
 
 def field_id(key: str) -> str:
@@ -156,26 +195,59 @@ def _param_kind(kind: type | tuple[type, ...]) -> str:
     return "str"
 
 
+def plan_summary(plan: Plan, lines: list[str]) -> Text:
+    """The plan in a line that fits a narrow form: units and estimated size, then any warning
+    lines of describe_plan (those that start with "warning" or "⚠")."""
+    from tui.plan_view import size_text  # planning modules load in the check thread
+
+    def count(n: int, what: str) -> str:
+        return f"{n:,} {what}{'s' * (n != 1)}"
+
+    text = Text.assemble(("Plan  ", "bold"), (count(plan.units, "unit"), "bold"),
+                         f" ({count(len(plan.tiles), 'tile')} × "
+                         f"{count(len(plan.periods), 'period')}) · "
+                         f"~{size_text(plan.est_bytes)}")
+    for line in lines:
+        warning = _WARNING.match(line)
+        if warning:
+            text.append("\n⚠ " + warning.group(1), "yellow")
+    return text
+
+
 class JobForm(Vertical):
     """Posts JobForm.Start(path) once the job file is saved and valid; the App creates the
     session (so the same form works in the dashboard and in the session picker)."""
 
+    # Narrow: Start, the status and a one-line plan summary stay on top while the fields and
+    # then the full plan scroll below them. Wide (-wide): the full plan sits beside the fields.
     DEFAULT_CSS = """
     JobForm { height: 1fr; }
-    JobForm #form { height: 1fr; }
-    JobForm #params { height: auto; }
-    JobForm .row { height: auto; }
+    JobForm #head { height: auto; padding: 0 1; }
+    JobForm #head Button { margin-right: 1; }
+    JobForm #status { width: 1fr; height: auto; color: $text-muted; }
+    JobForm #summary { height: auto; padding: 0 1; }
+    JobForm #body { height: 1fr; }
+    JobForm #fields, JobForm #side { height: auto; overflow: hidden; }
+    JobForm.-wide #body { layout: horizontal; overflow: hidden; }
+    JobForm.-wide #fields { width: 1fr; height: 1fr; overflow-y: auto; }
+    JobForm.-wide #side { width: 50; height: 1fr; overflow-y: auto; }
+    JobForm.-wide #summary { display: none; }
+    JobForm .params, JobForm .field, JobForm .row { height: auto; }
     JobForm .row Label { width: 16; padding: 0 1 0 0; text-align: right; color: $text-muted; }
     JobForm .row Input, JobForm .row Select { width: 1fr; }
+    JobForm .hint { color: $text-muted; text-style: italic; padding-left: 16; height: auto;
+        display: none; }
+    /* a :focus-within rule on .field itself also makes Textual restyle its hint on focus */
+    JobForm .field:focus-within { background-tint: $foreground 4%; }
+    JobForm .field:focus-within .hint { display: block; }
     JobForm .problem { color: $error; padding-left: 16; height: auto; display: none; }
     JobForm .problem.-shown { display: block; }
     JobForm #general { color: $error; height: auto; display: none; padding: 0 1; }
     JobForm #general.-shown { display: block; }
     JobForm #preview { height: auto; padding: 1 1 0 1; color: $text; }
-    JobForm #buttons { height: auto; padding: 1 0 0 16; }
-    JobForm #buttons Button { margin-right: 2; }
-    JobForm #status { padding: 0 1; color: $text-muted; height: auto; }
     JobForm .section { color: $accent; text-style: bold; padding: 1 0 0 1; }
+    JobForm #more { padding: 0; margin-top: 1; background: transparent; border-top: none; }
+    JobForm #more Contents { padding: 0; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "start", "Start", priority=True),
@@ -204,6 +276,7 @@ class JobForm(Vertical):
         self.checked = False  # the last check (and plan preview, when valid) has finished
         self.text = ""
         self._pending: Timer | None = None
+        self._labels: dict[str, str] = {}  # field id -> label, to say where problems are
 
     # -- building ------------------------------------------------------------------------------
 
@@ -216,80 +289,93 @@ class JobForm(Vertical):
         section, _, name = key.partition(".")
         return self.doc.get(section, {}).get(name)
 
-    def _row(self, key: str, label: str, kind: str, hint: str) -> ComposeResult:
-        with Horizontal(classes="row"):
-            yield Label(label)
-            yield Input(_shown(self._value(key), kind), placeholder=hint, id=field_id(key),
-                        compact=True)
-        yield Static(classes="problem", id=field_id(key) + "-problem", markup=False)
+    def _field(self, f: Field, widget: Input | Select[str], classes: str = "") -> ComposeResult:
+        """A labelled field with its hint and its problem lines under it."""
+        self._labels[field_id(f.key)] = f.label
+        widget.tooltip = f.hint or None
+        with Vertical(classes=f"field {classes}".strip()):
+            with Horizontal(classes="row"):
+                yield Label(f.label)
+                yield widget
+            if f.hint:
+                yield Static(f.hint, classes="hint", markup=False)
+            yield Static(classes="problem", id=field_id(f.key) + "-problem", markup=False)
 
-    def _select(self, key: str) -> ComposeResult:
-        label, options = SELECTS[key]
-        section, _, name = key.partition(".")
-        default = {"recipe.name": "composite", "export.destination": "drive",
-                   "backend.kind": "emulator"}[key]
-        current = self.doc.get(section, {}).get(name, default)
+    def _input(self, f: Field) -> ComposeResult:
+        yield from self._field(f, Input(_shown(self._value(f.key), f.kind), placeholder=f.default,
+                                        id=field_id(f.key), compact=True))
+
+    def _select(self, f: Field) -> ComposeResult:
+        options = SELECT_OPTIONS[f.key]
+        section, _, name = f.key.partition(".")
+        current = self.doc.get(section, {}).get(name, f.default)
         choices = options if current in options else [*options, current]
-        with Horizontal(classes="row"):
-            yield Label(label)
-            yield Select([(o, o) for o in choices], value=current, allow_blank=False,
-                         id=field_id(key), compact=True)
-        yield Static(classes="problem", id=field_id(key) + "-problem", markup=False)
+        yield from self._field(f, Select([(o, o) for o in choices], value=current,
+                                         allow_blank=False, id=field_id(f.key), compact=True))
 
-    def _param_rows(self) -> ComposeResult:
+    def _param_rows(self, required: bool) -> ComposeResult:
+        """The recipe's required parameters (required=True) or its optional ones."""
         info = RECIPES.get(self.recipe)
         if info is None:
             return
         given = self.doc.get("recipe", {})
         for name, param in info.params.items():
+            if (name in info.required) != required:
+                continue
             kind = _param_kind(param.kind)
-            default = "required" if name in info.required else (
-                _shown(param.default, kind) or "none")
-            hint = f"{default} — {param.help}"
-            with Horizontal(classes="row param"):
-                yield Label(name)
-                yield Input(_shown(given.get(name), kind), placeholder=hint,
-                            id=field_id("recipe." + name), compact=True)
-            yield Static(classes="problem param", id=field_id("recipe." + name) + "-problem",
-                         markup=False)
+            f = Field("recipe." + name, name, kind,
+                      "" if required else _shown(param.default, kind) or "none", param.help)
+            yield from self._field(f, Input(_shown(given.get(name), kind), placeholder=f.default,
+                                            id=field_id(f.key), compact=True), "param")
+
+    def _section(self, keys: tuple[str, ...]) -> ComposeResult:
+        for key in keys:
+            if key in ("params", "more-params"):
+                with Vertical(id=key, classes="params"):
+                    yield from self._param_rows(required=key == "params")
+            elif key in SELECTS:
+                yield from self._select(SELECTS[key])
+            else:
+                yield from self._input(FIELD[key])
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="form"):
-            yield Static(id="general", markup=False)
-            fields = {f.key: f for f in FIELDS}
-            for title, keys in (("Job", ("job.name", "job.output_dir")),
-                                ("Where", ("region", "grid.size", "grid.crs")),
-                                ("When", ("time.start", "time.end", "time.step"))):
-                yield Static(title, classes="section")
-                for key in keys:
-                    f = fields[key]
-                    yield from self._row(f.key, f.label, f.kind, f.hint)
-            yield Static("What", classes="section")
-            yield from self._select("recipe.name")
-            with Vertical(id="params"):
-                yield from self._param_rows()
-            yield Static("Output", classes="section")
-            yield from self._select("export.destination")
-            for key in ("export.folder", "export.scale", "export.crs"):
-                f = fields[key]
-                yield from self._row(f.key, f.label, f.kind, f.hint)
-            yield Static("Limits and backend", classes="section")
-            for key in ("limits.max_tasks", "limits.drive_budget"):
-                f = fields[key]
-                yield from self._row(f.key, f.label, f.kind, f.hint)
-            yield from self._select("backend.kind")
-            for key in ("backend.project", "backend.url"):
-                f = fields[key]
-                yield from self._row(f.key, f.label, f.kind, f.hint)
-            yield from self._row("save", "save as", "str", "the job file to write")
-            with Horizontal(id="buttons"):
-                yield Button("Start (ctrl+s)", variant="success", id="start", compact=True)
+        with Horizontal(id="head"):
+            yield Button("Start (ctrl+s)", variant="success", id="start", compact=True)
             yield Static(id="status", markup=False)
-            yield Static(id="preview", markup=False)
+        yield Static(id="summary", markup=False)
+        with VerticalScroll(id="body"):
+            with VerticalScroll(id="fields"):
+                yield Static(id="general", markup=False)
+                for title, keys in ESSENTIAL:
+                    yield Static(title, classes="section")
+                    yield from self._section(keys)
+                with Collapsible(title="more: output dir, CRSs, recipe options, limits",
+                                 id="more"):
+                    for title, keys in MORE:
+                        yield Static(title, classes="section")
+                        yield from self._section(keys)
+            with VerticalScroll(id="side"):
+                yield Static(id="preview", markup=False)
 
     def on_mount(self) -> None:
+        # the fields take focus themselves (and scroll into view), so the containers need not
+        for box in self.query("#body, #fields").results(VerticalScroll):
+            box.can_focus = False
         self.query_one("#" + field_id("save"), Input).value = str(self.path)
+        self.query(Input).first().focus()  # the form opens to be typed into: its first field
         self.revalidate()
+
+    def on_resize(self) -> None:
+        wide = self.size.width >= WIDE
+        self.set_class(wide, "-wide")
+        self.query_one("#side", VerticalScroll).can_focus = wide  # scrolls on its own only then
+
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        """A field under a collapsed "more" that gets focus (a click on a problem, a test,
+        the app) is shown rather than typed into unseen."""
+        more = self.query_one("#more", Collapsible)
+        if more.collapsed and more.query_one(Collapsible.Contents) in event.widget.ancestors:
+            more.collapsed = False
 
     # -- the TOML the form stands for --------------------------------------------------------
 
@@ -355,9 +441,10 @@ class JobForm(Vertical):
         self.revalidate()
 
     def _swap_params(self) -> None:
-        box = self.query_one("#params", Vertical)
-        box.remove_children()
-        box.mount_all(list(self._param_rows()))
+        for key in ("params", "more-params"):
+            box = self.query_one("#" + key, Vertical)
+            box.remove_children()
+            box.mount_all(list(self._param_rows(required=key == "params")))
         self.call_after_refresh(self.revalidate)
 
     def revalidate(self) -> None:
@@ -405,7 +492,8 @@ class JobForm(Vertical):
         if worker.is_cancelled:
             return
         out = "\n".join(line.replace(str(path), path.name) for line in summary)
-        self.app.call_from_thread(self._show_preview, out + "\n\n" + "\n".join(picture))
+        self.app.call_from_thread(self._show_preview, out + "\n\n" + "\n".join(picture),
+                                  plan_summary(plan, summary))
 
     def _show_problems(self, problems: list[str]) -> None:
         self.checked = bool(problems)
@@ -439,17 +527,25 @@ class JobForm(Vertical):
         general_box.set_class(bool(general), "-shown")
         status = self.query_one("#status", Static)
         if problems:
+            # name where they are: the first may be out of sight on a short terminal
+            where = ", ".join(self._labels[i] for i in by_field)
             status.update(Text(f"{len(problems)} problem{'s' * (len(problems) != 1)} to fix "
-                               "before Start", "bold"))
-            self.query_one("#preview", Static).update("")
+                               f"before Start{': ' * bool(where)}{where}", "bold"))
+            for box in self.query("#summary, #preview").results(Static):
+                box.update(Text("Plan  shown once the job is valid", "dim"))
         self.query_one("#start", Button).disabled = bool(problems)
+        more = self.query_one("#more", Collapsible)
+        hidden = {w.id for w in more.query("Input, Select")}
+        if more.collapsed and hidden.intersection(by_field):
+            more.collapsed = False  # a problem is never hidden
 
-    def _show_preview(self, text: str) -> None:
+    def _show_preview(self, text: str, summary: Text) -> None:
         self.checked = True
         if not self.valid:
             return
         self.query_one("#status", Static).update(Text("valid — Start saves the job file and "
                                                       "creates a session", "green"))
+        self.query_one("#summary", Static).update(summary)
         self.query_one("#preview", Static).update(text)
 
     # -- start ---------------------------------------------------------------------------------
