@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -19,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
-from core.store import Store, StoreError
+from core.store import ACTIVE, Store, StoreError
 from tui.messages import CommandRequest, PollFailed, ShowUnit, SnapshotReady
 from tui.new_session import create_or_notify
 from tui.reader import Snapshot, StoreReader
@@ -27,6 +28,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.details import DetailsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.job import JobScreen
+from tui.screens.quit import QuitChoice, QuitScreen
 from tui.widgets.drive_meter import DriveMeter
 from tui.widgets.event_log import EventLog
 from tui.widgets.header import HeaderState, StatusHeader
@@ -43,6 +45,10 @@ class RunningWorker(Protocol):
 
     def is_alive(self) -> bool: ...
     def stop(self) -> None: ...
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+SETTLED = ("done", "split", "failed", "cancelled")  # nothing left for a worker on its own
 
 
 class EEBatchApp(App[Path | None]):
@@ -66,15 +72,26 @@ class EEBatchApp(App[Path | None]):
         Binding("3", "focus_pane('#log')", "Log", show=False),
         Binding("z", "maximize", "Maximise pane", show=False),
         Binding("ctrl+r", "refresh_now", "Refresh now", show=False),
+        # Binding the palette to any key drops Textual's own ctrl+p: bind both. ctrl+p takes
+        # priority as Textual's does; `:` must still type into the filter and the job form.
+        Binding("ctrl+p", "command_palette", "Commands", show=False, priority=True),
         Binding("colon", "command_palette", "Commands", show=False),
     ]
 
     def __init__(self, session_path: Path | str, *, poll_interval: float | None = 0.5,
-                 worker: RunningWorker | None = None, mouse: bool = True) -> None:
+                 worker: RunningWorker | None = None, mouse: bool = True,
+                 start_worker: Callable[[], RunningWorker | None] | None = None,
+                 can_detach: bool = True) -> None:
+        """`start_worker` starts a worker in this process when a command is sent to a
+        session that has none (a finished one, opened without); `can_detach` says whether a
+        headless worker can take over on quit (not when the backend lives in this process)."""
         super().__init__()
         self.session_path = Path(session_path)
         self.poll_interval = poll_interval
         self.worker = worker
+        self._start_worker = start_worker
+        self.can_detach = can_detach
+        self.detached: int | None = None  # pid of the headless worker that took over
         self.mouse = mouse
         self.ui_store = Store(self.session_path)  # UI-thread reads (details); never writes
         self.session_id = self.ui_store.id
@@ -119,7 +136,7 @@ class EEBatchApp(App[Path | None]):
             self.call_after_refresh(self.poll_now)
         else:
             self._poll_loop()
-        if self.worker is not None:
+        if self.worker is not None or self._start_worker is not None:
             self._check_worker()
             self.set_interval(1.0, self._check_worker)
 
@@ -203,7 +220,8 @@ class EEBatchApp(App[Path | None]):
             if snap.settings is not None:
                 self._settings_changed(snap.settings)
             if snap.worker_alive is not None and self.worker is None:
-                self.header_state.worker = "attached" if snap.worker_alive else "none"
+                self.header_state.worker = ("attached" if snap.worker_alive
+                                            else "finished" if self.finished else "none")
             if snap.commands_pending is not None:
                 self.header_state.commands_pending = snap.commands_pending
             self._command_results(snap)
@@ -250,6 +268,11 @@ class EEBatchApp(App[Path | None]):
             self.header_state.worker = self._worker_state()
         self.query_one(StatusHeader).show(self.header_state)
 
+    @property
+    def finished(self) -> bool:
+        """Every unit settled: no worker is needed (until a retry)."""
+        return bool(self.counts) and all(s in SETTLED for s, n in self.counts.items() if n)
+
     def _worker_state(self) -> str:
         assert self.worker is not None
         if self.worker.error is not None:
@@ -257,6 +280,8 @@ class EEBatchApp(App[Path | None]):
         return "here" if self.worker.is_alive() else "stopped"
 
     def _check_worker(self) -> None:
+        if self.worker is None:
+            return
         state = self._worker_state()
         if state == "error" and not self._error_told and self.worker is not None:
             self._error_told = True  # once, with the reason: the header keeps saying it
@@ -295,6 +320,11 @@ class EEBatchApp(App[Path | None]):
                                        yes=request.verb.capitalize()), answered)
 
     def send_command(self, verb: str, units: Iterable[str] = (), arg: Any = None) -> None:
+        if self.worker is None and self._start_worker is not None and (
+                self.header_state.worker in ("none", "finished")):
+            # A session opened without a worker (it had nothing to do) gets one for this.
+            self.worker = self._start_worker()
+            self._show_header()
         self._post_commands(verb, list(units), arg)
 
     @work(thread=True, group="commands", exit_on_error=False, description="post commands")
@@ -377,6 +407,56 @@ class EEBatchApp(App[Path | None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+    # -- quitting -------------------------------------------------------------------------------
+
+    def live_work(self) -> int:
+        """Units the worker in this app has in EE or downloading (0 without one)."""
+        if self.worker is None or not self.worker.is_alive():
+            return 0
+        return sum(self.counts.get(s, 0) for s in ACTIVE)
+
+    async def action_quit(self) -> None:
+        """Quit at once, unless quitting would leave live work unwatched: then ask."""
+        live = self.live_work()
+        if not live:
+            self.exit()
+            return
+
+        def answered(choice: QuitChoice) -> None:
+            if choice == "stop":
+                self.exit()  # the launcher stops the worker after its current step
+            elif choice == "detach":
+                self.notify("handing the session to a headless worker…", timeout=30)
+                self._detach()
+
+        self.push_screen(QuitScreen(live, self.session_id, self.can_detach), answered)
+
+    @work(thread=True, exclusive=True, group="detach", exit_on_error=False,
+          description="hand the session to a headless worker")
+    def _detach(self) -> None:
+        """Stop the worker here (it releases the session's lock), start `eebatch run SESSION
+        --headless` detached, and quit once it holds the lock."""
+        from tui.launch import spawn_headless
+
+        assert self.worker is not None
+        self.worker.stop()
+        self.worker.join(120)
+        if self.worker.is_alive():
+            self.notify("the worker did not stop within 2 minutes; still here",
+                        severity="error", timeout=10)
+            return
+        process = spawn_headless(self.session_path, self.session_id)
+        deadline = time.monotonic() + 60
+        while not Store.worker_lock_held(self.session_path):
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.notify(f"the headless worker did not start (see {self.session_id}.log "
+                            "in the log dir); the session waits for `eebatch run "
+                            f"{self.session_id}`", severity="error", timeout=30)
+                return
+            time.sleep(0.1)
+        self.detached = process.pid
+        self.call_from_thread(self.exit)
 
     # -- the Job pane ---------------------------------------------------------------------------
 

@@ -3,13 +3,77 @@ a worker in another process), pick or create a session, and the demo on the emul
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.store import SessionBusy, Store, StoreError
+from core import paths
+from core.store import CANCELLED, DONE, FAILED, SPLIT, SessionBusy, Store, StoreError
+
+if TYPE_CHECKING:
+    from tui.app import EEBatchApp
 
 EXIT_BAD_INPUT = 2
+# States a worker has nothing more to do for on its own (failed and cancelled wait for `r`).
+SETTLED = (DONE, SPLIT, FAILED, CANCELLED)
+
+
+def has_work(path: Path) -> bool:
+    """True when some unit of the session is not settled: only then does opening it start a
+    worker (a finished session is shown as it is, and its backend need not be reachable)."""
+    store = Store(path)
+    try:
+        marks = ",".join("?" * len(SETTLED))
+        return store.conn.execute(f"SELECT 1 FROM units WHERE state NOT IN ({marks}) LIMIT 1",
+                                  SETTLED).fetchone() is not None
+    finally:
+        store.close()
+
+
+def is_demo(path: Path) -> bool:
+    """A session of `eebatch demo`: its job file is the demo's copy in the data dir."""
+    from core.demo import demo_dir
+
+    store = Store(path)
+    try:
+        return store.job_path.resolve() == (demo_dir() / "demo.toml").resolve()
+    finally:
+        store.close()
+
+
+class WorkerStarter:
+    """Starts the session's worker in this process when called: at open when there is work,
+    or later when the dashboard sends a command to a session without one. A demo session
+    reopened after its `eebatch demo` ended gets a fresh built-in emulator (the old one lived
+    in that process): the worker's recovery re-sends the exports it does not know, under the
+    same requestIds."""
+
+    def __init__(self, path: Path, emulator_url: str | None = None) -> None:
+        self.path = path
+        self.emulator_url = emulator_url
+        self.emulator: Any | None = None
+        self.demo = emulator_url is None and is_demo(path)
+
+    @property
+    def in_process_backend(self) -> bool:
+        """The emulator runs in this process: no headless worker can take over."""
+        return self.emulator_url is not None or self.demo
+
+    def __call__(self) -> Any | None:
+        if self.demo and self.emulator is None:
+            from core.demo import DEMO_EMULATOR
+            from core.emulator.app import Emulator
+
+            self.emulator = Emulator(DEMO_EMULATOR).start()
+        url = self.emulator_url or (self.emulator.url if self.emulator is not None else None)
+        return _start_worker(self.path, url)
+
+    def close(self) -> None:
+        if self.emulator is not None:
+            self.emulator.stop()
+            self.emulator = None
 
 
 def _start_worker(path: Path, emulator_url: str | None = None) -> Any | None:
@@ -38,21 +102,56 @@ def _stop(worker: Any | None) -> None:
     worker.join(timeout=60)
 
 
+def spawn_headless(path: Path, session_id: str) -> subprocess.Popen[bytes]:
+    """`eebatch run SESSION --headless` in its own session (it outlives this terminal), its
+    output appended to the session's log file. The caller has released the worker lock."""
+    log = open(paths.log_dir() / f"{session_id}.log", "ab")  # noqa: SIM115 - the child's
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tui", "run", str(path), "--headless"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        log.close()  # the child holds its own descriptor
+
+
+def prepare_app(path: Path, *, mouse: bool = True, start_worker: bool = True,
+                emulator_url: str | None = None) -> tuple[EEBatchApp, WorkerStarter]:
+    """The dashboard on a session, with a worker in this process when the session has work
+    left (a finished one opens without: it is shown as it is). The caller stops `app.worker`
+    and closes the starter when the app has ended."""
+    from tui.app import EEBatchApp
+
+    starter = WorkerStarter(path, emulator_url)
+    try:
+        worker = starter() if start_worker and has_work(path) else None
+        app = EEBatchApp(path, worker=worker, mouse=mouse,
+                         start_worker=starter if start_worker else None,
+                         can_detach=not starter.in_process_backend)
+    except BaseException:
+        starter.close()
+        raise
+    return app, starter
+
+
 def run_dashboard(path: Path, *, mouse: bool = True, start_worker: bool = True,
                   emulator_url: str | None = None) -> int:
     """Run the dashboard on a session; Start in its Job form opens the new session next."""
-    from tui.app import EEBatchApp
-
     next_path: Path | None = path
     code = 0
     while next_path is not None:
-        worker = _start_worker(next_path, emulator_url) if start_worker else None
+        app, starter = prepare_app(next_path, mouse=mouse, start_worker=start_worker,
+                                   emulator_url=emulator_url)
         try:
-            app = EEBatchApp(next_path, worker=worker, mouse=mouse)
             next_path = app.run(mouse=mouse)
             code = app.return_code or 0
         finally:
-            _stop(worker)
+            _stop(app.worker)
+            starter.close()
+        if app.detached is not None:
+            print(f"eebatch: {app.session_id} goes on headless (pid {app.detached}); "
+                  f"`eebatch open {app.session_id}` attaches; its log: "
+                  f"{paths.log_dir() / (app.session_id + '.log')}", file=sys.stderr)
         emulator_url = None  # a new session from the form runs on its own backend
     return code
 

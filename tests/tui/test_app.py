@@ -56,8 +56,13 @@ async def quit_app(pilot: Pilot[object]) -> None:
     """Quit as the user does and wait until the app's message loop has ended. Left running,
     run_test tears the screen down while the loop still handles messages: a snapshot the
     polling thread posted meanwhile then finds no panes (NoMatches) and fails the test."""
+    from tui.screens.quit import QuitScreen
+
     app = pilot.app
     await pilot.press("q")
+    await pilot.pause()
+    if isinstance(app.screen, QuitScreen):  # the worker has tasks in EE: stop it
+        await pilot.press("s")
     deadline = time.monotonic() + 30
     while app.is_running:
         if time.monotonic() > deadline:
@@ -542,3 +547,14 @@ async def test_demo_tiles_go_from_pending_to_done() -> None:
         worker.join(60)
         emulator.stop()
         store.close()
+
+
+@pytest.mark.parametrize("key", ["ctrl+p", "colon"])
+async def test_both_keys_open_the_command_palette(session: Store, key: str) -> None:
+    from textual.command import CommandPalette
+
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press(key)
+        await wait_for(pilot, lambda: CommandPalette.is_open(app), f"{key} opening the palette")

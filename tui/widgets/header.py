@@ -17,7 +17,7 @@ class HeaderState:
     session: str = ""
     counts: dict[str, int] | None = None
     settings: dict[str, Any] | None = None
-    worker: str = "unknown"  # here / attached / none / stopped / error
+    worker: str = "unknown"  # here / attached / none / finished / stopped / error
     commands_pending: int = 0
     max_tasks: int | None = None  # what the user asked for (may not be applied yet)
     paused: bool | None = None
@@ -27,10 +27,23 @@ WORKER_LABEL = {
     "here": ("● worker", "header--ok"),
     "attached": ("● worker elsewhere", "header--ok"),
     "none": ("○ no worker", "header--warn"),
+    "finished": ("✓ finished", "header--ok"),  # no worker, none needed
     "stopped": ("○ worker stopped", "header--warn"),
     "error": ("✗ worker failed", "header--bad"),
     "unknown": ("… worker", "header--dim"),
 }
+
+
+def eta_text(seconds: float | None, paused: bool) -> str:
+    """Paused, no ETA (the clock stops with the work). Under a minute the worker's estimate
+    (units left / recent rate) says nothing useful: the last tasks take as long as they take."""
+    if paused:
+        return "paused"
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return "< 1m"
+    return duration(seconds)
 
 
 class StatusHeader(Static):
@@ -67,28 +80,29 @@ class StatusHeader(Static):
         label, style = WORKER_LABEL.get(st.worker, WORKER_LABEL["unknown"])
         text.append("  ")
         text.append(label, self._s(style))
-        pct = 100 * done / total if total else 0.0
+        # Floored: 263 of 264 is 99%, and the bar fills only when all is done.
+        pct = 100 * done // total if total else 0
         text.append("  ")
         if self.size.width >= 100:
-            filled = round(pct / 10)
+            filled = 10 * done // total if total else 0
             text.append("█" * filled, self._s("header--bar"))
             text.append("░" * (10 - filled) + " ", self._s("header--dim"))
-        text.append(f"{done:,}/{total:,} {pct:.0f}%")
+        text.append(f"{done:,}/{total:,} {pct}%")
         failed = counts.get("failed", 0)
         if failed:
             text.append(f"  ✗ {failed:,} failed", self._s("header--bad"))
         rate = status.get("units_per_hour")
-        eta = status.get("eta_seconds")
+        paused = st.paused if st.paused is not None else settings.get("paused")
         if status:
             per_hour = "—" if not rate else f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}"
             text.append(f"  {per_hour}/h", self._s("header--dim"))
             if done == total and total:
-                text.append("  finished", self._s("header--ok"))
+                if st.worker != "finished":  # the worker label says it already
+                    text.append("  finished", self._s("header--ok"))
             else:
-                text.append(f"  ETA {duration(eta)}" if eta is not None else "  ETA —")
+                text.append(f"  ETA {eta_text(status.get('eta_seconds'), bool(paused))}")
         max_tasks = st.max_tasks if st.max_tasks is not None else settings.get("max_tasks")
         text.append(f"  tasks {active}/{max_tasks}")
-        paused = st.paused if st.paused is not None else settings.get("paused")
         if paused:
             text.append("  ")
             text.append(" PAUSED ", self._s("header--paused"))
