@@ -23,7 +23,7 @@ reopen with `eebatch open SESSION`.
 
 | key | does |
 |---|---|
-| `q` | quit; while tasks are in EE or downloading, asks: keep them running headless, stop the worker (the tasks go on in EE and are adopted next time), or stay |
+| `q` | quit; with tasks in EE, asks: keep running headless, stop, or stay |
 | `?` | this help |
 | `p` | pause or resume submitting new tasks (running tasks go on) |
 | `+` / `-` | one more / one less task at once (max_tasks) |
