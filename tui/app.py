@@ -17,6 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, Vertical
 from textual.events import Resize
 from textual.screen import Screen
+from textual.theme import Theme
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
@@ -36,6 +37,13 @@ from tui.widgets.job_form import JobForm
 from tui.widgets.tasks_pane import TasksPane, TaskTable
 from tui.widgets.tile_map import TileMap
 from tui.widgets.tiles_pane import TilesPane
+
+# textual-dark with an accent and a warning that stay themselves at 16 colours (TERM=xterm):
+# its orange, used for both, becomes the same bright red as errors there. Purple maps to
+# magenta and gold to yellow; blue, green and the error red are kept.
+THEME = Theme(name="eebatch", primary="#0178D4", secondary="#004578", accent="#c678dd",
+              warning="#e0c050", error="#ba3c5b", success="#4EBF71", foreground="#e0e0e0",
+              dark=True)
 
 NARROW = 110  # below this many columns the panes stack and the Job form opens as a modal
 
@@ -128,6 +136,8 @@ class EEBatchApp(App[Path | None]):
             yield TasksPane(id="tasks-pane")
 
     def on_mount(self) -> None:
+        self.register_theme(THEME)
+        self.theme = THEME.name
         self.title = f"eebatch · {self.session_id}"
         self.query_one("#job-pane").border_title = f"Job · {self.ui_store.job_path.name}"
         self._narrow(self.size.width)

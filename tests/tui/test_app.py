@@ -333,7 +333,7 @@ async def test_unit_details_from_the_task_table_show_files(session: Store) -> No
         await pilot.pause()
         assert isinstance(app.screen, DetailsScreen)
         body = app.screen.plain
-        assert f"{done}.tif" in body and "deleted" in body and "SUCCEEDED" in body
+        assert f"{done}.tif" in body and "removed from Drive" in body and "SUCCEEDED" in body
 
 
 # -- the other panes, sizes, attaching -----------------------------------------------------------
@@ -558,3 +558,98 @@ async def test_both_keys_open_the_command_palette(session: Store, key: str) -> N
         await ready(pilot)
         await pilot.press(key)
         await wait_for(pilot, lambda: CommandPalette.is_open(app), f"{key} opening the palette")
+
+
+async def test_marked_rows_hold_their_order_and_x_says_when_it_does_nothing(
+        session: Store) -> None:
+    ids = unit_ids(session)
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        table = await tasks_focused(pilot, ids[30])
+        await pilot.press("space")  # marks ids[30], the cursor moves down a row
+        order = [str(r.key.value) for r in table.ordered_rows]
+        # a running task finishes: sorted by urgency it would move to the bottom
+        set_state(session, ids[31], "done", ts=T0 + 100, attempt="SUCCEEDED", progress=1.0)
+        app.poll_now()
+        await pilot.pause()
+        assert [str(r.key.value) for r in table.ordered_rows] == order
+        await pilot.press("space", "r")  # two running tasks marked: nothing to retry
+        await pilot.pause()
+        assert any("nothing to retry" in n.message for n in app._notifications)
+        assert await sent(pilot, session) == []
+        await pilot.press("a", "a")  # clear the marks: the table sorts again
+        table.clear_marks()
+        await pilot.pause()
+        assert [str(r.key.value) for r in table.ordered_rows] != order
+
+
+async def test_help_scrolls_with_the_keys_at_once(session: Store) -> None:
+    from textual.containers import VerticalScroll
+
+    from tui.screens.help import HelpScreen
+
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "showing help")
+        box = app.screen.query_one(VerticalScroll)
+        await pilot.press("pagedown", "down")
+        await wait_for(pilot, lambda: box.scroll_y > 0, "scrolling the help")
+
+
+async def test_header_floors_the_percentage_and_eta_says_paused(session: Store) -> None:
+    from tui.widgets.header import HeaderState
+
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        header = app.query_one(StatusHeader)
+        state = HeaderState(session="s", counts={"done": 263, "running": 1}, worker="here",
+                            settings={"worker_status": {"units_per_hour": 90.0,
+                                                        "eta_seconds": 3.0}})
+        text = header.compose_text(state).plain
+        assert "263/264 99%" in text and "█" * 10 not in text, text
+        assert "ETA < 1m" in text, text  # not a "3s" that lasts as long as the last task
+        state.paused = True
+        assert "ETA paused" in header.compose_text(state).plain
+
+
+async def test_map_cursor_reads_without_colour_and_zoom_1_is_labelled(session: Store) -> None:
+    from tui.widgets.tiles_pane import TilesPane
+
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        tile_map = app.query_one(TileMap)
+        tile_map.set_zoom(1)
+        await pilot.pause()
+        assert app.query_one(TilesPane).border_subtitle == "zoom 1"
+        model = tile_map.model
+        assert model is not None and int(model.base[0, 0]) == CODE["done"]
+        tile_map.set_cursor(int(model.r[0]), int(model.c[0]))
+        await pilot.pause()
+        x0, x1, y0, _ = tile_map.cursor_cell()
+        strip = tile_map.render_line(y0 - int(tile_map.scroll_offset.y))
+        cell = list(strip.crop(x0 - int(tile_map.scroll_offset.x),
+                               x1 - int(tile_map.scroll_offset.x)))
+        text = "".join(seg.text for seg in cell)
+        assert text and "▓" not in text and "█" not in text, text  # ▓ is "exported"
+        assert all(seg.style is not None and seg.style.reverse for seg in cell)
+
+
+async def test_unit_details_say_where_the_tile_is_and_where_its_file_went(
+        session: Store) -> None:
+    done = unit_ids(session)[0]
+    row = session.unit(done)
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ready(pilot)
+        await tasks_focused(pilot, done)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailsScreen), "details")
+        text = app.screen.plain
+        assert f"W {row['west']:.4f} S {row['south']:.4f}" in text, text
+        assert "verified, removed from Drive" in text and "deleted" not in text, text
+        assert "123.5 MB" in text and "estimated" not in text, text  # the real size

@@ -21,6 +21,9 @@ from textual.widgets import Static
 from tui.messages import CommandRequest
 from tui.widgets.common import CANCELLABLE, GLYPH, RETRYABLE, clock, duration, size, stamp
 
+# A file's state in the store says where it is in Drive; beside a local path, say it whole.
+FILE_STATE = {"deleted": "verified, removed from Drive", "verified": "verified, still in Drive"}
+
 
 def tile_units(conn: sqlite3.Connection, tile: str) -> list[sqlite3.Row]:
     """All units of a tile (every period, split children included), by primary-key ranges:
@@ -59,7 +62,12 @@ def render_units(conn: sqlite3.Connection, units: list[sqlite3.Row]) -> Group:
         head.append(f"  {u['state']}")
         if u["start"]:
             head.append(f"  {u['start']} → {u['end']}", "dim")
-        head.append(f"  ~{size(u['est_bytes'])}", "dim")
+        got = sum(f["size"] for f in files.get(u["id"], []))
+        # the real size once files are known; the plan's estimate is only a guess
+        head.append(f"  {size(got)}" if got else f"  estimated ~{size(u['est_bytes'])}",
+                    "dim")
+        head.append(f"  W {u['west']:.4f} S {u['south']:.4f} E {u['east']:.4f}"
+                    f" N {u['north']:.4f}", "dim")
         if u["depth"]:
             head.append(f"  split child (depth {u['depth']}, of {u['parent']})", "dim")
         parts.append(head)
@@ -86,7 +94,8 @@ def render_units(conn: sqlite3.Connection, units: list[sqlite3.Row]) -> Group:
             parts.append(Text("  not submitted yet", "dim"))
         for f in files.get(u["id"], []):
             where = f["local_path"] or "(not downloaded)"
-            parts.append(Text(f"  file {f['title']}  {size(f['size'])}  {f['state']}  {where}",
+            state = FILE_STATE.get(f["state"], f["state"])
+            parts.append(Text(f"  file {f['title']}  {size(f['size'])}  {state}  {where}",
                               "dim" if f["state"] == "deleted" else ""))
         parts.append(Text(""))
     if not units:

@@ -77,3 +77,7 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll() as box:
             box.border_title = "Help"
             yield Markdown(HELP.format(states="| glyph | state |\n|---|---|\n" + states))
+
+    def on_mount(self) -> None:
+        # Focused, the scroll takes ↓, PgDn, Home and End at once (no Tab first).
+        self.query_one(VerticalScroll).focus()

@@ -11,6 +11,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.events import Key
 from textual.widgets import DataTable, Input
 from textual.widgets.data_table import RowDoesNotExist
 
@@ -60,7 +61,7 @@ class TaskTable(DataTable[Any]):
         self.filter = ""
         self.sort_by = "urgency"
         self.reverse = False
-        self._sorted: tuple[str, bool] | None = None
+        self._sorted: tuple[str, bool] | None = None  # None: rows may be out of order
         self._keys_state: tuple[bool | None, ...] = ()
 
     def on_mount(self) -> None:
@@ -116,7 +117,11 @@ class TaskTable(DataTable[Any]):
                             self.update_cell(uid, key, after, update_width=True)
                     moved = True
                 self.cells[uid] = cells
-            if moved or self._sorted != (self.sort_by, self.reverse):
+            if moved:
+                self._sorted = None
+            # While rows are marked the order holds still: space must mark the row the
+            # user sees under the cursor, not one a re-sort just moved there.
+            if not self.marks and self._sorted != (self.sort_by, self.reverse):
                 self._sort()
             if keep is not None and keep in self.cells:
                 self.move_cursor(row=self.get_row_index(keep), animate=False, scroll=False)
@@ -185,6 +190,21 @@ class TaskTable(DataTable[Any]):
         units = [u for u in self.targets() if u in self.tasks and self.tasks[u].state in allowed]
         if units:
             self.post_message(CommandRequest(verb, units, confirm=verb == "cancel"))
+        else:
+            self._did_nothing(verb)
+
+    def _did_nothing(self, verb: str) -> None:
+        allowed = CANCELLABLE if verb == "cancel" else RETRYABLE
+        which = "marked task" if self.marks else "selected task"
+        self.notify(f"nothing to {verb}: no {which} is {' or '.join(allowed)}",
+                    severity="warning", timeout=4)
+
+    def on_key(self, event: Key) -> None:
+        # A greyed key is not bound: it comes here, and says why it does nothing.
+        verb = {"x": "cancel", "r": "retry"}.get(event.key)
+        if verb is not None and self.check_action(verb, ()) is None:
+            event.stop()
+            self._did_nothing(verb)
 
     def action_cancel(self) -> None:
         self._act("cancel", CANCELLABLE)
@@ -214,6 +234,8 @@ class TaskTable(DataTable[Any]):
         self.sort_by = SORTS[(SORTS.index(self.sort_by) + delta) % len(SORTS)]
         self.reverse = False
         self._show()
+        if self.marks:
+            self.notify("sorted once the marks are cleared (x, r or a)", timeout=3)
 
     def action_filter(self) -> None:
         pane = self.parent

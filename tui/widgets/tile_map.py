@@ -29,6 +29,7 @@ from tui.reader import MapInit, UnitChanges
 from tui.widgets.common import CODE, EMPTY, GLYPH, SPLIT_CODE, STATE_CSS, STATE_OF_CODE
 
 MAX_ZOOM = 14
+CURSOR_DONE = "▚"
 FAILED = CODE["failed"]
 
 
@@ -125,8 +126,9 @@ class TileMap(ScrollView, can_focus=True):
         "tilemap--cursor"}
     DEFAULT_CSS = "\n".join(
         [f"TileMap > .tilemap--{s} {{ color: {c}; }}" for s, c in STATE_CSS.items()]
-        + ["TileMap > .tilemap--cursor { background: $accent; color: $background;"
-           " text-style: bold; }",
+        # reverse: the cursor shows without colour too (NO_COLOR): accent behind the glyph
+        + ["TileMap > .tilemap--cursor { color: $accent; background: $background;"
+           " text-style: bold reverse; }",
            "TileMap { scrollbar-size: 1 1; }"])
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "move(0,-1)", "Up", show=False),
@@ -389,10 +391,11 @@ class TileMap(ScrollView, can_focus=True):
         strip = self._line(line)
         x0, x1, y0, y1 = self.cursor_cell()
         if y0 <= line < y1:
-            # The cursor keeps each glyph's shape, dark on the accent colour; a full block
-            # would hide that background, so it shows as a dense shade instead.
+            # The cursor keeps each glyph's shape, reversed on the accent colour; a reversed
+            # full block would hide that, so "done" shows as a checker no state uses (not
+            # "▓", which is "exported").
             cursor = self.get_component_rich_style("tilemap--cursor", partial=True)
-            marked = Strip([Segment(seg.text.replace("█", "▓"), seg.style + cursor)
+            marked = Strip([Segment(seg.text.replace("█", CURSOR_DONE), seg.style + cursor)
                             for seg in strip.crop(x0, x1)])
             strip = Strip.join([strip.crop(0, x0), marked, strip.crop(x1, strip.cell_length)])
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)

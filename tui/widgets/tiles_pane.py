@@ -71,7 +71,7 @@ class TilesPane(Vertical):
             period = ("all periods" if tile_map.period is None
                       else f"period {_date(model.periods[tile_map.period])}")
             self.border_title = f"Tiles · {period}"
-        self.border_subtitle = f"zoom {tile_map.zoom}" if tile_map.zoom != 1 else ""
+        self.border_subtitle = f"zoom {tile_map.zoom}"
         self.query_one("#tile-line", Static).update(describe_tile(tile_map))
 
 
