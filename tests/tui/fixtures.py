@@ -30,6 +30,10 @@ name = "composite"
 [limits]
 max_tasks = 6
 drive_budget = "5 GB"
+
+[backend]
+kind = "emulator"
+url = "http://127.0.0.1:8787"
 """
 MONTHS = """
 [time]
