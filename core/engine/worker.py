@@ -251,15 +251,25 @@ class Worker:
         live = conn.execute("SELECT COUNT(*) FROM attempts WHERE state IN"
                             " ('PENDING', 'RUNNING', 'CANCELLING')").fetchone()[0]
         if unsent or live:
-            self.poll(search_unsent=True)  # adopts by operation name or description
+            forgotten = self.poll(search_unsent=True)  # adopts by operation name or description
             # An export whose request may never have reached EE is sent again under the same
-            # requestId: EE answers with the existing operation if it did.
+            # requestId: EE answers with the existing operation if it did. So is one EE does
+            # not list at all (a restarted emulator; an operation EE has dropped): left as it
+            # was, its unit waited for it for ever.
             with self.store.tx():
+                for attempt in forgotten:
+                    conn.execute("UPDATE attempts SET state = ?, operation = NULL, updated = ?"
+                                 " WHERE id = ?",
+                                 ("CANCELLED" if attempt["state"] == "CANCELLING" else
+                                  "submitting", time.time(), attempt["id"]))
+                    self._set_unit(attempt["unit"], BACKOFF, not_before=None,
+                                   only_from=(SUBMITTING, QUEUED, RUNNING))
                 conn.execute(
                     "UPDATE units SET state = ?, not_before = NULL, updated = ? WHERE id IN"
                     " (SELECT unit FROM attempts WHERE state = 'submitting') AND state = ?",
                     (BACKOFF, time.time(), SUBMITTING))
-            self._event(f"recovered: {live} live EE tasks adopted, {unsent} exports to resend")
+            self._event(f"recovered: {live - len(forgotten)} live EE tasks adopted, "
+                        f"{unsent + len(forgotten)} exports to resend")
         self._learn_ratio()
         self.manifest_due = True  # files verified just before a crash: list them now
 
@@ -357,10 +367,11 @@ class Worker:
 
     # -- monitor -------------------------------------------------------------------------------
 
-    def poll(self, *, search_unsent: bool = False) -> None:
+    def poll(self, *, search_unsent: bool = False) -> list[Any]:
         """Our tasks' states from operations.list (newest first, one page unless a task of
         ours is older than that page), and the Drive quota. `search_unsent` also looks for
-        exports whose request may not have reached EE (after a crash), by their description."""
+        exports whose request may not have reached EE (after a crash), by their description.
+        Returns the live attempts EE did not list ([] if the listing failed)."""
         self.polls += 1
         attempts = self.store.conn.execute(
             "SELECT a.*, u.state AS unit_state, u.depth, u.attempts AS unit_attempts"
@@ -372,22 +383,26 @@ class Worker:
             self._event(f"listing EE tasks failed, will retry: {classify_exception(exc)[1]}",
                         "warning")
             self.next_poll = time.time() + self.limits.poll_seconds
-            return
+            return []
         by_name = {op.name: op for op in ops}
         by_description = {op.description: op for op in ops}
         # Other jobs' queued tasks count against the project's queue; those on later pages
         # are older than all of ours and are not counted (a rare undercount).
         self.project_pending = sum(op.state == "PENDING" for op in ops)
+        unlisted = []
         for attempt in attempts:
             op = by_name.get(attempt["operation"] or "") or by_description.get(
                 attempt["description"])
             if op is not None:
                 self._track(attempt, op)
+            elif attempt["state"] != "submitting":
+                unlisted.append(attempt)
         if self.drive is not None:
             self._learn_ratio()
             if self._quota_due() and self._read_quota():
                 self._learn_drive_need()
         self.next_poll = time.time() + self._poll_interval(ops)
+        return unlisted
 
     def _quota_due(self) -> bool:
         """Whether this poll reads the Drive quota (about.get). Our own bytes in Drive are
@@ -1205,7 +1220,8 @@ class Worker:
             self.downloaded.popleft()
         while self.finished and self.finished[0] < now - 600:
             self.finished.popleft()
-        window = min(600.0, max(now - self.started, 1.0))
+        # At least a minute: three units in the first five seconds are not 2,000 an hour.
+        window = min(600.0, max(now - self.started, 60.0))
         per_hour = len(self.finished) * 3600 / window
         conn = self.store.conn
         left = conn.execute(f"SELECT COUNT(*) FROM units WHERE state IN "

@@ -79,3 +79,22 @@ def test_units_exported_before_a_restart_do_not_count_as_this_runs_throughput(
         admin(emu.url, "/_emulator/faults", method="DELETE")
         assert run_session(store.path).ok
         assert store.setting("worker_status")["units_per_hour"] == 0
+
+
+def test_tasks_the_emulator_forgot_are_sent_again_on_resume(tmp_path: Path) -> None:
+    """A demo quit with exports in EE, reopened on a fresh emulator (which knows none of
+    them): the exports are sent again under their requestIds and the job finishes, instead of
+    waiting for ever on tasks no one runs."""
+    from tests.engine.test_safety import accept_exports_without_running_them
+
+    with emulator_with() as first:
+        store = _make(tmp_path, first.url, bbox="[0, 0, 1, 0.5]")  # 2 units
+        accept_exports_without_running_them(first, store)
+    with emulator_with() as fresh:
+        summary = run_session(store.path, emulator_url=fresh.url)
+        assert summary.ok, summary.failed
+        assert_all_done_and_verified(store, fresh.url)
+        tasks = admin(fresh.url, "/_emulator/state")["ee"]["tasks"]
+        assert sorted(t["state"] for t in tasks) == ["SUCCEEDED", "SUCCEEDED"]
+        requests = {r[0] for r in store.conn.execute("SELECT request_id FROM attempts")}
+        assert len(requests) == 2  # the same two attempts, sent again
