@@ -258,8 +258,10 @@ class Worker:
             # was, its unit waited for it for ever.
             with self.store.tx():
                 for attempt in forgotten:
-                    conn.execute("UPDATE attempts SET state = ?, operation = NULL, updated = ?"
-                                 " WHERE id = ?",
+                    # Its createTime and folder were the forgotten operation's: the resent
+                    # export's own decide which files are its outputs.
+                    conn.execute("UPDATE attempts SET state = ?, operation = NULL, ee_created ="
+                                 " NULL, folder_id = NULL, updated = ? WHERE id = ?",
                                  ("CANCELLED" if attempt["state"] == "CANCELLING" else
                                   "submitting", time.time(), attempt["id"]))
                     self._set_unit(attempt["unit"], BACKOFF, not_before=None,
@@ -484,7 +486,7 @@ class Worker:
             conn.execute(
                 "UPDATE attempts SET operation = ?, state = ?, progress = ?, eecu_seconds = ?,"
                 " error = ?, started = COALESCE(started, ?), updated = ?,"
-                " ee_created = COALESCE(ee_created, ?), folder_id = COALESCE(?, folder_id)"
+                " ee_created = COALESCE(?, ee_created), folder_id = COALESCE(?, folder_id)"
                 " WHERE id = ?",
                 (op.name, state, op.progress, op.eecu_seconds, op.error,
                  _started(op, now), now, op.created_at(), op.drive_folder(), attempt["id"]))

@@ -77,9 +77,9 @@ def accept_exports_without_running_them(emu: Emulator, store: Store) -> None:
     emu.ee.model.set_slots(PROJECT, 0)
     units = len(store.units())
     with worker_thread(store):
-        wait_for(lambda: store.conn.execute(
-            "SELECT COUNT(*) FROM attempts WHERE operation IS NOT NULL").fetchone()[0] == units,
-            "every export accepted by EE")
+        wait_for(lambda: store.conn.execute(  # and seen by a poll: EE's createTime is known
+            "SELECT COUNT(*) FROM attempts WHERE operation IS NOT NULL AND ee_created IS NOT"
+            " NULL").fetchone()[0] == units, "every export accepted by EE")
     emu.ee.model.set_slots(PROJECT, 4)
 
 
