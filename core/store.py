@@ -198,12 +198,16 @@ class Totals:
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    _configure(conn)
+    return conn
+
+
+def _configure(conn: sqlite3.Connection) -> None:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # a committed step survives power loss too
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
-    return conn
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -309,23 +313,15 @@ def _rename_session(tmp: Path, session_id: str) -> None:
         conn.close()
 
 
-_MAGIC = b"SQLite format 3\x00"
-
-
-def _header_problem(path: Path) -> str | None:
-    """What is wrong with the file's 100-byte SQLite header, read before SQLite opens the file:
-    SQLite would take an empty file for a new database, and `_connect` would switch any SQLite
-    file to WAL - neither may happen to a file that is not a session."""
-    try:
-        with path.open("rb") as f:
-            header = f.read(100)
-    except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc.strerror}") from None
-    if not header:
+def _check_session_file(path: Path, conn: sqlite3.Connection) -> str | None:
+    """What makes the file no session, asked of SQLite itself before anything is written:
+    SQLite would take an empty file for a new database, and `_configure` would switch any
+    SQLite file to WAL - neither may happen to a file that is not a session. (Never read the
+    file through a second descriptor of our own: closing it drops every POSIX lock SQLite
+    holds on it in this process, and another process then deletes the live WAL.)"""
+    if path.stat().st_size == 0:
         return "the file is empty"
-    if len(header) < 100 or not header.startswith(_MAGIC):
-        return "file is not a database"
-    if int.from_bytes(header[60:64], "big") == 0:  # user_version: sessions are born migrated
+    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # sessions are born migrated
         return "a SQLite file without an eebatch session in it"
     return None
 
@@ -335,14 +331,15 @@ def _open_session(path: Path) -> tuple[sqlite3.Connection, sqlite3.Row]:
     row, or a StoreError saying what is wrong - SessionDamaged when the file is not a session."""
     if not path.is_file():
         raise StoreError(f"no session file at {path}")
-    problem = _header_problem(path)
-    if problem:
-        raise SessionDamaged(path, problem)
     try:
-        conn = _connect(path)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise read_error(path, exc) from None
     try:
+        problem = _check_session_file(path, conn)
+        if problem:
+            raise SessionDamaged(path, problem)
+        _configure(conn)
         migrate(conn)
         row = conn.execute("SELECT * FROM session").fetchone()
         if row is None:

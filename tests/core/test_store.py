@@ -233,3 +233,28 @@ def test_a_damaged_file_is_a_clear_error_and_left_untouched(store: Store, tmp_pa
     assert path.read_bytes() == before  # SQLite was not let to "repair" or fill it
     sessions, problems = Store.scan_sessions()
     assert sessions == [] and [p for p, _ in problems] == [path]
+
+
+def test_another_process_never_loses_this_ones_writes(tmp_path: Path) -> None:
+    """The dashboard holds the session open while `eebatch status` runs in another shell.
+    Opening a second Store here once read the file through a plain descriptor; closing it
+    dropped every POSIX lock SQLite held in this process, the other process took itself for
+    the last reader and deleted the live WAL, and every later write here went nowhere."""
+    import subprocess
+    import sys
+
+    store, _ = create_session(write_job(tmp_path, BASE_JOB))
+    with store.tx():
+        store.log("before")
+    Store(store.path).close()  # e.g. the dashboard's reader or a command opening the session
+    read = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+            " print(c.execute('SELECT COUNT(*) FROM events WHERE message = ?',"
+            " (sys.argv[2],)).fetchone()[0]); c.close()")
+    subprocess.run([sys.executable, "-c", read, str(store.path), "before"], check=True)
+    with store.tx():
+        store.log("after")
+    seen = subprocess.run([sys.executable, "-c", read, str(store.path), "after"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert seen == "1"
+    assert Path(str(store.path) + "-wal").exists()
+    store.close()
