@@ -40,6 +40,7 @@ CODE_CANCELLED, CODE_UNKNOWN, CODE_INVALID, CODE_DEADLINE = 1, 2, 3, 4
 CODE_RESOURCE_EXHAUSTED, CODE_INTERNAL = 8, 13
 
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_IDS = random.SystemRandom()
 
 
 @dataclass
@@ -182,9 +183,8 @@ class BatchModel:
                 self.by_request.pop((task.project, task.request_id), None)
 
     def _new_id(self) -> str:
-        rng = random.Random(f"{self.config.seed}:id:{self._seq}")
-        while True:
-            tid = "".join(rng.choice(_ID_CHARS) for _ in range(24))
+        while True:  # never repeated, not even by a restarted emulator: as EE's
+            tid = "".join(_IDS.choice(_ID_CHARS) for _ in range(24))
             if tid not in self.tasks:
                 return tid
 

@@ -52,6 +52,9 @@ USER = {
 }
 MAX_PAGE = 1000
 _ID_CHARS = string.ascii_letters + string.digits + "-_"
+# Ids never repeat, not even across emulator restarts (a restarted emulator handing out the
+# ids of files a session already downloaded made it take new files for old ones), as Google's.
+_IDS = random.SystemRandom()
 _HASH_CHUNK = 1 << 20
 
 
@@ -1012,7 +1015,7 @@ class DriveService:
     def _new_id(self) -> str:
         with self._lock:
             while True:
-                file_id = "1" + "".join(self._rng.choice(_ID_CHARS) for _ in range(32))
+                file_id = "1" + "".join(_IDS.choice(_ID_CHARS) for _ in range(32))
                 if file_id not in self._files:
                     return file_id
 

@@ -98,3 +98,21 @@ def test_tasks_the_emulator_forgot_are_sent_again_on_resume(tmp_path: Path) -> N
         assert sorted(t["state"] for t in tasks) == ["SUCCEEDED", "SUCCEEDED"]
         requests = {r[0] for r in store.conn.execute("SELECT request_id FROM attempts")}
         assert len(requests) == 2  # the same two attempts, sent again
+
+
+def test_a_session_moved_to_a_fresh_emulator_finishes(tmp_path: Path) -> None:
+    """Half a job done on one emulator, the rest on a fresh one (a demo reopened): the new
+    Drive's files are never mistaken for files the session already downloaded."""
+    from tests.engine.test_safety import wait_for, worker_thread
+
+    with emulator_with() as first:
+        store = _make(tmp_path, first.url, bbox="[0, 0, 2, 0.5]", max_tasks=2)  # 4 units
+        with worker_thread(store):
+            wait_for(lambda: store.counts().get("done", 0) >= 2, "two units done")
+    with emulator_with() as fresh:
+        store.conn.execute("UPDATE session SET job_text = replace(job_text, ?, ?)",
+                           (first.url, fresh.url))
+        with worker_thread(store):
+            wait_for(lambda: store.counts() == {"done": 4}, "the rest done on the fresh one")
+        ids = [r[0] for r in store.conn.execute("SELECT drive_id FROM files")]
+        assert len(ids) == len(set(ids)) == 4
