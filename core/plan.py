@@ -25,6 +25,9 @@ BATCH_MODEL = EmulatorConfig()
 # 3 bands are 0.1 s of work against 20 s of start-up); the suggested grid.size aims at
 # GOOD_TILE_SIDE, within the 1,000-4,000 pixels a side that export well.
 SMALL_TILE_SIDE = 256
+# Fewer tasks than this finish soon whatever their size: small tiles then cost little (the
+# demo's 97 tiles of 75 pixels run in a minute), and a warning would only be noise.
+MANY_TASKS = 1000
 GOOD_TILE_SIDE = 2048
 
 
@@ -152,11 +155,11 @@ def plan_warnings(plan: Plan) -> list[str]:
 
 
 def small_tiles(plan: Plan) -> str | None:
-    """grid.size's warning when a typical tile is under SMALL_TILE_SIDE pixels a side and a
-    grid of GOOD_TILE_SIDE pixel tiles gives fewer tasks."""
+    """grid.size's warning when a job of MANY_TASKS or more has typical tiles under
+    SMALL_TILE_SIDE pixels a side and a grid of GOOD_TILE_SIDE pixel tiles gives fewer tasks."""
     spec = plan.spec
     side = math.sqrt(float(np.median(plan.tile_pixels)))
-    if side >= SMALL_TILE_SIDE:
+    if side >= SMALL_TILE_SIDE or plan.units < MANY_TASKS:
         return None
     limit = MAX_TILE_DEGREES if plan.tiles.frame.geographic else MAX_TILE_METRES
     size = min(float(f"{GOOD_TILE_SIDE * pixel_size(spec):.2g}"), limit)

@@ -104,6 +104,13 @@ def test_a_region_no_bigger_than_one_tile_is_not_warned(tmp_path: Path) -> None:
     assert plan_warnings(plan) == []
 
 
+def test_a_job_of_few_tasks_is_not_warned_for_small_tiles(tmp_path: Path) -> None:
+    """The demo: 97 tiles of about 75 pixels finish in a minute; warning would be noise."""
+    plan = make_plan(load_spec(write_demo_job("http://127.0.0.1:8787")))
+    assert plan.units < 1000 and float(np.median(plan.tile_pixels)) < 256 ** 2
+    assert plan_warnings(plan) == []
+
+
 # -- EE time and the Drive peak ----------------------------------------------------------------
 
 MONTHS = '\n[time]\nstart = 2023-01-01\nend = 2023-04-01\nstep = "1 month"\n'
