@@ -6,16 +6,19 @@ on its own connection: in WAL mode readers never wait for the worker's writes.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import sqlite3
 import time
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyproj
 
 from core.store import Store
 from tui.widgets.common import CODE, FINISHED, SPLIT_CODE
@@ -71,10 +74,27 @@ class MapInit:
     cols: np.ndarray
     periods: list[str]
     base: np.ndarray  # (tiles, periods) state codes of the depth-0 units
+    # (origin x, origin y, tile size, geographic) of the grid, to say where a tile is
+    grid: tuple[float, float, float, bool] | None = None
 
 
 # (tile index, period index, quadrant path, state code); path () is the depth-0 unit itself
 UnitChange = tuple[int, int, tuple[int, ...], int]
+
+
+def _row_error(state: str, unit_error: str, attempt_error: str | None) -> str:
+    """The unit's own error when it has one; its last task's only while the unit is still
+    failed, backing off or cancelled (a retried unit's old error is history, not news)."""
+    if unit_error or state not in ("failed", "backoff", "cancelled"):
+        return unit_error
+    return attempt_error or ""
+
+
+def _fresh_if_retried(row: TaskRow) -> TaskRow:
+    """A unit waiting to be sent (again) has no task yet: no progress, runtime or cost."""
+    if row.state != "pending":
+        return row
+    return dataclasses.replace(row, progress=0.0, runtime=None, eecu=None)
 
 
 def _ints(dtype: type) -> np.ndarray:
@@ -272,7 +292,20 @@ class StoreReader:
         snap.unit_changes = UnitChanges.of(
             ch for ch in map(self._map_change, children) if ch is not None)
         snap.map_init = MapInit([tiles[i] for i in first.tolist()], tile_rows, tile_cols,
-                                sorted(self.period_index), base)
+                                sorted(self.period_index), base, self._grid())
+
+    def _grid(self) -> tuple[float, float, float, bool] | None:
+        """The grid's origin and tile size from one tile's bounds (tiles sit at
+        origin + col * size, origin - row * size), and whether its CRS is geographic."""
+        one = self.conn.execute("SELECT row, col, west, east, north FROM units WHERE depth = 0"
+                                " LIMIT 1").fetchone()
+        if one is None:
+            return None
+        size = one["east"] - one["west"]
+        job = tomllib.loads(self.conn.execute("SELECT job_text FROM session").fetchone()[0])
+        crs = job.get("grid", {}).get("crs", "EPSG:4326")
+        return (one["west"] - one["col"] * size, one["north"] + one["row"] * size, size,
+                pyproj.CRS.from_user_input(crs).is_geographic)
 
     def _map_change(self, r: sqlite3.Row) -> UnitChange | None:
         i = self.tile_index.get((r["row"], r["col"]))
@@ -322,18 +355,19 @@ class StoreReader:
                 continue
             state, unit_error = self.unit_state.get(uid, ("pending", ""))
             runtime = a["updated"] - a["started"] if a["started"] else None
-            self.tasks[uid] = TaskRow(uid, state, a["state"], float(a["progress"] or 0.0),
-                                      runtime, a["eecu_seconds"], a["n"],
-                                      a["error"] or unit_error, a["updated"])
+            self.tasks[uid] = _fresh_if_retried(TaskRow(
+                uid, state, a["state"], float(a["progress"] or 0.0), runtime,
+                a["eecu_seconds"], a["n"], _row_error(state, unit_error, a["error"]),
+                a["updated"]))
             touched.add(uid)
         for uid in touched - latest.keys():
             old = self.tasks.get(uid)
             if old is None:
                 continue
             state, unit_error = self.unit_state[uid]
-            self.tasks[uid] = TaskRow(old.unit, state, old.ee_state, old.progress, old.runtime,
-                                      old.eecu, old.attempt, old.error or unit_error,
-                                      max(old.updated, units[uid]["updated"]))
+            self.tasks[uid] = _fresh_if_retried(TaskRow(
+                old.unit, state, old.ee_state, old.progress, old.runtime, old.eecu, old.attempt,
+                _row_error(state, unit_error, old.error), max(old.updated, units[uid]["updated"])))
         if not touched and not self.first:
             return
         self._visible(snap)

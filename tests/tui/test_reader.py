@@ -55,3 +55,33 @@ def test_the_map_model_follows_each_poll_tiles_and_split_children(session: Store
                                               CODE["done"]]
     finally:
         reader.close()
+
+
+def test_the_map_says_where_each_tile_is(session: Store) -> None:
+    """The cursor's line names the tile's centre: the map model derives it from the grid."""
+    snap = StoreReader(session.path).poll()
+    assert snap.map_init is not None
+    model = TileModel(snap.map_init)
+    for i, tile in enumerate(model.tile_ids):
+        u = session.conn.execute("SELECT * FROM units WHERE tile = ? AND depth = 0 LIMIT 1",
+                                 (tile,)).fetchone()
+        x, y = (u["west"] + u["east"]) / 2, (u["south"] + u["north"]) / 2
+        assert model.where(i) == f"{abs(y):.2f}°N {abs(x):.2f}°W", tile
+
+
+def test_a_retried_unit_shows_no_old_progress_or_error(session: Store) -> None:
+    """After `r` the unit waits to be sent again: its row is pending, at 0%, without the old
+    attempt's error (which stays in the details), not the failed task as it was."""
+    unit = session.units()[0]["id"]
+    set_state(session, unit, "failed", ts=T0, error="Image.select: no band 'SR_B9'",
+              attempt="FAILED", progress=0.6, eecu=12.0)
+    reader = StoreReader(session.path)
+    reader.poll()
+    row = reader.tasks[unit]
+    assert row.state == "failed" and "SR_B9" in row.error and row.progress == 0.6
+    with session.tx() as conn:  # what the worker's retry does to the unit
+        conn.execute("UPDATE units SET state = 'pending', error = NULL, attempts = 0,"
+                     " updated = ? WHERE id = ?", (T0 + 5, unit))
+    reader.poll()
+    row = reader.tasks[unit]
+    assert (row.state, row.progress, row.error, row.eecu) == ("pending", 0.0, "", None)

@@ -40,6 +40,7 @@ class TileModel:
     def __init__(self, init: MapInit) -> None:
         self.tile_ids = init.tile_ids
         self.periods = init.periods
+        self.grid = init.grid
         n = len(init.tile_ids)
         self.row0 = int(init.rows.min()) if n else 0
         self.col0 = int(init.cols.min()) if n else 0
@@ -55,6 +56,17 @@ class TileModel:
         for i, p in zip(*np.nonzero(self.base == SPLIT_CODE), strict=True):
             self._requad(int(i), int(p))
 
+
+    def where(self, i: int) -> str:
+        """Tile i's centre: degrees north/east on a geographic grid, else grid-CRS metres."""
+        if self.grid is None:
+            return ""
+        ox, oy, size, geographic = self.grid
+        x = ox + (int(self.c[i]) + self.col0 + 0.5) * size
+        y = oy - (int(self.r[i]) + self.row0 + 0.5) * size
+        if geographic:
+            return f"{abs(y):.2f}°{'N' if y >= 0 else 'S'} {abs(x):.2f}°{'E' if x >= 0 else 'W'}"
+        return f"x {x:,.0f} y {y:,.0f}"
     def apply(self, changes: UnitChanges) -> None:
         tiles, periods, codes = changes.tiles, changes.periods, changes.codes
         self.base[tiles, periods] = codes

@@ -101,5 +101,6 @@ def describe_tile(tile_map: TileMap) -> str:
     split = any(int(model.base[i, p]) == SPLIT_CODE for p in periods)
     what = ", ".join(f"{n} {s}" for s, n in sorted(states.items(),
                                                  key=lambda kv: LEGEND_ORDER.index(kv[0])))
-    return (f"{prefix}{model.tile_ids[i]}{' (split)' if split else ''} · {what}"
-            " · enter: details")
+    where = model.where(i)
+    return (f"{prefix}{model.tile_ids[i]}{' (split)' if split else ''}"
+            f"{' · ' + where if where else ''} · {what} · enter: details")
