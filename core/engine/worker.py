@@ -146,6 +146,7 @@ class Worker:
         self.downloaded: deque[tuple[float, int]] = deque()  # (time, bytes) for the rate
         self.finished: deque[float] = deque()  # times units finished, for throughput
         self.started = time.time()
+        self.said_finished = False  # the job's end was logged (again after a retry's work)
         self.recovered: set[str] = set()  # exported before this start (see recover())
         self.status_written = 0.0
         # Set when a download or delete finishes, so the loop folds it in at once instead of
@@ -186,6 +187,7 @@ class Worker:
         self._event(f"worker started (pid {os.getpid()})")
         try:
             self.recover()
+            self.said_finished = self.idle()  # finished before this start: said then
             while not stop.is_set():
                 self.handle_commands()
                 if time.time() >= self.next_poll:
@@ -194,7 +196,11 @@ class Worker:
                 self.collect()
                 self.schedule_downloads()
                 self.write_status()
-                if not self.stay_alive and self.idle():
+                finished = self.idle()
+                if finished and not self.said_finished:
+                    self._say_finished()
+                self.said_finished = finished
+                if finished and not self.stay_alive:
                     break
                 # Sleep until the next poll is due or a download or delete finishes, at most a
                 # tick (commands, backoffs, stop). A plain tick made each step of a file's way
@@ -212,6 +218,14 @@ class Worker:
         summary = self.summary()
         self._event(f"worker stopped: {self._counts_text(summary.counts)}")
         return summary
+
+    def _say_finished(self) -> None:
+        """The end of the job in the log (the dashboard's Log pane, the log file): where the
+        files are and what they cost."""
+        t = self.store.totals()
+        self._event(f"finished: {t.files:,} files, {_size(t.bytes)} in {self.output_dir}; "
+                    f"{t.eecu_seconds / 3600:,.2f} EECU-hours, {t.retries:,} retries, "
+                    f"{t.splits:,} splits")
 
     def idle(self) -> bool:
         if self.downloads or self.deletes:

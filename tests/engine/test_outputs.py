@@ -60,3 +60,14 @@ def test_each_geotiff_gets_its_band_names(tmp_path: Path, emulator: Emulator) ->
     with tifffile.TiffFile(tif) as tiff:
         bands = tiff.series[0].shape[0]
     assert read_band_names(tif) == ["SR_B4", "SR_B3", "SR_B2", "NDVI"][:bands] and bands == 4
+
+
+def test_the_end_of_a_job_says_where_the_files_are_and_what_they_cost(
+        tmp_path: Path, emulator: Emulator) -> None:
+    store = make_session(tmp_path, emulator.url, bbox="[0, 0, 1, 0.5]")
+    assert run_session(store.path).ok
+    (line,) = [e["message"] for e in store.events(limit=10_000)
+               if e["message"].startswith("finished:")]
+    assert f"2 files, 787 kB in {tmp_path / 'out'}" in line and "EECU-hours" in line
+    assert run_session(store.path).ok  # run again when finished: said once, not again
+    assert sum(e["message"].startswith("finished:") for e in store.events(limit=10_000)) == 1
