@@ -4,7 +4,9 @@ lock, run. Used by `eebatch run`, the demo and the dashboard's in-process worker
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import urllib.parse
 from pathlib import Path
 
 from core import paths
@@ -27,12 +29,25 @@ def open_backends(spec: JobSpec, emulator_url: str | None = None) -> Backends:
         if not url:
             raise BackendError("backend.kind = \"emulator\" needs backend.url (start one with "
                                "`eebatch emulator --port 8787`)")
+        _check_answers(url)
         ee = EarthEngine.for_emulator(url, backend.project or "eebatch-demo")
         drive = Drive.for_emulator(url) if spec.export.destination == "drive" else None
         return Backends(ee, drive)
     from core.credentials import google_backends
 
     return google_backends(spec)
+
+
+def _check_answers(url: str) -> None:
+    """Say at once that nothing listens at the emulator's URL: the clients would retry for
+    half a minute before saying less."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80),
+                                 timeout=5).close()
+    except OSError as exc:
+        raise BackendError(f"the emulator at {url} does not answer ({exc.strerror or exc}); "
+                           "start it with `eebatch emulator --port PORT`") from None
 
 
 def log_path(session_id: str) -> Path:

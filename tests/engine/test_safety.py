@@ -268,7 +268,7 @@ def test_a_disk_that_fills_mid_download_costs_no_try(tmp_path: Path,
     """Another program fills the disk while files download ("No space left on device"):
     the downloads are redone when there is room again, and no unit fails."""
     with small_disk(tmp_path / "out", "16m") as out:
-        admin(emulator.url, "/_emulator/throttle", {"per_connection": 40_000})  # ~10 s a file
+        admin(emulator.url, "/_emulator/throttle", {"per_connection": 100_000})  # ~4 s a file
         store = make_session(tmp_path, emulator.url, bbox="[0, 0, 1, 0.5]", max_attempts=2)
         with worker_thread(store):
             wait_for(lambda: store.conn.execute(
