@@ -131,3 +131,37 @@ def test_new_says_what_plan_would_warn_about(tmp_path: Path) -> None:
     result = eebatch("new", str(job))
     assert result.returncode == 0, result.stderr
     assert "warning: grid.size:" in result.stderr
+
+
+def test_log_follow_prints_new_events_as_they_come_and_ends_on_ctrl_c(tmp_path: Path) -> None:
+    import select
+    import signal
+    import time
+
+    from core.session import create_session
+
+    store, _ = create_session(write_job(tmp_path, BASE_JOB))
+    child = subprocess.Popen([sys.executable, "-m", "tui", "log", store.id, "-f"], cwd=ROOT,
+                             stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert child.stdout is not None
+        seen: list[str] = []
+
+        def wait_for_line(text: str) -> None:
+            deadline = time.monotonic() + 60
+            while not any(text in line for line in seen):
+                assert time.monotonic() < deadline, f"never printed {text!r}: {seen}"
+                ready, _, _ = select.select([child.stdout], [], [], 0.5)
+                if ready:
+                    seen.append(child.stdout.readline())
+
+        wait_for_line("session created")  # what was there already
+        with store.tx():
+            store.log("will retry in 3 s: Internal error.", "warning", "r0c0")
+        wait_for_line("will retry in 3 s: Internal error.")  # what came after
+        child.send_signal(signal.SIGINT)
+        assert child.wait(30) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+        store.close()
