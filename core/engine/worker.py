@@ -130,8 +130,8 @@ class Worker:
         # then took a download connection's turn.
         self.delete_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eebatch-delete")
         self.downloads: dict[int, Future[Any]] = {}  # file row id -> download future
-        self.download_sizes: dict[int, int] = {}  # file row id -> bytes it will write
-        self.download_parts: dict[int, Path] = {}  # file row id -> where it downloads to
+        # file row id -> (bytes it will write, where it downloads to)
+        self.download_targets: dict[int, tuple[int, Path]] = {}
         self.deletes: dict[int, Future[Any]] = {}  # file row id -> delete future
         self.missing_polls: dict[str, tuple[int, int]] = {}  # unit -> (misses, at poll n)
         self.polls = 0  # polls made, to count a unit's missing files once per poll
@@ -803,7 +803,7 @@ class Worker:
             " AND u.state IN (?, ?) AND (u.not_before IS NULL OR u.not_before <= ?)"
             " ORDER BY f.id LIMIT ?", (EXPORTED, DOWNLOADING, now, free)).fetchall()
         # Bytes the downloads under way will still write: the disk must hold them too.
-        reserved = sum(self.download_sizes.values())
+        reserved = sum(size for size, _ in self.download_targets.values())
         for row in rows:
             if row["id"] in self.downloads:
                 continue
@@ -819,8 +819,7 @@ class Worker:
             future = self.pool.submit(self.drive.download, file, part)
             future.add_done_callback(self._wake_up)
             self.downloads[row["id"]] = future
-            self.download_sizes[row["id"]] = row["size"]
-            self.download_parts[row["id"]] = part
+            self.download_targets[row["id"]] = (row["size"], part)
 
     def _final(self, row: Any) -> Path:
         """Where a verified file lives: output_dir/PERIOD/TITLE for a job cut into periods
@@ -1002,8 +1001,7 @@ class Worker:
         self._schedule_deletes()
 
     def _downloaded(self, file_id: int, future: Future[Any]) -> None:
-        self.download_sizes.pop(file_id, None)
-        part = self.download_parts.pop(file_id)
+        _, part = self.download_targets.pop(file_id)
         row = self.store.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
         if row is None:  # its unit's files were dropped meanwhile (redone export)
             part.unlink(missing_ok=True)
