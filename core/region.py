@@ -49,6 +49,20 @@ def box_text(bounds: Bounds) -> str:
     return "[" + ", ".join(f"{v:g}" for v in bounds) + "]"
 
 
+def degrees(value: float, positive: str, negative: str, digits: int) -> str:
+    """124.4°W for -124.4 with "E", "W": no minus sign to misread."""
+    return f"{abs(value):.{digits}f}°{positive if value >= 0 else negative}"
+
+
+def extent_text(bounds: tuple[float, float, float, float]) -> str:
+    """"124.4°W–114.1°W, 32.5°N–42.0°N": enough decimals to tell the edges apart."""
+    west, south, east, north = bounds
+    span = min(east - west, north - south)
+    digits = 1 if span >= 1 else 3 if span >= 0.01 else 5
+    return (f"{degrees(west, 'E', 'W', digits)}–{degrees(east, 'E', 'W', digits)}, "
+            f"{degrees(south, 'N', 'S', digits)}–{degrees(north, 'N', 'S', digits)}")
+
+
 def swap_hint(bounds: Bounds) -> str:
     """For bounds off the globe: a hint naming the box they make when read as (lat, lon), if
     that box is on the globe; else ""."""

@@ -16,11 +16,13 @@ from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
 from shapely.geometry.base import BaseGeometry
 
+from core.places import overlaps, places_named
 from core.recipes import RECIPES, validate_params
 from core.region import (
     RegionError,
     as_lat_lon,
     box_text,
+    extent_text,
     from_bbox,
     globe_problems,
     polar_swap,
@@ -309,6 +311,9 @@ def parse_spec(text: str, path: Path) -> JobSpec:
     output_dir = _output_dir(base, job.get("output_dir", f"output/{name}"), p)
 
     region, region_source = _region(sections["region"], doc.get("region"), base, p)
+    if region is not None:
+        where = "region.file" if "file" in sections["region"] else "region.bbox"
+        _warn_far_from_named_place(region.bounds, where, region_source, (name, path.stem), p)
     grid = _grid(sections["grid"], p)
     time = _time(sections["time"], p) if "time" in doc else None
     recipe = _recipe(doc.get("recipe"), sections["recipe"], rejected, p)
@@ -422,6 +427,22 @@ def _warn_polar(bounds: tuple[float, float, float, float], key: str, what: str,
     if where:
         p.warn(key, f"{what} lies wholly {where}; if it was written in (lat, lon) order, the box "
                     f"meant is {box_text(as_lat_lon(bounds))} (west, south, east, north)")
+
+
+def _warn_far_from_named_place(bounds: tuple[float, float, float, float], key: str,
+                               source: str, names: tuple[str, ...], p: _Problems) -> None:
+    """A region that misses the place the job is named after ("kenya-ndvi") while its
+    (lat, lon) reading covers it was most likely typed latitude first."""
+    meant = as_lat_lon(bounds)
+    if globe_problems(*meant) or polar_swap(bounds):  # no swap, or already said
+        return
+    for place, box in places_named(*names):
+        if not overlaps(bounds, box) and overlaps(meant, box):
+            what = box_text(bounds) if key == "region.bbox" else repr(source)
+            p.warn(key, f"{what} lies far from {place} ({extent_text(box)}), which the job's "
+                        f"name names; if it was written in (lat, lon) order, the box meant is "
+                        f"{box_text(meant)} (west, south, east, north)")
+            return
 
 
 def _same_crs(a: str, b: str) -> bool | None:

@@ -60,6 +60,47 @@ def test_a_region_file_in_lat_lon_order_is_warned(tmp_path: Path) -> None:
                              "(west, south, east, north)",)
 
 
+def named(body: str, name: str) -> str:
+    return body.replace('name = "t"', f'name = "{name}"', 1)
+
+
+def test_a_box_typed_lat_first_that_misses_the_place_the_job_names_is_warned(
+        tmp_path: Path) -> None:
+    # Kenya (lon 34..42, lat -5..5) typed latitude first lands in Spain and Algeria: on the
+    # globe, not polar, so only the job's name ("kenya-ndvi-2023") can tell.
+    spec = load_spec(job(tmp_path, named(with_bbox("[-4.9, 33.9, 4.6, 41.9]"),
+                                         "kenya-ndvi-2023")))
+    assert spec.region.bounds == (-4.9, 33.9, 4.6, 41.9)  # a warning, not a correction
+    assert len(spec.warnings) == 1
+    warning = spec.warnings[0]
+    assert warning.startswith("region.bbox: [-4.9, 33.9, 4.6, 41.9] lies far from Kenya ("), warning
+    assert warning.endswith("which the job's name names; if it was written in (lat, lon) order, "
+                            "the box meant is [33.9, -4.9, 41.9, 4.6] (west, south, east, north)")
+    assert f"warning: {warning}" in plan_warnings(make_plan(spec))
+
+
+def test_the_job_files_name_names_the_place_too(tmp_path: Path) -> None:
+    # Kenya drawn as a GeoJSON outline in [lat, lon] order, in a job file named kenya.toml.
+    ring = [[-4.9, 33.9], [4.6, 33.9], [4.6, 41.9], [-4.9, 41.9], [-4.9, 33.9]]
+    (tmp_path / "r.geojson").write_text(geojson_text(ring))
+    path = tmp_path / "kenya.toml"
+    path.write_text(FILE_REGION + EMULATOR)
+    (warning,) = load_spec(path).warnings
+    assert warning.startswith("region.file: 'r.geojson' lies far from Kenya ("), warning
+    assert "the box meant is [33.9, -4.9, 41.9, 4.6]" in warning
+
+
+@pytest.mark.parametrize(("name", "bbox"), [
+    ("kenya-ndvi-2023", "[33.9, -4.9, 41.9, 4.6]"),   # Kenya where Kenya is
+    ("kenya-ndvi-2023", "[0, 0, 4, 2]"),              # elsewhere, but no swap lands there
+    ("ndvi-2023", "[-4.9, 33.9, 4.6, 41.9]"),         # names no place
+    ("new-mexico-fire", "[-109, 31.4, -103, 37]"),    # New Mexico, not Mexico
+])
+def test_a_region_that_is_no_swap_of_the_named_place_gives_no_warning(
+        tmp_path: Path, name: str, bbox: str) -> None:
+    assert load_spec(job(tmp_path, named(with_bbox(bbox), name))).warnings == ()
+
+
 def test_a_region_file_off_the_globe_names_the_swap(tmp_path: Path) -> None:
     ring = [[32, -124], [42, -124], [42, -114], [32, -114], [32, -124]]  # California, lat first
     path = job(tmp_path, FILE_REGION, **{"r.geojson": geojson_text(ring)})
