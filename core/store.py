@@ -29,6 +29,8 @@ BACKOFF, FAILED, CANCELLED, SPLIT = "backoff", "failed", "cancelled", "split"
 STATES = (PENDING, SUBMITTING, QUEUED, RUNNING, EXPORTED, DOWNLOADING, DONE, BACKOFF, FAILED,
           CANCELLED, SPLIT)
 ACTIVE = (SUBMITTING, QUEUED, RUNNING, EXPORTED, DOWNLOADING)
+# States a worker has nothing more to do for on its own (failed and cancelled wait for a retry).
+SETTLED = (DONE, SPLIT, FAILED, CANCELLED)
 # A split unit is replaced by its children: it no longer counts towards progress.
 COUNTED = tuple(s for s in STATES if s != SPLIT)
 

@@ -21,7 +21,7 @@ from textual.theme import Theme
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
-from core.store import ACTIVE, Store, StoreError
+from core.store import ACTIVE, SETTLED, Store, StoreError
 from tui.messages import CommandRequest, PollFailed, ShowUnit, SnapshotReady
 from tui.new_session import create_or_notify
 from tui.reader import Snapshot, StoreReader
@@ -56,7 +56,6 @@ class RunningWorker(Protocol):
     def join(self, timeout: float | None = None) -> None: ...
 
 
-SETTLED = ("done", "split", "failed", "cancelled")  # nothing left for a worker on its own
 
 
 class EEBatchApp(App[Path | None]):
@@ -223,6 +222,7 @@ class EEBatchApp(App[Path | None]):
             if snap.counts is not None:
                 self.counts = snap.counts
                 tiles.set_counts(snap.counts)
+                self._show_outcome(snap)
             if snap.tasks or snap.tasks_removed:
                 table.sync(snap.tasks, snap.tasks_removed)
             if snap.events:
@@ -242,6 +242,11 @@ class EEBatchApp(App[Path | None]):
         if keys != self._keys_state:
             self._keys_state = keys
             self.refresh_bindings()
+
+    def _show_outcome(self, snap: Snapshot) -> None:
+        """Finished, the Drive pane says what the job made (and back to Drive on a retry)."""
+        self.query_one(DriveMeter).show_outcome(snap.outcome)
+        self.query_one("#drive-pane").border_title = "Output" if snap.outcome else "Drive"
 
     def _settings_changed(self, settings: dict[str, Any]) -> None:
         old = self.settings

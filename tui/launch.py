@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import paths
-from core.store import CANCELLED, DONE, FAILED, SPLIT, SessionBusy, Store, StoreError
+from core.store import SETTLED, SessionBusy, Store, StoreError
 
 if TYPE_CHECKING:
     from tui.app import EEBatchApp
 
 EXIT_BAD_INPUT = 2
-# States a worker has nothing more to do for on its own (failed and cancelled wait for `r`).
-SETTLED = (DONE, SPLIT, FAILED, CANCELLED)
 
 
 def has_work(path: Path) -> bool:

@@ -6,6 +6,7 @@ on its own connection: in WAL mode readers never wait for the worker's writes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import json
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyproj
 
-from core.store import Store
+from core.store import SETTLED, Store, Totals
 from tui.widgets.common import CODE, FINISHED, SPLIT_CODE
 
 # A unit row's `updated` is taken before its transaction commits, so a poll can see a later
@@ -128,6 +129,15 @@ class UnitChanges:
         return len(self.tiles) + len(self.children)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A finished session's result: what it made, where it is and what it cost."""
+
+    totals: Totals
+    where: Path | None  # the output folder; None when the job can no longer be read
+    left_in_drive: tuple[int, int]  # (files, bytes) of the session's still in Drive
+
+
 @dataclass
 class Snapshot:
     first: bool = False
@@ -141,6 +151,7 @@ class Snapshot:
     worker_alive: bool | None = None
     commands_done: list[CommandRow] = field(default_factory=list)
     commands_pending: int | None = None  # set when it changed
+    outcome: Outcome | None = None  # with counts: the result when every unit is settled
 
     @property
     def empty(self) -> bool:
@@ -191,6 +202,7 @@ class StoreReader:
         self.commands_cursor: int | None = None
         self.commands_waiting: set[int] = set()
         self.commands_pending = 0
+        self.output_dir: Path | None = None  # read once, when the session first shows finished
 
     def close(self) -> None:
         self.store.close()
@@ -205,6 +217,7 @@ class StoreReader:
             changed_attempts = self._attempts()
             if changed_units or self.first:
                 snap.counts = self.store.counts()
+                snap.outcome = self._outcome(snap.counts)
             self._tasks(snap, changed_units, changed_attempts)
             self._events(snap)
             self._settings(snap)
@@ -217,6 +230,20 @@ class StoreReader:
             snap.worker_alive = self._worker_alive()
         self.first = False
         return snap
+
+    def _outcome(self, counts: dict[str, int]) -> Outcome | None:
+        if not counts or any(n and state not in SETTLED for state, n in counts.items()):
+            return None
+        if self.output_dir is None:
+            from core.session import load_session_spec
+            from core.spec import SpecError
+
+            # The job's region file may have gone since: the totals still hold without a folder.
+            with contextlib.suppress(SpecError):
+                self.output_dir = load_session_spec(self.store).output_dir
+        left = self.store.files_in_drive()
+        return Outcome(self.store.totals(), self.output_dir,
+                       (len(left), sum(r["size"] or 0 for r in left)))
 
     def _worker_alive(self) -> bool:
         """A fresh heartbeat says so without touching the lock; only without one is the lock

@@ -16,6 +16,7 @@ import pytest
 from textual.pilot import Pilot
 
 from core.emulator.app import Emulator
+from core.session import load_session_spec
 from core.store import ACTIVE, Store
 from tests.engine.conftest import emulator_with
 from tests.engine.conftest import make_session as make_emulator_session
@@ -23,6 +24,8 @@ from tests.tui.test_app import header_text, quit_app, ready, wait_for
 from tui.app import EEBatchApp
 from tui.launch import prepare_app
 from tui.screens.quit import QuitScreen
+from tui.widgets.common import size
+from tui.widgets.drive_meter import DriveMeter
 
 
 def demo_session() -> Path:
@@ -82,6 +85,21 @@ async def test_a_demo_quit_before_the_end_finishes_when_reopened() -> None:
                            "finishing the 3 units left", timeout=120,
                            seen=lambda: f"(counts {app.counts}, header {header_text(app)!r})")
             assert "worker failed" not in header_text(app)
+            # Finished, the Drive pane says what the job made, where, and what is left in Drive.
+            pane = app.query_one("#drive-pane")
+            meter = app.query_one(DriveMeter)
+            assert pane.border_title == "Output"
+            shown = meter.render().plain
+            store = Store(path)
+            try:
+                output = load_session_spec(store).output_dir
+                made = store.totals()
+            finally:
+                store.close()
+            assert made.files >= 3 and made.bytes > 0  # the 3 units' files, downloaded
+            assert f"✓ {made.files:,} files, {size(made.bytes)}" in shown, shown
+            assert f"in {output}" in shown, shown
+            assert "nothing of this job left in Drive" in shown, shown
             await quit_app(pilot)
     finally:
         if app.worker is not None:

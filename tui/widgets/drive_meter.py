@@ -1,6 +1,9 @@
 """The Drive pane: quota used and total, the job's budget as a line on the bar, bytes exported
 but not yet downloaded, the download rate and the files waiting in the export folder. Figures
-come from the worker's status in the store; the UI never asks Drive itself."""
+come from the worker's status in the store; the UI never asks Drive itself.
+
+Once every unit is settled the pane says what the job made instead: where the files are, how
+many, their size, what they cost, and what of the session is still in Drive."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
-from tui.widgets.common import size
+from tui.reader import Outcome
+from tui.widgets.common import duration, size
 
 
 class DriveMeter(Widget):
@@ -31,10 +35,16 @@ class DriveMeter(Widget):
         super().__init__(id=id)
         self.status: dict[str, Any] | None = None
         self.budget: int | None = None
+        self.outcome: Outcome | None = None
 
     def update_status(self, status: dict[str, Any] | None, budget: int | None) -> None:
         if (status, budget) != (self.status, self.budget):
             self.status, self.budget = status, budget
+            self.refresh(layout=True)
+
+    def show_outcome(self, outcome: Outcome | None) -> None:
+        if outcome != self.outcome:
+            self.outcome = outcome
             self.refresh(layout=True)
 
     def _style(self, name: str) -> Style:
@@ -45,6 +55,8 @@ class DriveMeter(Widget):
         status = self.status
         label = self._style("label")
         budget = self.budget
+        if self.outcome is not None:
+            return self._outcome_text(self.outcome)
         if not status:
             text = Text()
             text.append("no worker has reported yet\n", label)
@@ -80,6 +92,27 @@ class DriveMeter(Widget):
         text.append(f"{files:,} file{'s' * (files != 1)} waiting", label)
         text.append("  ↓ ", label)
         text.append(f"{size(float(status.get('download_rate') or 0))}/s")
+        return text
+
+    def _outcome_text(self, outcome: Outcome) -> Text:
+        t, label = outcome.totals, self._style("label")
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"✓ {t.files:,} file{'s' * (t.files != 1)}", self._style("used"))
+        text.append(f", {size(t.bytes)}")
+        text.append("\n")
+        text.append("in ", label)
+        text.append(str(outcome.where) if outcome.where else "the job's output_dir")
+        text.append("\n")
+        text.append(f"{t.eecu_seconds / 3600:,.2f} EECU-h")
+        text.append(f" · {t.retries:,} retries · {t.splits:,} splits · ", label)
+        text.append(duration(t.wall_seconds))
+        text.append("\n")
+        files, nbytes = outcome.left_in_drive
+        if files:
+            text.append(f"{files:,} file{'s' * (files != 1)} ({size(nbytes)}) still in Drive",
+                        self._style("over"))
+        else:
+            text.append("nothing of this job left in Drive", label)
         return text
 
     def _bar(self, width: int, used: int, waiting: int, budget: int | None,
