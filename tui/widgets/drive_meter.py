@@ -7,6 +7,7 @@ many, their size, what they cost, and what of the session is still in Drive."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.style import Style
@@ -99,14 +100,12 @@ class DriveMeter(Widget):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"✓ {t.files:,} file{'s' * (t.files != 1)}", self._style("used"))
         text.append(f", {size(t.bytes)}")
-        text.append("\n")
-        text.append("in ", label)
-        text.append(str(outcome.where) if outcome.where else "the job's output_dir")
+        text.append(f" · {duration(t.wall_seconds)}\n", label)
+        text.append(_tail(_home(outcome.where), self.size.width) if outcome.where
+                    else "in the job's output_dir")
         text.append("\n")
         text.append(f"{t.eecu_seconds / 3600:,.2f} EECU-h")
-        text.append(f" · {t.retries:,} retries · {t.splits:,} splits · ", label)
-        text.append(duration(t.wall_seconds))
-        text.append("\n")
+        text.append(f" · {t.retries:,} retries · {t.splits:,} splits\n", label)
         files, nbytes = outcome.left_in_drive
         if files:
             text.append(f"{files:,} file{'s' * (files != 1)} ({size(nbytes)}) still in Drive",
@@ -131,3 +130,16 @@ class DriveMeter(Widget):
         for glyph, style in zip(bar, styles, strict=True):
             text.append(glyph, self._style(style))
         return text
+
+
+def _home(path: Path) -> str:
+    """~/… for a folder under the user's home: shorter, and what they would type."""
+    try:
+        return f"~/{path.relative_to(Path.home())}"
+    except ValueError:
+        return str(path)
+
+
+def _tail(text: str, width: int) -> str:
+    """A long path cut at its start: the folder's own name is the part that tells."""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1:]
