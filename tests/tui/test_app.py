@@ -655,6 +655,6 @@ async def test_unit_details_say_where_the_tile_is_and_where_its_file_went(
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DetailsScreen), "details")
         text = app.screen.plain
-        assert f"W {row['west']:.4f} S {row['south']:.4f}" in text, text
+        assert f"W {row['west']:.4f}  S {row['south']:.4f}" in text, text
         assert "verified, removed from Drive" in text and "deleted" not in text, text
         assert "123.5 MB" in text and "estimated" not in text, text  # the real size

@@ -66,11 +66,12 @@ def render_units(conn: sqlite3.Connection, units: list[sqlite3.Row]) -> Group:
         # the real size once files are known; the plan's estimate is only a guess
         head.append(f"  {size(got)}" if got else f"  estimated ~{size(u['est_bytes'])}",
                     "dim")
-        head.append(f"  W {u['west']:.4f} S {u['south']:.4f} E {u['east']:.4f}"
-                    f" N {u['north']:.4f}", "dim")
         if u["depth"]:
             head.append(f"  split child (depth {u['depth']}, of {u['parent']})", "dim")
         parts.append(head)
+        # On a line of its own: wrapped inside the line above, "W" was cut from its number.
+        parts.append(Text(f"  W {u['west']:.4f}  S {u['south']:.4f}  E {u['east']:.4f}"
+                          f"  N {u['north']:.4f}", "dim"))
         if u["error"]:
             parts.append(Text(f"  error: {u['error']}", "red"))
         if u["state"] == "backoff" and u["not_before"]:
