@@ -10,6 +10,7 @@ from core import paths
 from core.emulator.app import Emulator
 from core.emulator.config import EmulatorConfig
 from core.session import create_session
+from core.store import Store
 
 # EE's batch model, sped up: 4 slots, a day of queue in a minute, and limits that make the
 # southern tiles (the biggest, at 1 km) run out of memory and split.
@@ -24,6 +25,15 @@ def demo_dir() -> Path:
 
 
 EMULATOR_KIND = 'kind = "emulator"\n'
+
+
+def is_demo(path: Path) -> bool:
+    """A session of `eebatch demo`: its job file is the demo's copy in the data dir."""
+    store = Store(path)
+    try:
+        return store.job_path.resolve() == (demo_dir() / "demo.toml").resolve()
+    finally:
+        store.close()
 
 
 def write_demo_job(url: str) -> Path:

@@ -41,6 +41,10 @@ class BadInput(Exception):
     """One or more lines for stderr; exit code 2."""
 
 
+class CannotRun(Exception):
+    """The job's backend cannot be reached or is not set up: one line for stderr; exit 1."""
+
+
 _size = size_text
 
 
@@ -330,7 +334,13 @@ def run_headless(session_path: Path, *, emulator_url: str | None = None,
     finally:
         store.close()
     if "error" in result:
-        raise result["error"]  # type: ignore[misc]
+        from core.credentials import CredentialsError
+        from core.engine.runner import BackendError
+
+        error = result["error"]
+        if isinstance(error, BackendError | CredentialsError):
+            raise CannotRun(str(error))
+        raise error  # type: ignore[misc]
     summary = result["summary"]
     from core.engine.worker import Summary
 
@@ -390,10 +400,29 @@ def _session_from(target: str, new: bool = False) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     path = _session_from(args.target, args.new)
     if args.headless:
+        from core.demo import is_demo
+
+        if is_demo(path):
+            return _run_demo_again(path, args.every)
         return run_headless(path, every=args.every)
     from tui.launch import open_session
 
     return open_session(str(path), mouse=not args.no_mouse)
+
+
+def _run_demo_again(path: Path, every: float) -> int:
+    """A demo session's emulator lived in its `eebatch demo` process: a fresh one takes over,
+    and the worker's recovery sends again the exports that one no longer knows."""
+    from core.demo import DEMO_EMULATOR
+    from core.emulator.app import Emulator
+
+    emulator = Emulator(DEMO_EMULATOR).start()
+    print(f"demo session: its emulator ended with `eebatch demo`; a fresh one runs at "
+          f"{emulator.url}", flush=True)
+    try:
+        return run_headless(path, emulator_url=emulator.url, every=every)
+    finally:
+        emulator.stop()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -799,6 +828,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BadInput, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except CannotRun as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

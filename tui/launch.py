@@ -30,17 +30,6 @@ def has_work(path: Path) -> bool:
         store.close()
 
 
-def is_demo(path: Path) -> bool:
-    """A session of `eebatch demo`: its job file is the demo's copy in the data dir."""
-    from core.demo import demo_dir
-
-    store = Store(path)
-    try:
-        return store.job_path.resolve() == (demo_dir() / "demo.toml").resolve()
-    finally:
-        store.close()
-
-
 class WorkerStarter:
     """Starts the session's worker in this process when called: at open when there is work,
     or later when the dashboard sends a command to a session without one. A demo session
@@ -52,6 +41,8 @@ class WorkerStarter:
         self.path = path
         self.emulator_url = emulator_url
         self.emulator: Any | None = None
+        from core.demo import is_demo
+
         self.demo = emulator_url is None and is_demo(path)
 
     @property

@@ -221,7 +221,10 @@ class Worker:
 
     def _say_finished(self) -> None:
         """The end of the job in the log (the dashboard's Log pane, the log file): where the
-        files are and what they cost."""
+        files are and what they cost. Drive is read once more, so the last figure shown is
+        not one taken while exports were landing (their bytes then counted as others')."""
+        if self.drive is not None and self._read_quota():
+            self.write_status(force=True)
         t = self.store.totals()
         self._event(f"finished: {t.files:,} files, {_size(t.bytes)} in {self.output_dir}; "
                     f"{t.eecu_seconds / 3600:,.2f} EECU-hours, {t.retries:,} retries, "

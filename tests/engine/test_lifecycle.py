@@ -196,3 +196,57 @@ def test_status_says_where_the_files_are_and_what_they_cost(
     assert {"start", "end"} <= set(rows[0])
     assert Path(rows[0]["local_paths"]).exists()
     assert Path(rows[0]["local_paths"]).parent == tmp_path / "out"
+
+
+def test_a_demo_session_run_again_from_the_command_line_gets_a_fresh_emulator(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.tui.test_lifecycle import demo_session, settle_units
+
+    path = demo_session()  # its emulator gone, as after `eebatch demo` and q
+    left = settle_units(path, 3)
+    code, out = run(capsys, "run", path.stem, "--headless", "--every", "0.5")
+    assert code == 0, out
+    assert "demo session: its emulator ended with `eebatch demo`; a fresh one runs at" in out
+    store = Store(path)
+    try:
+        assert all(store.unit(u)["state"] == "done" for u in left)
+    finally:
+        store.close()
+
+
+def test_run_with_its_emulator_gone_says_so_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gone = emulator_with()
+    gone.stop()
+    make_session(tmp_path, gone.url)
+    code, out = run(capsys, "run", "t-1", "--headless", "--every", "0.2")
+    assert code == 1, out
+    assert "Traceback" not in out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: the emulator at {gone.url} does not answer (Connection refused); "
+                      "start it with `eebatch emulator --port PORT`"], out
+
+
+def test_the_last_drive_figure_of_a_run_is_read_after_the_work_is_done(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.connect import make_drive
+
+    # Far from its limit, the worker reads Drive's quota only every few polls: a figure read
+    # before the end (the user's file there, exports landing) must not be the last one shown.
+    with emulator_with() as emulator:
+        drive = make_drive(emulator.url)
+        theirs = drive.CreateFile({"title": "thesis.pdf"})
+        (tmp_path / "thesis.pdf").write_bytes(bytes(1_000_000))
+        theirs.SetContentFile(str(tmp_path / "thesis.pdf"))
+        theirs.Upload()
+        store = make_session(tmp_path, emulator.url)
+        assert run(capsys, "pause", "t-1")[0] == 0
+        with worker_thread(store):
+            wait_for(lambda: (store.settings().get("worker_status") or {}).get("drive_used")
+                     == 1_000_000, "the worker's first read of Drive")
+            theirs.Delete()  # the user empties their Drive while the job is paused
+            assert run(capsys, "resume", "t-1")[0] == 0
+            wait_for(lambda: store.conn.execute(
+                "SELECT 1 FROM events WHERE message LIKE 'finished:%'").fetchone(), "the end")
+        assert store.counts() == {"done": 8}
+        assert store.settings()["worker_status"]["drive_used"] == 0
