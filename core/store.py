@@ -474,20 +474,23 @@ class Store:
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            row = self.conn.execute(
-                "SELECT pid, host, started FROM workers WHERE stopped IS NULL"
-                " ORDER BY id DESC LIMIT 1").fetchone()
-            who = (f"pid {row['pid']} on {row['host']}, started "
-                   f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(row['started']))}"
-                   if row else "another process")
-            raise SessionBusy(f"session {self.id} is already being run by {who}; attach to it "
-                              f"with `eebatch open {self.id}` instead") from None
+            raise SessionBusy(f"session {self.id} is already being run by {self.who_runs()}; "
+                              f"attach to it with `eebatch open {self.id}` instead") from None
         self._lock = lock
         now = time.time()
         with self.tx():
             self.conn.execute("UPDATE workers SET stopped = ? WHERE stopped IS NULL", (now,))
             self.conn.execute("INSERT INTO workers (pid, host, started, heartbeat) VALUES"
                               " (?, ?, ?, ?)", (os.getpid(), socket.gethostname(), now, now))
+
+    def who_runs(self) -> str:
+        """"pid 4242 on host, started 2026-12-01 10:52": the worker last registered."""
+        row = self.conn.execute("SELECT pid, host, started FROM workers WHERE stopped IS NULL"
+                                " ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return "another process"
+        return (f"pid {row['pid']} on {row['host']}, started "
+                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(row['started']))}")
 
     def release_worker(self) -> None:
         if self._lock is not None:

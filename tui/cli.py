@@ -220,7 +220,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
         return _rm_damaged(exc.path, exc.reason, args.yes)
     try:
         if store.worker_alive():
-            raise BadInput(f"session {store.id} has a worker running; stop it first")
+            raise BadInput(f"session {store.id} is being run by {store.who_runs()}; stop it "
+                           "first (ctrl+c where it runs, or kill that pid)")
         total = sum(n for s, n in counts.items() if s in COUNTED)
         what = f"session {store.id} ({_progress(counts.get(DONE, 0), total)})"
         if not _clean_up_before_rm(store, args.yes, args.force):

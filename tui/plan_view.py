@@ -12,6 +12,10 @@ def size_text(n: float) -> str:
     return humanize.naturalsize(n, binary=False, format="%.1f")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
 def ee_text(plan: Plan) -> str:
     """EE tasks and time, with the assumptions the time rests on."""
     slots = plan.slots
@@ -38,7 +42,8 @@ def describe_plan(plan: Plan) -> list[str]:
         f"Grid     {plan.tiles.frame.size:g}{unit} tiles on {spec.grid.crs}"
         f"{' aligned to the pixel grid' if spec.grid.align else ''}: {len(plan.tiles):,} tiles",
         f"Periods  {len(plan.periods):,}  {when}",
-        f"Units    {plan.units:,}  ({len(plan.tiles):,} tiles x {len(plan.periods):,} periods)",
+        f"Units    {plan.units:,}  ({_count(len(plan.tiles), 'tile')} x "
+        f"{_count(len(plan.periods), 'period')})",
         f"Pixels   {humanize.intword(plan.pixels)} at {spec.export.scale:g} m",
         f"Output   ~{size_text(plan.est_bytes)} estimated ({spec.export.file_format},"
         f" {plan.bands} bands, recipe {spec.recipe.name})",

@@ -250,3 +250,18 @@ def test_the_last_drive_figure_of_a_run_is_read_after_the_work_is_done(
                 "SELECT 1 FROM events WHERE message LIKE 'finished:%'").fetchone(), "the end")
         assert store.counts() == {"done": 8}
         assert store.settings()["worker_status"]["drive_used"] == 0
+
+
+def test_rm_of_a_running_session_names_its_worker_and_keeps_it(
+        tmp_path: Path, emulator: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    store = make_session(tmp_path, emulator.url)
+    assert run(capsys, "pause", "t-1")[0] == 0  # it stays running, with nothing to race
+    with worker_thread(store):
+        wait_for(store.worker_alive, "the worker")
+        code, out = run(capsys, "rm", "t-1", "--yes")
+    assert code == 2
+    assert f"error: session t-1 is being run by pid {os.getpid()} on " in out
+    assert "stop it first (ctrl+c where it runs, or kill that pid)" in out
+    assert store.path.exists()
