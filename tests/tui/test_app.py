@@ -89,6 +89,17 @@ def header_text(app: EEBatchApp) -> str:
     return str(app.query_one(StatusHeader).render())
 
 
+async def test_at_80_columns_the_header_keeps_progress_eta_and_task_slots(
+        session: Store) -> None:
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        head = header_text(app)
+        assert "31/75" in head and "ETA 5h 12m" in head and "tasks " in head
+        assert "/h" not in head  # the rate gives way first
+        assert len(head) <= 78, head  # inside the header's padding: nothing cut off
+
+
 # -- tasks: cancel, retry, bulk, filter, sort ----------------------------------------------------
 
 

@@ -94,8 +94,9 @@ class StatusHeader(Static):
         rate = status.get("units_per_hour")
         paused = st.paused if st.paused is not None else settings.get("paused")
         if status:
-            per_hour = "—" if not rate else f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}"
-            text.append(f"  {per_hour}/h", self._s("header--dim"))
+            if self.size.width >= 100:  # at 80 columns the rate would push the task slots off
+                per_hour = "—" if not rate else f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}"
+                text.append(f"  {per_hour}/h", self._s("header--dim"))
             if done == total and total:
                 if st.worker != "finished":  # the worker label says it already
                     text.append("  finished", self._s("header--ok"))
