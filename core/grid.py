@@ -184,3 +184,8 @@ def area_m2(f: Frame, bounds: np.ndarray) -> np.ndarray:
         return (e - w) * (n - s)
     lat = np.radians((s + n) / 2)
     return (e - w) * METRES_PER_DEGREE * np.cos(lat) * (n - s) * 110_574.0
+
+
+def tile_pixels(tiles: Tiles, scale: float) -> np.ndarray:
+    """Pixels of each tile at the export scale (float: a job file can ask for absurd counts)."""
+    return np.ceil(area_m2(tiles.frame, tiles.bounds()) / scale**2)

@@ -3,21 +3,20 @@ the warnings of a job that is valid but likely a mistake."""
 
 from __future__ import annotations
 
-import calendar
 import dataclasses
-import datetime as dt
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from core.emulator.config import EmulatorConfig
-from core.grid import Tiles, area_m2, make_tiles, pixel_size
-from core.recipes import RECIPES
-from core.spec import MAX_TILE_DEGREES, MAX_TILE_METRES, JobSpec, Step, TimeSpec
+from core.grid import Tiles, make_tiles, pixel_size, tile_pixels
+from core.periods import Period, periods, unit_id
+from core.recipes import RECIPES, bytes_per_pixel
+from core.spec import MAX_TILE_DEGREES, MAX_TILE_METRES, JobSpec
 
 # EE's batch queue as the project models it (the emulator's defaults, core/emulator/config.py):
-# 2 tasks running at once, a new project's default (notes/field.md: "2 tasks (on average)");
+# 2 tasks running at once, a new project's default (Google's quota page: about 2 on average);
 # each task takes a fixed start-up time plus its pixel-bands at a fixed rate. Real run times
 # vary with the recipe and EE's load: the estimate is an order of magnitude.
 BATCH_MODEL = EmulatorConfig()
@@ -29,45 +28,6 @@ SMALL_TILE_SIDE = 256
 # demo's 97 tiles of 75 pixels run in a minute), and a warning would only be noise.
 MANY_TASKS = 1000
 GOOD_TILE_SIDE = 2048
-
-
-@dataclass(frozen=True)
-class Period:
-    id: str  # "20230601", or "all" when the job has no [time]
-    start: dt.date | None
-    end: dt.date | None  # exclusive
-
-
-def add_step(day: dt.date, step: Step) -> dt.date:
-    """The day one step later; date.max when that is past the calendar's end (the period then
-    ends at time.end, which is never later)."""
-    if step.unit == "days":
-        if step.count > (dt.date.max - day).days:
-            return dt.date.max
-        return day + dt.timedelta(days=step.count)
-    month = day.month - 1 + step.count
-    year, month = day.year + month // 12, month % 12 + 1
-    if year > dt.MAXYEAR:
-        return dt.date.max
-    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def periods(time: TimeSpec | None) -> list[Period]:
-    if time is None:
-        return [Period("all", None, None)]
-    if time.step is None:
-        return [Period(time.start.strftime("%Y%m%d"), time.start, time.end)]
-    out: list[Period] = []
-    start = time.start
-    while start < time.end:
-        end = min(add_step(start, time.step), time.end)
-        out.append(Period(start.strftime("%Y%m%d"), start, end))
-        start = end
-    return out
-
-
-def unit_id(tile: str, period: Period) -> str:
-    return tile if period.id == "all" else f"{tile}_{period.id}"
 
 
 @dataclass
@@ -134,15 +94,6 @@ class Plan:
                 yield (unit_id(tile, period), tile, int(self.tiles.rows[i]),
                        int(self.tiles.cols[i]), period.id, start, end, float(w), float(s),
                        float(e), float(n), px, px * self.bytes_per_pixel)
-
-
-def tile_pixels(tiles: Tiles, scale: float) -> np.ndarray:
-    """Pixels of each tile at the export scale (float: a job file can ask for absurd counts)."""
-    return np.ceil(area_m2(tiles.frame, tiles.bounds()) / scale**2)
-
-
-def bytes_per_pixel(spec: JobSpec) -> int:
-    return sum(nbytes for _, nbytes in RECIPES[spec.recipe.name].bands(spec.recipe.params))
 
 
 def plan_warnings(plan: Plan) -> list[str]:

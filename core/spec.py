@@ -337,8 +337,9 @@ def parse_spec(text: str, path: Path) -> JobSpec:
 def _check_units(spec: JobSpec) -> None:
     """Counting units needs the validated grid, so it is the last check. The unit cap bounds
     the work: make_tiles stops as soon as the tiles exceed it, often before building any."""
-    from core.grid import GridError, TooManyTiles, make_tiles
-    from core.plan import bytes_per_pixel, periods, tile_pixels
+    from core.grid import GridError, TooManyTiles, make_tiles, tile_pixels
+    from core.periods import periods
+    from core.recipes import bytes_per_pixel
 
     path, size = spec.path, spec.grid.size
     n_periods = len(periods(spec.time))

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from core.plan import make_plan
+from core.plan_text import describe_plan
 from core.region import extent_text
 from core.spec import load_spec
 from tests.conftest import BASE_JOB, write_job
-from tui.plan_view import describe_plan
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 

@@ -452,7 +452,7 @@ class EEBatchApp(App[Path | None]):
     def _detach(self) -> None:
         """Stop the worker here (it releases the session's lock), start `eebatch run SESSION
         --headless` detached, and quit once it holds the lock."""
-        from tui.launch import spawn_headless
+        from tui.headless import spawn_headless
 
         assert self.worker is not None
         self.worker.stop()

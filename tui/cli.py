@@ -18,6 +18,7 @@ from pathlib import Path
 import humanize
 
 from core.plan import make_plan, plan_warnings
+from core.plan_text import describe_plan, size_text
 from core.session import OWN_OUTPUTS, create_session, load_session_spec, unfinished_sessions
 from core.spec import SpecError, load_spec
 from core.store import (
@@ -32,7 +33,6 @@ from core.store import (
     event_line,
     read_error,
 )
-from tui.plan_view import describe_plan, size_text
 
 EXIT_BAD_INPUT = 2
 

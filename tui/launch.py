@@ -3,8 +3,6 @@ a worker in another process), pick or create a session, and the demo on the emul
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,19 +87,6 @@ def _stop(worker: Any | None) -> None:
         print("eebatch: stopping the worker (it finishes its current step)…", file=sys.stderr)
     worker.stop()
     worker.join(timeout=60)
-
-
-def spawn_headless(path: Path, session_id: str) -> subprocess.Popen[bytes]:
-    """`eebatch run SESSION --headless` in its own session (it outlives this terminal), its
-    output appended to the session's log file. The caller has released the worker lock."""
-    log = open(paths.log_dir() / f"{session_id}.log", "ab")  # noqa: SIM115 - the child's
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tui", "run", str(path), "--headless"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    finally:
-        log.close()  # the child holds its own descriptor
 
 
 def prepare_app(path: Path, *, mouse: bool = True, start_worker: bool = True,

@@ -40,7 +40,7 @@ from core.engine import matching
 from core.grid import child_id, split_bounds
 from core.outputs.bands import write_band_names
 from core.outputs.manifest import write_manifest
-from core.plan import Period, unit_id
+from core.periods import Period, unit_id
 from core.recipes import RECIPES
 from core.recipes.build import RecipeError, UnitWork, build
 from core.spec import JobSpec

@@ -4,6 +4,16 @@ recipe's module and imports earthengine-api only when called."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.recipes.catalog import RECIPES, RecipeInfo, validate_params
 
-__all__ = ["RECIPES", "RecipeInfo", "validate_params"]
+if TYPE_CHECKING:  # types only: the job-file check imports this package
+    from core.spec import JobSpec
+
+__all__ = ["RECIPES", "RecipeInfo", "bytes_per_pixel", "validate_params"]
+
+
+def bytes_per_pixel(spec: JobSpec) -> int:
+    """Bytes one pixel of the job's output weighs, all bands together."""
+    return sum(nbytes for _, nbytes in RECIPES[spec.recipe.name].bands(spec.recipe.params))

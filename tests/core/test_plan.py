@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from core.plan import add_step, make_plan, periods, preview
+from core.periods import add_step, periods
+from core.plan import make_plan, preview
 from core.spec import Step, TimeSpec, load_spec
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

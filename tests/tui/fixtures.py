@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from core.grid import child_id
-from core.plan import Period, unit_id
+from core.periods import Period, unit_id
 from core.session import create_session
 from core.store import Store
 

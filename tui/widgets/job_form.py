@@ -198,7 +198,7 @@ def _param_kind(kind: type | tuple[type, ...]) -> str:
 def plan_summary(plan: Plan, lines: list[str]) -> Text:
     """The plan in a line that fits a narrow form: units and estimated size, then any warning
     lines of describe_plan (those that start with "warning" or "⚠")."""
-    from tui.plan_view import size_text  # planning modules load in the check thread
+    from core.plan_text import size_text  # planning modules load in the check thread
 
     def count(n: int, what: str) -> str:
         return f"{n:,} {what}{'s' * (n != 1)}"
@@ -468,7 +468,7 @@ class JobForm(Vertical):
           description="check and plan the job")
     def _check(self, text: str, path: Path) -> None:
         from core.plan import make_plan, preview
-        from tui.plan_view import describe_plan
+        from core.plan_text import describe_plan
 
         worker = get_current_worker()
         try:
