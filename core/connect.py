@@ -1,7 +1,8 @@
 """Connect the real, unmodified earthengine-api and pydrive2 to an emulator URL.
 
 Both clients talk HTTP to the emulator exactly as they would to Google: only the base URL and a
-credential that never refreshes differ. See notes/ee-rest.md §3 and notes/drive-v2.md §2.
+credential that never refreshes differ: Earth Engine gets the URL from ee.Initialize(url=...),
+Drive from the rootUrl of its bundled discovery document.
 """
 
 from __future__ import annotations

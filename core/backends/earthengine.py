@@ -1,5 +1,5 @@
 """The Earth Engine adapter, on earthengine-api: start an export under our own requestId,
-list operations a page at a time, cancel, and the few asset calls eebatch needs."""
+list operations a page at a time, cancel, and ping."""
 
 from __future__ import annotations
 
@@ -134,25 +134,6 @@ class EarthEngine:
 
         with _EE_LOCK:
             ee.data.cancelOperation(name)
-
-    def asset_exists(self, asset_id: str) -> bool:
-        import ee
-
-        with _EE_LOCK:
-            return ee.data.getInfo(asset_id) is not None
-
-    def create_folder(self, asset_id: str) -> None:
-        import ee
-
-        with _EE_LOCK:
-            if ee.data.getInfo(asset_id) is None:
-                ee.data.createFolder(asset_id)
-
-    def delete_asset(self, asset_id: str) -> None:
-        import ee
-
-        with _EE_LOCK:
-            ee.data.deleteAsset(asset_id)
 
     def ping(self) -> int:
         """A cheap authenticated call (one page of operations); returns how many it held."""

@@ -1,4 +1,4 @@
-"""In-memory Earth Engine assets (notes/ee-rest.md §14): folders, image collections, and the
+"""In-memory Earth Engine assets: folders, image collections, and the
 IMAGE/TABLE assets that toAsset exports create. Thread-safe; errors are `AssetError(status,
 message)` which the HTTP layer turns into Google JSON errors (never 5xx).
 """

@@ -338,7 +338,7 @@ class BatchModel:
         return round(min(max((end - task.start_time) / task.duration, 0.0), 0.99), 4)
 
     def operation(self, task: Task) -> dict[str, Any]:
-        """The google.longrunning.Operation JSON (notes/ee-rest.md §12)."""
+        """The google.longrunning.Operation JSON."""
         with self.lock:
             now = max(self.clock.now(), self._cursor)
             meta: dict[str, Any] = {

@@ -1,7 +1,7 @@
 """The Earth Engine v1 discovery document the emulator serves.
 
 googleapiclient builds every client method from this document, so it must declare each method
-and keyword argument earthengine-api 1.7.50 uses (notes/ee-rest.md §8). The copy in the wheel is
+and keyword argument earthengine-api 1.7.50 uses. The copy in the wheel is
 a 2020 v1alpha stub and unusable. Patterns are enforced by googleapiclient, so they are kept
 permissive; `enum`s are enforced too, so none are declared on method parameters. List responses
 declare `nextPageToken`, without which no `list_next()`/`listAssets_next()` is generated.

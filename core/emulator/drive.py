@@ -1,4 +1,4 @@
-"""The Google Drive v2 API as pydrive2 speaks it (notes/drive-v2.md), for one emulated user.
+"""The Google Drive v2 API as pydrive2 speaks it, for one emulated user.
 
 Metadata lives in memory behind one lock; file bytes live on disk, one blob per file id, and
 are streamed in both directions. The Earth Engine side calls `ensure_export_folder`,
@@ -341,7 +341,7 @@ class DriveService:
             return self._resource(entry, self.base_url, {})
 
     def seed_fixture_files(self, export_folder: str = "eebatch") -> dict[str, str]:
-        """Test data worth having (notes §9.9): the export folder at the root plus a nested
+        """Test data worth having: the export folder at the root plus a nested
         duplicate of it, a zero-byte file and a title with a quote and a backslash. Never
         called on start; returns the ids by role."""
         with self._lock:
@@ -1140,7 +1140,7 @@ class DriveService:
         }
 
     def _resource(self, e: _Entry, base: str, memo: dict[str, bool]) -> dict[str, Any]:
-        """The v2 File resource (notes §4.2): int64 as strings, dates RFC 3339 with ms."""
+        """The v2 File resource: int64 as strings, dates RFC 3339 with ms."""
         link = f"{base}/drive/v2/files/{e.id}"
         etag = hashlib.md5(f"{e.id}:{e.version}:{e.modified}".encode()).hexdigest()[:16]
         r: dict[str, Any] = {

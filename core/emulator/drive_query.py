@@ -1,4 +1,4 @@
-"""The Drive v2 `q` language (notes/drive-v2.md §5): a tokenizer, a recursive-descent parser and
+"""The Drive v2 `q` language: a tokenizer, a recursive-descent parser and
 an evaluator over plain dicts, so the Drive service can filter its metadata without knowing the
 grammar.
 

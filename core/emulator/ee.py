@@ -1,6 +1,6 @@
 """The Earth Engine side of the emulator: the REST v1 subset earthengine-api 1.7.50 uses.
 
-Routes (notes/ee-rest.md): the discovery document, the algorithms list from the wheel, the
+Routes: the discovery document, the algorithms list from the wheel, the
 export endpoints feeding the batch model (batch.py), operations list/get/cancel, assets,
 value:compute for constant expressions, project config, and a fake OAuth token endpoint.
 Never 401 (the client would try to refresh), never 5xx for "unsupported" (it would retry with
@@ -214,7 +214,7 @@ class EarthEngineService:
         return Response(200, document_bytes(), {"Content-Type": "application/json"})
 
     def _token(self, req: Request) -> Response:
-        # Service-account JWT-bearer exchange (notes §3.1): any assertion gets a token.
+        # Service-account JWT-bearer exchange: any assertion gets a token.
         return json_response(
             {"access_token": "eebatch-emulator-token", "expires_in": 3600, "token_type": "Bearer"}
         )

@@ -1,4 +1,4 @@
-"""Decoding earthengine-api expression graphs (notes/ee-rest.md §10).
+"""Decoding earthengine-api expression graphs.
 
 The emulator does not evaluate images. It reads what a batch model needs from the graph:
 the export region (a bounding box of whatever geometry was given), CRS, scale or dimensions,
