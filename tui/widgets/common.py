@@ -39,11 +39,6 @@ STATE_CSS = {
 }
 
 
-def state_css(prefix: str) -> str:
-    """CSS rules giving `.{prefix}--{state}` component classes their colours."""
-    return "\n".join(f"{{owner}} > .{prefix}--{s} {{ color: {c}; }}" for s, c in STATE_CSS.items())
-
-
 def size(n: float | None) -> str:
     if n is None:
         return "—"
