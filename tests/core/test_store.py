@@ -17,7 +17,15 @@ import pytest
 
 from core import paths
 from core.session import create_session
-from core.store import SCHEMA_VERSION, SessionBusy, SessionDamaged, Store, StoreError, _slug
+from core.store import (
+    _TEMPORARY,
+    SCHEMA_VERSION,
+    SessionBusy,
+    SessionDamaged,
+    Store,
+    StoreError,
+    _slug,
+)
 from tests.conftest import BASE_JOB, write_job
 
 ROOT = Path(__file__).parents[2]
@@ -105,9 +113,51 @@ def test_unclean_close_loses_nothing_committed(store: Store) -> None:
 
 
 def test_a_crashed_new_leaves_no_session(tmp_path: Path) -> None:
+    """`new` killed (kill -9, power loss) half-way through writing a session: no session
+    appears, not even a damaged one, nor anything under a session's name (a journal, a lock);
+    what is left is only the dead process's own temporaries, and the next `new` removes them
+    and takes the id, as if the crashed one had never run."""
+    directory = paths.sessions_dir()
     # A temporary file from an interrupted `new` is not a session.
-    (paths.sessions_dir() / ".t-1.999.tmp").write_bytes(b"partial")
+    planted = f".t-1.{_dead_pid()}.tmp"
+    (directory / planted).write_bytes(b"partial")
     assert Store.list_sessions() == []
+
+    # The units written but not committed (enough pages to spill into the WAL): there the
+    # child says so and waits to be killed. No timing: the kill comes at that very point.
+    child = _python(f"""
+        import time
+        from pathlib import Path
+        from core.store import Store
+
+        def units():
+            for i in range(50_000):
+                yield (f"u{{i}}", f"r{{i}}c0", i, 0, "all", None, None, 0, 0, 1, 1, 1, 1)
+            print("writing", flush=True)
+            time.sleep(600)
+
+        Store.create("t", Path({str(tmp_path / "job.toml")!r}), "", units(), {{}})
+    """)
+    assert child.stdout is not None
+    try:
+        line = child.stdout.readline().strip()
+    finally:
+        child.kill()  # SIGKILL: no finally, no cleanup in the child
+    _, err = child.communicate()
+    assert line == "writing", err
+
+    assert Store.list_sessions() == []
+    assert Store.scan_sessions() == ([], [])  # not even a damaged one
+    left = sorted(p.name for p in directory.iterdir())
+    assert any(n.startswith(f".t.{child.pid}@") and n.endswith(".tmp") for n in left), left
+    for name in left:  # no session, journal or lock: only the dead processes' temporaries
+        m = _TEMPORARY.match(name)
+        assert m and (name == planted or m["pid"] == str(child.pid)), left
+
+    store, _ = create_session(write_job(tmp_path, BASE_JOB))
+    assert store.id == "t-1"  # the crashed `new` took no id
+    store.close()
+    assert sorted(p.name for p in directory.iterdir()) == ["t-1.sqlite"]  # no leftover at all
 
 
 def test_commands_are_checked_before_they_are_queued(store: Store) -> None:
