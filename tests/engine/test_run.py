@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
+import pytest
 import tifffile
 
 from core.emulator.app import Emulator
 from core.engine.runner import load_session_spec, open_backends, run_session
 from core.engine.worker import Worker
+from core.grid import pixel_size
+from core.recipes.catalog import RECIPES
 from core.store import Store
 from tests.engine.conftest import (
     admin,
@@ -19,15 +23,45 @@ from tests.engine.conftest import (
 )
 
 
+def _assert_raster_of_its_unit(store: Store, unit_id: str, path: Path) -> None:
+    """The GeoTIFF read back holds the recipe's bands, in its data type, on the pixel grid the
+    unit's tile and the job's export scale make: EE snaps the export region outward onto its
+    pixel lattice, anchored at the CRS origin, pixels of `scale` metres (here degrees: EE's
+    111,319.49 m a degree, grid.pixel_size)."""
+    spec = load_session_spec(store)
+    assert spec.grid.crs == spec.export.crs == "EPSG:4326"  # the tile's box is in pixel units
+    bands = RECIPES[spec.recipe.name].bands(spec.recipe.params)
+    assert len({nbytes for _, nbytes in bands}) == 1  # one GeoTIFF holds one data type
+    unit = store.unit(unit_id)
+    assert unit is not None
+    px = pixel_size(spec)
+    eps = 1e-9
+    left, right = math.floor(unit["west"] / px + eps), math.ceil(unit["east"] / px - eps)
+    bottom, top = math.floor(unit["south"] / px + eps), math.ceil(unit["north"] / px - eps)
+    with tifffile.TiffFile(path) as tif:
+        (series,) = tif.series
+        assert series.shape == (len(bands), top - bottom, right - left), (unit_id, series.shape)
+        assert series.dtype.itemsize == bands[0][1]
+        tags = tif.pages[0].tags
+        assert tags["ModelPixelScaleTag"].value[:2] == pytest.approx((px, px))
+        x0, y0 = tags["ModelTiepointTag"].value[3:5]
+    assert (x0, y0) == pytest.approx((left * px, top * px))
+    # It covers the tile and overhangs it by less than a pixel on each side.
+    assert x0 <= unit["west"] < x0 + px and y0 >= unit["north"] > y0 - px
+    w, h = series.shape[2], series.shape[1]
+    assert x0 + w * px >= unit["east"] > x0 + (w - 1) * px
+    assert y0 - h * px <= unit["south"] < y0 - (h - 1) * px
+
+
 def test_whole_job_to_done(tmp_path: Path, emulator: Emulator) -> None:
     store = make_session(tmp_path, emulator.url)
     summary = run_session(store.path)
     assert summary.ok and summary.counts == {"done": 8}
     assert_all_done_and_verified(store, emulator.url)
-    first = store.conn.execute("SELECT local_path FROM files ORDER BY id").fetchone()[0]
-    with tifffile.TiffFile(first) as tif:
-        assert tif.pages[0].shape[-1] == 3 or tif.pages[0].shape[0] == 3 or len(
-            tif.pages[0].shape) == 3
+    files = store.conn.execute("SELECT unit, local_path FROM files ORDER BY id").fetchall()
+    assert len(files) == 8  # one GeoTIFF per unit: none is big enough to be sharded
+    for unit, path in files:
+        _assert_raster_of_its_unit(store, unit, Path(path))
     # Every attempt was recorded with its requestId before it was sent: one per unit.
     attempts = store.conn.execute("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM attempts"
                                   ).fetchone()
