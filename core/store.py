@@ -21,18 +21,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from core import paths
-
-# Unit states, in the order a unit passes through them.
-PENDING, SUBMITTING, QUEUED, RUNNING = "pending", "submitting", "queued", "running"
-EXPORTED, DOWNLOADING, DONE = "exported", "downloading", "done"
-BACKOFF, FAILED, CANCELLED, SPLIT = "backoff", "failed", "cancelled", "split"
-STATES = (PENDING, SUBMITTING, QUEUED, RUNNING, EXPORTED, DOWNLOADING, DONE, BACKOFF, FAILED,
-          CANCELLED, SPLIT)
-ACTIVE = (SUBMITTING, QUEUED, RUNNING, EXPORTED, DOWNLOADING)
-# States a worker has nothing more to do for on its own (failed and cancelled wait for a retry).
-SETTLED = (DONE, SPLIT, FAILED, CANCELLED)
-# A split unit is replaced by its children: it no longer counts towards progress.
-COUNTED = tuple(s for s in STATES if s != SPLIT)
+from core.states import COUNTED, DONE, SPLIT, cancel_refusal, retry_refusal
 
 COMMAND_VERBS = ("cancel", "retry", "pause", "resume", "set")
 
@@ -617,13 +606,9 @@ class Store:
             row = self.unit(unit)
             if row is None:
                 raise StoreError(f"no unit {unit!r} in session {self.id}")
-            state = row["state"]
-            if verb == "cancel" and state in (DONE, CANCELLED, FAILED, SPLIT):
-                raise StoreError(f"unit {unit} is {state}: nothing to cancel")
-            if verb == "cancel" and state == DOWNLOADING:
-                raise StoreError(f"unit {unit} is downloading: it will be done in moments")
-            if verb == "retry" and state not in (FAILED, CANCELLED):
-                raise StoreError(f"unit {unit} is {state}: only failed or cancelled units retry")
+            refusal = (cancel_refusal if verb == "cancel" else retry_refusal)(unit, row["state"])
+            if refusal:
+                raise StoreError(refusal)
         if verb == "set":
             key, value = _check_set(arg)
             arg = {"key": key, "value": value}

@@ -21,7 +21,8 @@ from textual.theme import Theme
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
-from core.store import ACTIVE, SETTLED, Store, StoreError
+from core.states import ACTIVE, FAILED, SETTLED
+from core.store import Store, StoreError
 from tui.messages import CommandRequest, PollFailed, ShowUnit, SnapshotReady
 from tui.new_session import create_or_notify
 from tui.reader import Snapshot, StoreReader
@@ -550,7 +551,7 @@ class EEBatchApp(App[Path | None]):
 
     def _retry_all_failed(self) -> None:
         table = self.query_one(TaskTable)
-        units = [u for u, t in table.tasks.items() if t.state == "failed"]
+        units = [u for u, t in table.tasks.items() if t.state == FAILED]
         if units:
             self.send_command("retry", units)
         else:

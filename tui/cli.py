@@ -21,12 +21,8 @@ from core.plan import make_plan, plan_warnings
 from core.plan_text import describe_plan, size_text
 from core.session import OWN_OUTPUTS, create_session, load_session_spec, unfinished_sessions
 from core.spec import SpecError, load_spec
+from core.states import CANCELLABLE, CANCELLED, COUNTED, DONE, FAILED, PENDING, SPLIT, STATES
 from core.store import (
-    CANCELLED,
-    COUNTED,
-    DONE,
-    FAILED,
-    STATES,
     SessionDamaged,
     Store,
     StoreError,
@@ -288,7 +284,7 @@ def _status_line(store: Store, started: float) -> str:
     total = sum(n for s, n in counts.items() if s in COUNTED)
     done = counts.get(DONE, 0)
     busy = " ".join(f"{s} {counts[s]}" for s in STATES
-                    if s not in (DONE, "split", "pending") and counts.get(s))
+                    if s not in (DONE, SPLIT, PENDING) and counts.get(s))
     status = store.setting("worker_status") or {}
     rate = status.get("units_per_hour") or 0.0
     eta = status.get("eta_seconds")
@@ -361,7 +357,7 @@ def _run_ended(store: Store, ok: bool, counts: dict[str, int],
         print(f"all {counts.get(DONE, 0)} units done")
     else:
         print("finished with problems: " + ", ".join(
-            f"{n} {s}" for s, n in sorted(counts.items()) if s not in (DONE, "split")))
+            f"{n} {s}" for s, n in sorted(counts.items()) if s not in (DONE, SPLIT)))
         for unit, error in failed[:20]:
             print(f"  {unit}: {error}")
         if len(failed) > 20:
@@ -438,7 +434,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         code = run_headless(path, emulator_url=emulator.url, every=args.every)
         store = Store(path)
-        splits = store.counts().get("split", 0)
+        splits = store.counts().get(SPLIT, 0)
         retried = store.conn.execute("SELECT COUNT(*) FROM units WHERE attempts > 1"
                                      ).fetchone()[0]
         print(f"{splits} tiles ran out of memory and were split in four; {retried} units were "
@@ -586,8 +582,7 @@ def _steered_units(store: Store, args: argparse.Namespace) -> list[str] | None:
     if args.command == "retry":
         chosen = [s for s in (FAILED, CANCELLED) if getattr(args, s)]
     else:  # cancel --all: every unit a cancel applies to (not finished, not downloading)
-        chosen = [s for s in STATES if s not in (DONE, FAILED, CANCELLED, "split",
-                                                 "downloading")] if args.all else []
+        chosen = list(CANCELLABLE) if args.all else []
     if not args.units and not chosen:
         flags = "--failed or --cancelled" if args.command == "retry" else "--all"
         raise BadInput(f"{args.command}: name units, or give {flags}")

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import paths
-from core.store import SETTLED, SessionBusy, Store, StoreError
+from core.states import SETTLED
+from core.store import SessionBusy, Store, StoreError
 
 if TYPE_CHECKING:
     from tui.app import EEBatchApp

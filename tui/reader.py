@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import pyproj
 
-from core.store import SETTLED, Store, Totals
-from tui.widgets.common import CODE, FINISHED, SPLIT_CODE
+from core.states import BACKOFF, CANCELLED, FAILED, FINISHED, PENDING, SETTLED, SPLIT
+from core.store import Store, Totals
+from tui.widgets.common import CODE, SPLIT_CODE
 
 # A unit row's `updated` is taken before its transaction commits, so a poll can see a later
 # row before an earlier one: re-read this many seconds back and drop what was already sent.
@@ -86,7 +87,7 @@ UnitChange = tuple[int, int, tuple[int, ...], int]
 def _row_error(state: str, unit_error: str, attempt_error: str | None) -> str:
     """The unit's own error when it has one; its last task's only while the unit is still
     failed, backing off or cancelled (a retried unit's old error is history, not news)."""
-    if unit_error or state not in ("failed", "backoff", "cancelled"):
+    if unit_error or state not in (FAILED, BACKOFF, CANCELLED):
         return unit_error
     return attempt_error or ""
 
@@ -163,7 +164,7 @@ class Snapshot:
 
 def _state_code(state: str) -> int:
     """The map's code for a unit state (a split unit shows its children)."""
-    return SPLIT_CODE if state == "split" else CODE.get(state, CODE["pending"])
+    return SPLIT_CODE if state == SPLIT else CODE.get(state, CODE[PENDING])
 
 
 def quadrant_path(unit_id: str, tile: str, depth: int) -> tuple[int, ...]:

@@ -44,27 +44,27 @@ from core.periods import Period, unit_id
 from core.recipes import RECIPES
 from core.recipes.build import RecipeError, UnitWork, build
 from core.spec import JobSpec
-from core.store import (
+from core.states import (
+    ATTEMPT_LIVE,
     BACKOFF,
     CANCELLED,
     DONE,
     DOWNLOADING,
     EXPORTED,
     FAILED,
+    IN_EE,
     PENDING,
     QUEUED,
     RUNNING,
     SPLIT,
     SUBMITTING,
-    Store,
-    StoreError,
+    UNFINISHED,
+    cancel_refusal,
 )
+from core.store import Store, StoreError
 
 log = logging.getLogger("eebatch.worker")
 
-IN_EE = (SUBMITTING, QUEUED, RUNNING)  # units holding an EE task slot
-UNFINISHED = (PENDING, BACKOFF, SUBMITTING, QUEUED, RUNNING, EXPORTED, DOWNLOADING)
-EE_ACTIVE = ("submitting", "PENDING", "RUNNING", "CANCELLING")
 PROJECT_QUEUE_CAP = 2800  # EE holds 3,000 pending tasks per project; keep clear of it
 MISSING_FILE_POLLS = 5  # an exported unit whose files never show up is retried
 # Free space a download leaves on the output disk beyond the file itself (file system
@@ -360,13 +360,12 @@ class Worker:
 
     def _cancel(self, row: Any) -> str:
         state = row["state"]
-        if state in (DONE, FAILED, CANCELLED, SPLIT):
-            raise StoreError(f"unit {row['id']} is {state}: nothing to cancel")
         in_flight = {r[0] for r in self.store.conn.execute(
             "SELECT id FROM files WHERE unit = ?", (row["id"],))} & (
             self.downloads.keys() | self.deletes.keys())
-        if state == DOWNLOADING or in_flight:
-            raise StoreError(f"unit {row['id']} is already downloading; it will be done soon")
+        refusal = cancel_refusal(row["id"], DOWNLOADING if in_flight else state)
+        if refusal:
+            raise StoreError(refusal)
         attempt = self._latest_attempt(row["id"])
         if attempt is not None and attempt["state"] in ("PENDING", "RUNNING") and \
                 attempt["operation"]:
@@ -376,7 +375,7 @@ class Worker:
                 raise StoreError(f"EE did not cancel {row['id']}: "
                                  f"{classify_exception(exc)[1]}") from None
         with self.store.tx():
-            if attempt is not None and attempt["state"] in EE_ACTIVE:
+            if attempt is not None and attempt["state"] in ATTEMPT_LIVE:
                 self.store.conn.execute("UPDATE attempts SET state = 'CANCELLING', updated = ?"
                                         " WHERE id = ?", (time.time(), attempt["id"]))
             self._set_unit(row["id"], CANCELLED, error="cancelled by the user")

@@ -17,7 +17,8 @@ from textual.pilot import Pilot
 
 from core.emulator.app import Emulator
 from core.session import load_session_spec
-from core.store import ACTIVE, Store
+from core.states import ACTIVE
+from core.store import Store
 from tests.engine.conftest import emulator_with
 from tests.engine.conftest import make_session as make_emulator_session
 from tests.tui.test_app import header_text, quit_app, ready, wait_for

@@ -18,8 +18,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from core.states import CANCELLABLE, RETRYABLE
 from tui.messages import CommandRequest
-from tui.widgets.common import CANCELLABLE, GLYPH, RETRYABLE, clock, duration, size, stamp
+from tui.widgets.common import GLYPH, clock, duration, size, stamp
 
 # A file's state in the store says where it is in Drive; beside a local path, say it whole.
 FILE_STATE = {"deleted": "verified, removed from Drive", "verified": "verified, still in Drive"}

@@ -6,11 +6,25 @@ import time
 
 import humanize
 
+from core.states import (
+    BACKOFF,
+    CANCELLED,
+    DONE,
+    DOWNLOADING,
+    EXPORTED,
+    FAILED,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    SPLIT,
+    SUBMITTING,
+)
+
 # Map states from least to most urgent: a cell covering several tiles (zoomed out, or all
 # periods at once) shows the most urgent among them, so a problem is visible at every zoom.
 # A cell is 'done' only when everything under it is done.
-URGENCY = ("done", "pending", "queued", "submitting", "exported", "downloading", "running",
-           "cancelled", "backoff", "failed")
+URGENCY = (DONE, PENDING, QUEUED, SUBMITTING, EXPORTED, DOWNLOADING, RUNNING, CANCELLED, BACKOFF,
+           FAILED)
 EMPTY = 0  # no tile there (outside the region)
 CODE = {state: i + 1 for i, state in enumerate(URGENCY)}
 SPLIT_CODE = 200  # replaced by children; never drawn itself
@@ -18,24 +32,19 @@ STATE_OF_CODE = {v: k for k, v in CODE.items()}
 
 # One glyph per state, so the map reads without colour (NO_COLOR, 16 colours, screenshots).
 GLYPH = {
-    "pending": "·", "submitting": "+", "queued": "░", "running": "▒", "exported": "▓",
-    "downloading": "↓", "done": "█", "backoff": "~", "failed": "✗", "cancelled": "-",
-    "split": "╬",
+    PENDING: "·", SUBMITTING: "+", QUEUED: "░", RUNNING: "▒", EXPORTED: "▓",
+    DOWNLOADING: "↓", DONE: "█", BACKOFF: "~", FAILED: "✗", CANCELLED: "-", SPLIT: "╬",
 }
 # The legend's order: the way a unit goes, then the ways it can go wrong.
-LEGEND_ORDER = ("pending", "submitting", "queued", "running", "exported", "downloading", "done",
-                "backoff", "failed", "cancelled", "split")
-FINISHED = ("done", "split")
-# A unit whose files are downloading is moments from done: the worker refuses to cancel it.
-CANCELLABLE = ("pending", "submitting", "queued", "running", "exported", "backoff")
-RETRYABLE = ("failed", "cancelled")
+LEGEND_ORDER = (PENDING, SUBMITTING, QUEUED, RUNNING, EXPORTED, DOWNLOADING, DONE, BACKOFF, FAILED,
+                CANCELLED, SPLIT)
 
 # Colour per state, as theme variables so every theme (and NO_COLOR) works.
 STATE_CSS = {
-    "pending": "$foreground 45%", "submitting": "$primary-lighten-2", "queued": "$primary",
-    "running": "$accent", "exported": "$secondary", "downloading": "$secondary-lighten-1",
-    "done": "$success", "backoff": "$warning", "failed": "$error", "cancelled": "$warning-darken-2",
-    "split": "$foreground 60%",
+    PENDING: "$foreground 45%", SUBMITTING: "$primary-lighten-2", QUEUED: "$primary",
+    RUNNING: "$accent", EXPORTED: "$secondary", DOWNLOADING: "$secondary-lighten-1",
+    DONE: "$success", BACKOFF: "$warning", FAILED: "$error", CANCELLED: "$warning-darken-2",
+    SPLIT: "$foreground 60%",
 }
 
 

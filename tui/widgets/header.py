@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.widgets import Static
 
+from core.states import COUNTED, DONE, FAILED, IN_EE
 from tui.widgets.common import duration
 
 
@@ -72,9 +73,9 @@ class StatusHeader(Static):
         counts = st.counts or {}
         settings = st.settings or {}
         status = settings.get("worker_status") or {}
-        total = sum(n for s, n in counts.items() if s != "split")
-        done = counts.get("done", 0)
-        active = sum(counts.get(s, 0) for s in ("submitting", "queued", "running"))
+        total = sum(n for s, n in counts.items() if s in COUNTED)
+        done = counts.get(DONE, 0)
+        active = sum(counts.get(s, 0) for s in IN_EE)
         text = Text()
         text.append(st.session, self._s("header--name"))
         label, style = WORKER_LABEL.get(st.worker, WORKER_LABEL["unknown"])
@@ -88,7 +89,7 @@ class StatusHeader(Static):
             text.append("█" * filled, self._s("header--bar"))
             text.append("░" * (10 - filled) + " ", self._s("header--dim"))
         text.append(f"{done:,}/{total:,} {pct}%")
-        failed = counts.get("failed", 0)
+        failed = counts.get(FAILED, 0)
         if failed:
             text.append(f"  ✗ {failed:,} failed", self._s("header--bad"))
         rate = status.get("units_per_hour")

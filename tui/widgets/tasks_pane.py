@@ -15,9 +15,10 @@ from textual.events import Key
 from textual.widgets import DataTable, Input
 from textual.widgets.data_table import RowDoesNotExist
 
+from core.states import CANCELLABLE, RETRYABLE
 from tui.messages import CommandRequest, ShowUnit
 from tui.reader import TaskRow
-from tui.widgets.common import CANCELLABLE, GLYPH, RETRYABLE, STATE_CSS, URGENCY, duration
+from tui.widgets.common import GLYPH, STATE_CSS, URGENCY, duration
 
 COLUMNS = (("mark", " "), ("unit", "unit"), ("state", "state"), ("progress", "prog"),
            ("runtime", "runtime"), ("eecu", "EECU-s"), ("attempt", "try"), ("error", "error"))

@@ -25,12 +25,13 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from core.states import FAILED
 from tui.reader import MapInit, UnitChanges
 from tui.widgets.common import CODE, EMPTY, GLYPH, SPLIT_CODE, STATE_CSS, STATE_OF_CODE
 
 MAX_ZOOM = 14
 CURSOR_DONE = "▚"
-FAILED = CODE["failed"]
+FAILED_CODE = CODE[FAILED]
 
 
 class TileModel:
@@ -307,7 +308,7 @@ class TileMap(ScrollView, can_focus=True):
     def action_next_failed(self, direction: int) -> None:
         if self.model is None or not len(self.model.tile_ids):
             return
-        failed = np.flatnonzero(self.model.tile_quads(self.period).max(axis=1) == FAILED)
+        failed = np.flatnonzero(self.model.tile_quads(self.period).max(axis=1) == FAILED_CODE)
         if not len(failed):
             self.notify("no failed tile" + ("" if self.period is None else " in this period"),
                         timeout=3)

@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from core.states import DONE, PENDING, SPLIT
 from tui.widgets.common import GLYPH, LEGEND_ORDER, SPLIT_CODE, STATE_OF_CODE
 from tui.widgets.tile_map import TileMap
 
@@ -45,7 +46,7 @@ class TilesPane(Vertical):
         names do not fit on two lines (the help screen names every glyph)."""
         tile_map = self.map
         shown = [s for s in LEGEND_ORDER
-                 if self.counts.get(s, 0) or s in ("pending", "done")]
+                 if self.counts.get(s, 0) or s in (PENDING, DONE)]
         width = max(20, self.content_region.width or 40)
         full = sum(len(f"{GLYPH[s]} {s} {self.counts.get(s, 0):,}  ") for s in shown)
         named = full <= (3 if self.size.height > 20 else 2) * width
@@ -97,7 +98,7 @@ def describe_tile(tile_map: TileMap) -> str:
     states: Counter[str] = Counter()
     for p in periods:
         for _, code in model.unit_codes(i, p):
-            states[STATE_OF_CODE.get(code, "split") if code != SPLIT_CODE else "split"] += 1
+            states[STATE_OF_CODE.get(code, SPLIT) if code != SPLIT_CODE else SPLIT] += 1
     split = any(int(model.base[i, p]) == SPLIT_CODE for p in periods)
     what = ", ".join(f"{n} {s}" for s, n in sorted(states.items(),
                                                  key=lambda kv: LEGEND_ORDER.index(kv[0])))
