@@ -216,14 +216,19 @@ def test_a_demo_session_run_again_from_the_command_line_gets_a_fresh_emulator(
 
 def test_run_with_its_emulator_gone_says_so_in_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    gone = emulator_with()
-    gone.stop()
-    make_session(tmp_path, gone.url)
-    code, out = run(capsys, "run", "t-1", "--headless", "--every", "0.2")
+    import socket
+
+    # A port held bound but never listening: refused, and no other process can take it over
+    # (a stopped emulator's port could be reused by any test running on the machine).
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{held.getsockname()[1]}"
+        make_session(tmp_path, url)
+        code, out = run(capsys, "run", "t-1", "--headless", "--every", "0.2")
     assert code == 1, out
     assert "Traceback" not in out
     errors = [line for line in out.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: the emulator at {gone.url} does not answer (Connection refused); "
+    assert errors == [f"error: the emulator at {url} does not answer (Connection refused); "
                       "start it with `eebatch emulator --port PORT`"], out
 
 
