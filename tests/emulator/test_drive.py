@@ -21,6 +21,7 @@ from googleapiclient.http import MediaFileUpload, MediaInMemoryUpload
 from pydrive2.files import ApiRequestError
 
 from core.connect import EMULATOR_TOKEN, make_drive
+from core.emulator import faults
 from tests.emulator.drive_fixtures import (
     FOLDER,
     add_fault,
@@ -624,31 +625,87 @@ def test_corrupted_download_is_caught_by_md5(emu, drive, tmp_path):
     assert md5(got) != f["md5Checksum"]
 
 
-def test_slow_answer_times_out_a_short_http_timeout(emu, tmp_path):
+class FaultClock:
+    """Stands in for the `time` module of core.emulator.faults, so a test asserts what the
+    emulator waited, never the wall clock (which a loaded machine stretches). Every wait is
+    recorded; with `real=False` it takes no wall time and moves this clock on by its length,
+    so the pacing of response bodies runs on this clock alone and is the same on any machine."""
+
+    def __init__(self, *, real: bool) -> None:
+        self.real = real
+        self.lock = threading.Lock()
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        if self.real:
+            return time.monotonic()
+        with self.lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.sleeps.append(seconds)
+            if not self.real:
+                self.now += seconds
+        if self.real:
+            time.sleep(seconds)
+
+
+ROUNDING = 1e-9  # of the pacing's float arithmetic: a wait may come out a hair short
+
+
+def fault_clock(monkeypatch: pytest.MonkeyPatch, *, real: bool) -> FaultClock:
+    clock = FaultClock(real=real)
+    monkeypatch.setattr(faults, "time", clock)
+    return clock
+
+
+def test_slow_answer_times_out_a_short_http_timeout(emu, tmp_path, monkeypatch):
+    clock = fault_clock(monkeypatch, real=True)  # the clients' timeouts need real delays
     add_fault(emu, kind="slow", delay=1.0, path_regex=r"^/drive/v2/about$")
     impatient = make_drive(emu.url, http_timeout=0.3)
     with pytest.raises((socket.timeout, TimeoutError)):
         impatient.GetAbout()
     add_fault(emu, kind="slow", delay=0.3, path_regex=r"^/drive/v2/about$")
     patient = make_drive(emu.url, http_timeout=10)
-    started = time.monotonic()
-    patient.GetAbout()
-    assert time.monotonic() - started >= 0.3
+    about = patient.GetAbout()
+    # The patient client got its answer, which the emulator had held back 0.3 s (and each
+    # fault delayed exactly one request: the impatient client did not try again).
+    assert about["kind"] == "drive#about"
+    assert clock.sleeps == [1.0, 0.3]
+    assert [f["fired"] for f in admin(emu, "GET", "/_emulator/faults")[1]["faults"]] == [1, 1]
 
 
-def test_throttle_fault_bounds_bandwidth(emu, drive, tmp_path):
+def test_throttle_fault_bounds_bandwidth(emu, drive, tmp_path, monkeypatch):
     data = os.urandom(MiB)
     f = upload_bytes(drive, tmp_path, "slow.bin", data)
+    clock = fault_clock(monkeypatch, real=False)
     add_fault(emu, kind="throttle", bytes_per_second=2 * MiB, query_contains="alt=media")
     out = tmp_path / "slow.out"
-    started = time.monotonic()
     drive.CreateFile({"id": f["id"]}).GetContentFile(str(out))
-    assert time.monotonic() - started >= 0.35  # 1 MiB at 2 MiB/s ≈ 0.5 s
+    # Never ahead of 2 MiB/s by more than the piece being sent: 1 MiB took ≈ 0.5 s to send.
+    assert clock.now >= (MiB - faults._PIECE) / (2 * MiB) - ROUNDING
     assert md5_path(out) == f["md5Checksum"]
 
 
-def test_global_throttle_is_shared_by_connections(emu, drive, tmp_path):
+def test_global_throttle_is_shared_by_connections(emu, drive, tmp_path, monkeypatch):
     ids = [upload_bytes(drive, tmp_path, f"g{i}.bin", os.urandom(MiB // 2))["id"] for i in (0, 1)]
+    clock = fault_clock(monkeypatch, real=False)
+    drew_on: list[faults.TokenBucket | None] = []  # the shared allowance of each paced body
+    taken: list[int] = []
+    paced, take = faults._paced, faults.TokenBucket.take
+
+    def recording_paced(chunks, rate, total):  # type: ignore[no-untyped-def]
+        drew_on.append(total)
+        return paced(chunks, rate, total)
+
+    def recording_take(bucket, n):  # type: ignore[no-untyped-def]
+        taken.append(n)
+        take(bucket, n)
+
+    monkeypatch.setattr(faults, "_paced", recording_paced)
+    monkeypatch.setattr(faults.TokenBucket, "take", recording_take)
     status, body = admin(
         emu, "POST", "/_emulator/throttle", {"per_connection": None, "total": 2 * MiB}
     )
@@ -662,18 +719,23 @@ def test_global_throttle_is_shared_by_connections(emu, drive, tmp_path):
             errors.append(exc)
 
     threads = [threading.Thread(target=fetch, args=(fid,)) for fid in ids]
-    started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
     assert not errors
-    assert time.monotonic() - started >= 0.35  # 1 MiB in total at 2 MiB/s ≈ 0.5 s
+    # Both bodies drew on one allowance of 2 MiB/s, for every byte: 1 MiB in total took
+    # ≈ 0.5 s to send (less what the bucket lets through at once).
+    (bucket, other) = drew_on
+    assert bucket is other and bucket is not None and bucket.rate == 2 * MiB
+    assert sum(taken) == MiB
+    assert clock.now >= (MiB - bucket.burst) / bucket.rate - ROUNDING
     assert admin(emu, "POST", "/_emulator/throttle", {"total": -1})[0] == 400
     admin(emu, "POST", "/_emulator/throttle", {"per_connection": MiB, "total": None})
-    started = time.monotonic()
+    before, drew_on[:] = clock.now, []
     fetch(ids[0])
-    assert time.monotonic() - started >= 0.35  # 512 KiB at 1 MiB/s ≈ 0.5 s
+    assert drew_on == [None]  # no shared allowance left: only the connection's own limit
+    assert clock.now - before >= (MiB // 2 - faults._PIECE) / MiB - ROUNDING  # 512 KiB, 1 MiB/s
     assert not errors
     admin(emu, "DELETE", "/_emulator/faults")  # clears the throttle too
     assert admin(emu, "GET", "/_emulator/faults")[1]["throttle"]["per_connection"] is None
