@@ -71,3 +71,10 @@ def import_circles(*packages: str) -> list[list[str]]:
 def test_no_import_circles() -> None:
     # A circle means neither side can be understood, tested or moved without the other.
     assert import_circles("core", "tui") == []
+
+
+def test_no_room_of_the_engine_is_a_hall() -> None:
+    # One concern per module: past ~400 lines a file of the engine holds more than one room.
+    long = {p.name: n for p in (ROOT / "core" / "engine").glob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}

@@ -1,0 +1,290 @@
+"""The worker's admission: which units are sent to EE and when (task slots, EE's project queue,
+the Drive budget and quota), with the Drive accounting it rests on (our bytes known exactly,
+others' from the quota, sizes learned from finished units), and the submit itself: the
+attempt is written with its requestId before the request leaves."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+import uuid
+from typing import Any
+
+from core.backends.drive import Quota
+from core.backends.failures import (
+    Kind,
+    classify_exception,
+)
+from core.engine.base import WorkerBase, _size
+from core.recipes.build import RecipeError, UnitWork, build
+from core.spec import JobSpec
+from core.states import (
+    BACKOFF,
+    DOWNLOADING,
+    EXPORTED,
+    FAILED,
+    IN_EE,
+    PENDING,
+    QUEUED,
+    SUBMITTING,
+)
+
+PROJECT_QUEUE_CAP = 2800  # EE holds 3,000 pending tasks per project; keep clear of it
+# Drive quota reads (about.get): every poll once the job's Drive bytes (other files + ours +
+# expected) pass QUOTA_NEAR of its limit, else every QUOTA_EVERY_POLLS polls (5 minutes at the
+# default poll_seconds).
+QUOTA_EVERY_POLLS = 10
+QUOTA_NEAR = 0.5
+
+
+class Admission(WorkerBase):
+    def _init_admission(self) -> None:
+        self.quota = Quota(0, None, 0)
+        self.quota_read = -math.inf  # when the quota was last read
+        self.used_other = 0  # Drive bytes not ours (the user's files, other jobs)
+        self.project_pending = 0  # tasks PENDING in the project's EE queue, ours or not
+        self.ratio = 1.0  # actual / estimated bytes, learned from finished units
+        self.ratio_floor = 0.0  # a lower bound on ratio taught by Drive-full failures
+        self.budget_blocked = False  # the last admission left a unit out for Drive space
+        # unit -> Drive bytes admission gave it, for exports that found Drive full and whose
+        # lesson the next quota read teaches (_learn_drive_need)
+        self.drive_full_units: dict[str, int] = {}
+
+    def submit(self) -> None:
+        self.budget_blocked = False  # set when a unit waits for Drive space (polls sooner)
+        settings = self.store.settings()
+        if settings.get("paused") or "disk" in self.waits:
+            return  # the disk wait holds exports too: their files would have nowhere to go
+        max_tasks = int(settings.get("max_tasks", self.limits.max_tasks))
+        budget = int(settings.get("drive_budget", self.limits.drive_budget))
+        conn = self.store.conn
+        in_ee = conn.execute("SELECT COUNT(*) FROM units WHERE state IN (?, ?, ?)",
+                             IN_EE).fetchone()[0]
+        room = min(max_tasks - in_ee, PROJECT_QUEUE_CAP - self.project_pending)
+        now = time.time()
+        candidates = [] if room <= 0 else conn.execute(
+            "SELECT * FROM units WHERE state IN (?, ?) AND (not_before IS NULL OR"
+            " not_before <= ?) ORDER BY priority DESC, est_bytes DESC, id LIMIT ?",
+            (PENDING, BACKOFF, now, room * 4)).fetchall()
+        expected = self._expected_drive_bytes() if candidates else 0
+        submitted = 0
+        smallest_left_out: int | None = None
+        for row in candidates:
+            if submitted >= room:
+                break
+            need = self._need(row)
+            if self.drive is not None and not self._fits(need, expected, budget):
+                self.budget_blocked = True
+                smallest_left_out = min(need, smallest_left_out or need)
+                continue  # a smaller unit further down may still fit
+            if self._send(row):
+                expected += need
+                self.project_pending += 1
+                submitted += 1
+        if submitted:
+            self.next_poll = min(self.next_poll, time.time() + self.limits.poll_seconds)
+        if submitted or smallest_left_out is None:
+            self._wait("drive", None)
+            return
+        moving = conn.execute(  # our exports on their way through Drive
+            "SELECT EXISTS (SELECT 1 FROM units WHERE state IN (?, ?, ?, ?, ?))",
+            (*IN_EE, EXPORTED, DOWNLOADING)).fetchone()[0]
+        # While our own exports move through Drive the budget is just doing its job (shown,
+        # not logged); with nothing moving the wait cannot end by itself: logged.
+        self._wait("drive", self._drive_wait_text(smallest_left_out, expected, budget, moving),
+                   loud=not moving)
+
+    def _need(self, row: Any) -> int:
+        """Drive bytes a unit's export will take: the estimate scaled by what finished units
+        weighed, or more if a "Drive full" failure showed it needs more."""
+        return max(int(row["est_bytes"] * self.ratio), row["need_bytes"])
+
+    def _drive_wait_text(self, need: int, expected: int, budget: int, moving: bool) -> str:
+        limit = budget if self.quota.total is None else min(budget, self.quota.total)
+        free = max(0, limit - self.used_other - expected)
+        needs = f"~{_size(need)}" if _size(need) != _size(free) else f"more than {_size(free)}"
+        text = (f"waiting for Drive space: {_size(free)} free for this job, the next unit "
+                f"needs {needs}; ")
+        if moving:
+            return text + "eebatch's own files free space as they are downloaded"
+        stuck = self._our_files_in_drive()
+        if stuck:  # files of failed or cancelled units that stay in Drive
+            return text + (f"{_size(stuck)} of it is held by files of this job's failed units "
+                           "still in Drive: retry them, free space, or raise drive_budget")
+        return text + "free space in Drive or raise drive_budget"
+
+    def _fits(self, need: int, expected: int, budget: int) -> bool:
+        used = self.used_other
+        limit = budget if self.quota.total is None else min(budget, self.quota.total)
+        if used + expected + need <= limit:
+            return True
+        # Nothing of ours is on its way: a unit bigger than the budget alone still goes when
+        # the Drive itself can hold it, or the job would wait forever.
+        return expected == 0 and (self.quota.total is None or used + need <= self.quota.total)
+
+    def _our_files_in_drive(self) -> int:
+        return int(self.store.conn.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM files WHERE state IN"
+            " ('listed', 'downloading', 'verified')").fetchone()[0])
+
+    def _expected_drive_bytes(self) -> int:
+        """Drive bytes this job holds or will soon hold: files listed and not yet deleted, and
+        what exports still running or exported but not yet listed need (see _need)."""
+        estimated = self.store.conn.execute(
+            "SELECT COALESCE(SUM(MAX(CAST(est_bytes * ? AS INTEGER), need_bytes)), 0)"
+            " FROM units WHERE state IN (?, ?, ?) OR (state = ? AND id NOT IN"
+            " (SELECT unit FROM files WHERE state != 'deleted'))",
+            (self.ratio, *IN_EE, EXPORTED)).fetchone()[0]
+        return int(estimated) + self._our_files_in_drive()
+
+    def _send(self, row: Any) -> bool:
+        """Write the attempt (with its requestId) first, then send. Returns True if sent."""
+        unit = row["id"]
+        conn = self.store.conn
+        attempt = self._latest_attempt(unit)
+        now = time.time()
+        with self.store.tx():
+            if attempt is None or attempt["state"] != "submitting":
+                n = (attempt["n"] + 1) if attempt is not None else 1
+                request_id = str(uuid.uuid4())
+                description = description_for(self.store.id, unit, n)
+                conn.execute(
+                    "INSERT INTO attempts (unit, n, request_id, description, state, created,"
+                    " updated) VALUES (?, ?, ?, ?, 'submitting', ?, ?)",
+                    (unit, n, request_id, description, now, now))
+                attempt = self._latest_attempt(unit)
+            self._set_unit(unit, SUBMITTING, attempts=row["attempts"] + 1)
+        assert attempt is not None
+        work = UnitWork(unit, (row["west"], row["south"], row["east"], row["north"]),
+                        row["start"], row["end"])
+        prefix = self.spec.export.prefix.format(job=self.spec.name, unit=unit)
+        try:
+            kind, obj = build(self.spec, work)
+            name = self.ee.start_export(
+                attempt["request_id"], obj, kind=kind, description=attempt["description"],
+                prefix=prefix, export=self.spec.export, region=_region(self.spec, work),
+                priority=200 if row["priority"] > 0 else None)
+        except RecipeError as exc:
+            with self.store.tx():
+                conn.execute("UPDATE attempts SET state = 'FAILED', error = ? WHERE id = ?",
+                             (str(exc), attempt["id"]))
+                self._set_unit(unit, FAILED, error=str(exc))
+                self.store.log(f"failed: {exc}", "error", unit)
+            return False
+        except Exception as exc:
+            kind_, message = classify_exception(exc)
+            with self.store.tx():
+                if kind_ is Kind.TRANSIENT:
+                    # The attempt stays 'submitting': the resend reuses its requestId.
+                    self._backoff(unit, row["attempts"] + 1, f"submit: {message}")
+                else:
+                    conn.execute("UPDATE attempts SET state = 'FAILED', error = ? WHERE id = ?",
+                                 (message, attempt["id"]))
+                    self._set_unit(unit, FAILED, error=f"submit: {message}")
+                    self.store.log(f"submit failed: {message}", "error", unit)
+            return False
+        with self.store.tx():
+            conn.execute("UPDATE attempts SET operation = ?, state = 'PENDING', updated = ?"
+                         " WHERE id = ? AND state = 'submitting'",
+                         (name, time.time(), attempt["id"]))
+            self._set_unit(unit, QUEUED, only_from=(SUBMITTING,))
+        return True
+
+    def _quota_due(self) -> bool:
+        """Whether this poll reads the Drive quota (about.get). Our own bytes in Drive are
+        known here exactly; only other files (the user's, other jobs) need the quota. So it is
+        read at every poll only once the job comes near its limit or admission waits for
+        space, and otherwise every QUOTA_EVERY_POLLS polls (benchmark: one read per poll was
+        the largest share of the requests per unit beyond the classic loop's)."""
+        every = QUOTA_EVERY_POLLS * self.limits.poll_seconds
+        if self.budget_blocked or time.time() - self.quota_read >= every:
+            return True
+        budget = int(self.store.settings().get("drive_budget", self.limits.drive_budget))
+        limit = budget if self.quota.total is None else min(budget, self.quota.total)
+        return self.used_other + self._expected_drive_bytes() >= QUOTA_NEAR * limit
+
+    def _read_quota(self) -> bool:
+        assert self.drive is not None
+        try:
+            self.quota = self.drive.quota()
+        except Exception as exc:
+            self._event(f"reading the Drive quota failed: {classify_exception(exc)[1]}",
+                        "warning")
+            return False
+        self.quota_read = time.time()
+        # Drive bytes that are not ours (the user's own files, other jobs): the quota minus
+        # what we know we have there now.
+        self.used_other = max(0, self.quota.used - self._our_files_in_drive())
+        return True
+
+    def _drive_was_full(self, attempt: Any, message: str) -> None:
+        """Drive had no room for the export's files. That is not the unit's fault, so it
+        costs no attempt: the unit goes back to admission, which holds it until Drive has the
+        room this failure shows it needs (learned at this poll's quota read). Resending at
+        once only failed again: 120 exports in 65 s, every unit FAILED, in a trial."""
+        unit = attempt["unit"]
+        self.quota_read = -math.inf  # Drive is fuller than we knew: read it now
+        if self.quota.total is None or unit in self.drive_full_units:
+            # Nothing to learn from (a Drive without a known total), or the last failure's
+            # lesson was never learned (quota reads failing): an ordinary transient failure,
+            # counted, so it can never be resent for free forever.
+            self._backoff(unit, attempt["unit_attempts"], message)
+            return
+        self.drive_full_units[unit] = self._need(self.store.unit(unit))
+        # Held until this poll's quota read has taught admission what it needs.
+        self._set_unit(unit, BACKOFF, error=message, attempts=max(attempt["unit_attempts"] - 1, 0),
+                       not_before=time.time() + self.limits.poll_seconds)
+        self.store.log(f"Drive had no room for the export ({message}); the unit waits "
+                       "until Drive has room", "warning", unit)
+
+    def _learn_drive_need(self) -> None:
+        """A unit whose export found Drive full needs more room than admission gave it. Our
+        own files may have filled Drive at that moment and be gone by now, so what is free
+        now says little; the unit is sent again only with all the room Drive has beside
+        other people's files (alone). One that failed with all of it needs more than Drive
+        can give until someone frees space: it waits, and says so. Until a file of the job
+        has been measured, other units are taken to be as big (ratio_floor): estimates alone
+        never learned it, and admission kept sending exports that could not fit (120 failed
+        exports in 65 s in a trial)."""
+        if self.quota.total is not None:
+            room = max(0, self.quota.total - self.used_other)
+            learned = []
+            for unit, need in self.drive_full_units.items():
+                new_need = room + 1 if need >= room else room
+                learned.append((new_need, unit))
+                est = self.store.unit(unit)["est_bytes"]
+                if est > 0:
+                    self.ratio_floor = max(self.ratio_floor, new_need / est)
+            with self.store.tx():
+                self.store.conn.executemany(
+                    "UPDATE units SET need_bytes = MAX(need_bytes, ?) WHERE id = ?", learned)
+            self._learn_ratio()
+            self.drive_full_units = {}
+
+    def _learn_ratio(self) -> None:
+        # Every unit whose files have been listed counts: sizes are known before download.
+        actual, estimated = self.store.conn.execute(
+            "SELECT (SELECT COALESCE(SUM(size), 0) FROM files),"
+            "       (SELECT COALESCE(SUM(est_bytes), 0) FROM units"
+            "        WHERE id IN (SELECT unit FROM files))").fetchone()
+        if actual and estimated:
+            self.ratio = max(actual / estimated, 0.01)
+        else:  # nothing measured yet: what Drive-full failures taught (_learn_drive_need)
+            self.ratio = max(self.ratio, self.ratio_floor)
+
+
+def description_for(session: str, unit: str, attempt: int) -> str:
+    """EE task descriptions allow [A-Za-z0-9.,:;_-] and 100 characters."""
+    text = re.sub(r"[^A-Za-z0-9.,:;_-]", "_", f"eebatch:{session}:{unit}:a{attempt}")
+    if len(text) <= 100:
+        return text
+    digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:10]
+    return f"{text[:89]}:{digest}"  # long unit ids: still unique, still ours
+
+
+def _region(spec: JobSpec, work: UnitWork) -> Any:
+    from core.recipes.build import tile_geometry
+
+    return tile_geometry(spec, work.bounds)

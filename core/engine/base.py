@@ -1,0 +1,105 @@
+"""What every room of the worker shares: the session's store and job, the backends, the
+limits, and the few helpers each room uses (set a unit's state, log an event, say why work
+waits). The rooms (commands, monitor, admission, outputs, downloads) build on this and never
+on each other; core/engine/worker.py puts them together and runs the loop."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import humanize
+
+from core.backends.drive import Drive
+from core.backends.earthengine import EarthEngine
+from core.spec import JobSpec
+from core.store import Store
+
+log = logging.getLogger("eebatch.worker")
+
+WAIT_OVER = {"drive": "Drive has room again: exports resume",
+             "disk": "the output disk has room again: downloads and exports resume"}
+# How far EE's clock (operation createTime) may be off ours (attempt created) before a search
+# for a task EE does not list gives up on older pages.
+CLOCK_SKEW = 3600.0
+
+
+@dataclass
+class Backends:
+    ee: EarthEngine
+    drive: Drive | None  # None when the export goes to assets or Cloud Storage
+
+
+class WorkerBase:
+    """State every room reads (set up by Worker.__init__); each room's own state is set up
+    by its `_init_*` method."""
+
+    store: Store
+    spec: JobSpec
+    ee: EarthEngine
+    drive: Drive | None
+    limits: Any
+    output_dir: Path
+    tick: float
+    rng: random.Random
+    wake: threading.Event
+    waits: dict[str, str]
+    loud_waits: set[str]
+
+    def _latest_attempt(self, unit: str) -> Any:
+        return self.store.conn.execute(
+            "SELECT * FROM attempts WHERE unit = ? ORDER BY n DESC LIMIT 1", (unit,)).fetchone()
+
+    def _set_unit(self, unit: str, state: str, *, only_from: tuple[str, ...] | None = None,
+                  **fields: Any) -> None:
+        sets = ["state = ?", "updated = ?"] + [f"{k} = ?" for k in fields]
+        params: list[Any] = [state, time.time(), *fields.values(), unit]
+        sql = f"UPDATE units SET {', '.join(sets)} WHERE id = ?"
+        if only_from:
+            sql += f" AND state IN ({', '.join('?' * len(only_from))})"
+            params += list(only_from)
+        self.store.conn.execute(sql, params)
+
+    def _event(self, message: str, level: str = "info", unit: str | None = None) -> None:
+        getattr(log, level if level != "warning" else "warning")(
+            f"{unit + ': ' if unit else ''}{message}")
+        with self.store.tx():
+            self.store.log(message, level, unit)
+
+    def _wait(self, cause: str, why: str | None, *, loud: bool = True) -> None:
+        """Say why work is held back (None: it no longer is). The dashboard shows every wait
+        (worker_status); a loud one is also logged when it starts and when it ends."""
+        was = self.waits.get(cause)
+        if why is None:
+            if was is not None:
+                del self.waits[cause]
+                if cause in self.loud_waits:
+                    self.loud_waits.discard(cause)
+                    self._event(WAIT_OVER[cause])
+            return
+        self.waits[cause] = why
+        if loud and cause not in self.loud_waits:
+            self.loud_waits.add(cause)
+            self._event(why, "warning")
+        elif not loud:
+            self.loud_waits.discard(cause)
+
+    def _wake_up(self, _future: Future[Any]) -> None:
+        self.wake.set()
+
+    def _prefix(self, unit: str) -> str:
+        return self.spec.export.prefix.format(job=self.spec.name, unit=unit)
+
+    @staticmethod
+    def _counts_text(counts: dict[str, int]) -> str:
+        return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def _size(n: float) -> str:
+    return humanize.naturalsize(n, format="%.3g")

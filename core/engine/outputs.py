@@ -1,0 +1,171 @@
+"""The worker's view of Drive's folder: which files are an exported unit's outputs (the
+folder EE wrote to, EE's names for the format, created after EE accepted the export: see
+core/engine/matching.py), what happens when they never appear, and removing a cancelled
+unit's outputs (only files it made)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from core.backends.drive import DriveFile
+from core.backends.failures import (
+    classify_exception,
+)
+from core.engine import matching
+from core.engine.base import CLOCK_SKEW, WorkerBase
+from core.states import (
+    EXPORTED,
+    FAILED,
+)
+
+MISSING_FILE_POLLS = 5  # an exported unit whose files never show up is retried
+
+
+class Outputs(WorkerBase):
+    def _init_outputs(self) -> None:
+        spec = self.spec
+        self.missing_polls: dict[str, tuple[int, int]] = {}  # unit -> (misses, at poll n)
+        self.folder_ids: list[str] = []  # Drive folders of the export's name, once looked up
+        self.naming = matching.naming_for(
+            "table" if spec.recipe.params.get("kind") == "table" else "image",
+            spec.export.file_format)
+
+    def _list_outputs(self, units: list[Any]) -> None:
+        """Find exported units' files: in the folder EE wrote each to (every folder of the
+        export's name where EE did not say), named as the export names its files, created
+        after EE accepted the export (core/engine/matching.py)."""
+        assert self.drive is not None
+        attempts = {row["id"]: self._latest_attempt(row["id"]) for row in units}
+        folders = {a["folder_id"] for a in attempts.values() if a is not None and a["folder_id"]}
+        try:
+            by_name = any(a is None or not a["folder_id"] for a in attempts.values())
+            if by_name and not self.folder_ids:
+                self.folder_ids = self.drive.find_folders(self.spec.export.folder)
+            listing = self.drive.list_folder(sorted(folders | set(self.folder_ids if by_name
+                                                                  else ())))
+            by_prefix = matching.by_prefix(listing, self.naming)
+            if by_name and any(self._prefix(r["id"]) not in by_prefix for r in units):
+                # EE may have made another folder of that name since the last search.
+                found = self.drive.find_folders(self.spec.export.folder)
+                if set(found) != set(self.folder_ids):
+                    self.folder_ids = found
+                    listing = self.drive.list_folder(sorted(folders | set(found)))
+                    by_prefix = matching.by_prefix(listing, self.naming)
+        except Exception as exc:
+            self._event(f"listing the Drive folder failed: {classify_exception(exc)[1]}",
+                        "warning")
+            return
+        known = {r[0] for r in self.store.conn.execute("SELECT drive_id FROM files")}
+        for row in units:
+            self._take_outputs(row["id"], attempts[row["id"]], by_prefix, known, count_miss=True)
+        # The listing holds whole folders: take the files of the other exported units as well
+        # (no miss is counted for them). Otherwise a backlog bigger than the batch above had
+        # the folder listed again each time a few units started downloading (72 listings for
+        # 200 exported units).
+        batch = {row["id"] for row in units}
+        for (unit,) in self.store.conn.execute(
+                "SELECT id FROM units u WHERE state = ? AND NOT EXISTS (SELECT 1 FROM files f"
+                " WHERE f.unit = u.id AND f.state = 'listed')", (EXPORTED,)).fetchall():
+            if unit not in batch and self._prefix(unit) in by_prefix:
+                attempt = self._latest_attempt(unit)
+                if attempt is not None and (attempt["folder_id"] in folders or by_name):
+                    self._take_outputs(unit, attempt, by_prefix, known, count_miss=False)
+        self._learn_ratio()
+
+    def _take_outputs(self, unit: str, attempt: Any, by_prefix: dict[str, list[DriveFile]],
+                      known: set[str], *, count_miss: bool) -> None:
+        """Record the files of `unit`'s export found in a listing; a name clash fails the unit
+        with a message (nothing is taken or deleted); no files counts a miss."""
+        found = self._outputs_of(unit, attempt, by_prefix)
+        if found.clashes:
+            message = found.report(self.spec.export.folder)
+            with self.store.tx():
+                self._set_unit(unit, FAILED, error=message)
+                self.store.log(message, "error", unit)
+            return
+        new = [f for f in found.files if f.id not in known]
+        if not found.files:
+            if count_miss:
+                self._count_miss(unit)
+            return
+        self.missing_polls.pop(unit, None)
+        if not new:
+            return
+        with self.store.tx():
+            self.store.conn.executemany(
+                "INSERT INTO files (unit, attempt, drive_id, title, size, md5, state, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'listed', ?)",
+                [(unit, attempt["id"] if attempt else None, f.id, f.title, f.size, f.md5,
+                  time.time()) for f in new])
+            self.store.log(f"{len(new)} file(s) in Drive, {sum(f.size for f in new):,} bytes",
+                           "info", unit)
+            if found.others:
+                self.store.log(found.report(self.spec.export.folder), "info", unit)
+        known.update(f.id for f in new)
+
+    def _outputs_of(self, unit: str, attempt: Any,
+                    by_prefix: dict[str, list[DriveFile]]) -> matching.Outputs:
+        """`unit`'s export's files among a listing's: in the folder EE wrote to (any listed
+        folder of the export's name if it did not say), created after EE accepted it (EE's
+        createTime; our own clock, with room for skew, if EE did not give one)."""
+        folders = {attempt["folder_id"]} if attempt is not None and attempt["folder_id"] \
+            else None
+        not_before = None if attempt is None else (
+            attempt["ee_created"] if attempt["ee_created"] is not None
+            else attempt["created"] - CLOCK_SKEW)
+        return matching.pick(by_prefix.get(self._prefix(unit), []), folders, not_before)
+
+    def _count_miss(self, unit: str) -> None:
+        """One miss per poll at most: the folder is listed at every tick while files are
+        awaited, and five ticks (a second) is no time for Drive's listing to catch up."""
+        misses, at_poll = self.missing_polls.get(unit, (0, -1))
+        if at_poll == self.polls:
+            return
+        misses += 1
+        self.missing_polls[unit] = (misses, self.polls)
+        if misses >= MISSING_FILE_POLLS:
+            self.missing_polls.pop(unit)
+            with self.store.tx():
+                self._redo_export(unit, "its files never appeared in Drive folder "
+                                        f"{self.spec.export.folder!r}")
+
+    def _redo_export(self, unit: str, why: str) -> None:
+        row = self.store.unit(unit)
+        assert row is not None
+        self._backoff(unit, row["attempts"], why)
+
+    def _remove_outputs(self, unit: str) -> None:
+        """A cancelled unit's export leaves Drive: the files recorded as its own, or, if none
+        were recorded yet, those a listing matches to its last export. Nothing else is
+        touched; a name clash is reported and left alone."""
+        if self.drive is None:
+            return
+        ids = [r[0] for r in self.store.conn.execute(
+            "SELECT drive_id FROM files WHERE unit = ? AND state IN ('listed', 'verified')",
+            (unit,))]
+        attempt = self._latest_attempt(unit)
+        try:
+            if not ids and attempt is not None and attempt["state"] == "SUCCEEDED":
+                folders = [attempt["folder_id"]] if attempt["folder_id"] else \
+                    self.drive.find_folders(self.spec.export.folder)
+                found = self._outputs_of(unit, attempt, matching.by_prefix(
+                    self.drive.list_folder(folders), self.naming))
+                if found.clashes:
+                    self._event(found.report(self.spec.export.folder), "warning", unit)
+                ids = [f.id for f in found.files]
+            for drive_id in ids:
+                self.drive.delete(drive_id)
+        except Exception as exc:
+            self._event(f"removing outputs from Drive failed: {classify_exception(exc)[1]}",
+                        "warning", unit)
+            return
+        with self.store.tx():
+            self.store.conn.execute("DELETE FROM files WHERE unit = ? AND state != 'deleted'",
+                                    (unit,))
+            if ids:
+                self.store.log(f"outputs removed from Drive ({len(ids)} files)", "info", unit)
+            else:
+                self.store.log("no file of its export was found in Drive to remove (Drive may "
+                               "not list it yet); any that appears is left there", "warning",
+                               unit)
