@@ -10,6 +10,7 @@ from typing import Any
 from core.emulator.clock import SimClock
 from core.emulator.config import EmulatorConfig
 from core.emulator.drive import DriveService
+from core.emulator.drive_model import DriveModel
 from core.emulator.ee import EarthEngineService
 from core.emulator.faults import FaultInjector
 from core.emulator.http import HttpServer, Request, Response, Router, json_response
@@ -28,8 +29,10 @@ class Emulator:
         # One clock for the emulated Google, as the real EE and Drive share one: a file's
         # createdDate and its export's createTime compare (eebatch matches outputs by them).
         self.clock = SimClock(self.config.speed)
-        self.drive = DriveService(self.config, self.state_dir / "drive", now=self.clock.now)
-        self.ee = EarthEngineService(self.config, self.drive, self.state_dir / "ee",
+        # EE and the HTTP handlers share one Drive model: EE drops finished exports into it.
+        drive_model = DriveModel(self.config, self.state_dir / "drive", now=self.clock.now)
+        self.drive = DriveService(self.config, drive_model)
+        self.ee = EarthEngineService(self.config, drive_model, self.state_dir / "ee",
                                      clock=self.clock)
         self.faults = FaultInjector()
         self.drive.register(self.router)
@@ -39,7 +42,7 @@ class Emulator:
         self.server = HttpServer(self.router, port)
         self.server.before = self.faults.before
         self.server.stream = self.faults.stream
-        self.drive.base_url = self.server.url  # links in files EE adds before any request
+        self.drive.base_url = self.server.url  # links in files added before any request
 
     @property
     def url(self) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core.emulator.drive import InvalidFields, apply_fields, parse_fields
+from core.emulator.drive_json import InvalidFields, apply_fields, parse_fields
 from core.emulator.drive_query import InvalidQuery, compile_query, parse_date
 
 ROOT = "ROOTID"
