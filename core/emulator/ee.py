@@ -23,7 +23,7 @@ from core.emulator.batch import DONE_STATES, BatchModel, Task
 from core.emulator.clock import SimClock, rfc3339
 from core.emulator.config import EmulatorConfig
 from core.emulator.discovery import document_bytes
-from core.emulator.drive import ROOT_ID
+from core.emulator.drive_port import DriveForExports
 from core.emulator.expression import (
     ExpressionError,
     ImageSpec,
@@ -78,7 +78,7 @@ class EarthEngineService:
     def __init__(
         self,
         config: EmulatorConfig,
-        drive: Any,
+        drive: DriveForExports,
         state_dir: Path,
         clock: Any | None = None,
     ) -> None:
@@ -515,8 +515,7 @@ class EarthEngineService:
             free = self.drive.free_bytes()
             if free is not None and total > free:
                 return DRIVE_QUOTA_MSG
-            # No folder: EE writes into the Drive root.
-            folder_id = self.drive.ensure_export_folder(job.folder) if job.folder else ROOT_ID
+            folder_id = self.drive.ensure_export_folder(job.folder)  # '': the Drive root
             for path, title, mime in files:
                 try:
                     self.drive.add_file(folder_id, title, path, mime)
