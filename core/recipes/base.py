@@ -1,0 +1,121 @@
+"""What a recipe is. A recipe says what each unit (tile x period) exports: its parameters
+(declared, with type, default, help and check), what it outputs (an image or a table), its bands
+and bytes per pixel (for estimates before anything has run), and how it builds the EE object of
+one unit.
+
+A recipe is a module of the core.recipes package holding a `RECIPE`, an instance of a `Recipe`
+subclass; the catalog (core/recipes/catalog.py) finds it there. Planning reads everything but
+`build`: earthengine-api is imported inside `build` only, so planning never imports it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+Output = Literal["image", "table"]
+MAX_BANDS = 5000  # more than any EE image holds; estimates build one entry per band
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a recipe, as the job file's [recipe] section writes it."""
+
+    name: str
+    kind: type | tuple[type, ...]  # what TOML value it takes (bool is never an int here)
+    default: Any  # what it is when the job file leaves it out (None for a required one)
+    help: str  # one line, shown by the job form
+    check: Callable[[Any], str | None] | None = None  # a value of `kind` -> a problem or None
+    required: bool = False  # the job file must give it
+
+
+@dataclass(frozen=True)
+class UnitWork:
+    """What a recipe needs to know of one unit."""
+
+    id: str
+    bounds: tuple[float, float, float, float]  # in the grid CRS
+    start: str | None  # ISO dates, end exclusive
+    end: str | None
+
+
+class RecipeError(Exception):
+    """The user's recipe could not be built (bad module, wrong return type): fatal."""
+
+
+def between(low: int, high: int) -> Callable[[Any], str | None]:
+    """A check that a number lies in [low, high]."""
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"must be between {low} and {high}"
+    return check
+
+
+class Recipe(ABC):
+    """A recipe; a subclass sets the three class attributes and writes `bands` and `build`."""
+
+    name: ClassVar[str]  # as the job file's recipe.name says it
+    help: ClassVar[str]  # one line: what a unit exports
+    parameters: ClassVar[tuple[Param, ...]]  # in the order they are listed
+
+    @cached_property
+    def params(self) -> dict[str, Param]:
+        """The parameters by name."""
+        return {p.name: p for p in self.parameters}
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Names of the parameters the job file must give."""
+        return tuple(p.name for p in self.parameters if p.required)
+
+    def output(self, params: dict[str, Any]) -> Output:
+        """What a unit exports: "image" (an ee.Image) or "table" (an ee.FeatureCollection)."""
+        return "image"
+
+    @abstractmethod
+    def bands(self, params: dict[str, Any]) -> list[tuple[str, int]]:
+        """(band name, bytes per pixel) of the exported image, for size estimates."""
+
+    def band_names(self, params: dict[str, Any]) -> list[str]:
+        """The exported image's band names, written into each GeoTIFF; [] when the recipe does
+        not know them (its bands are placeholders for the estimate)."""
+        return [name for name, _ in self.bands(params)]
+
+    @abstractmethod
+    def build(self, params: dict[str, Any], geometry: Any, unit: UnitWork,
+              job_dir: Path) -> Any:
+        """The unit's EE object to export: an ee.Image, or an ee.FeatureCollection when
+        `output` says "table". `geometry` is the unit's tile (an ee.Geometry), `job_dir` the job
+        file's folder (what relative paths in params are relative to). Import ee in here.
+        Raise RecipeError for a mistake of the user's that retrying will not mend."""
+
+    def validate(self, raw: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """The job file's parameters -> (params with defaults, [(key, problem)]). A recipe
+        whose parameters depend on each other extends this."""
+        problems: list[tuple[str, str]] = []
+        params: dict[str, Any] = {}
+        for key, value in raw.items():
+            param = self.params.get(key)
+            if param is None:
+                problems.append((key, f"unknown parameter of recipe {self.name!r}; known: "
+                                      f"{', '.join(self.params)}"))
+                continue
+            kinds = param.kind if isinstance(param.kind, tuple) else (param.kind,)
+            if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+                problems.append((key, f"expected {' or '.join(k.__name__ for k in kinds)}, "
+                                      f"got {type(value).__name__} {value!r}"))
+                continue
+            problem = param.check(value) if param.check else None
+            if problem:
+                problems.append((key, problem))
+                continue
+            params[key] = value
+        for key in self.required:
+            if key not in raw:
+                problems.append((key, "is required"))
+        for key, param in self.params.items():
+            params.setdefault(key, param.default)
+        return params, problems
