@@ -30,13 +30,14 @@ from core.emulator.drive_json import (
     patch_from,
     render,
 )
-from core.emulator.drive_model import (
+from core.emulator.drive_model import DriveModel
+from core.emulator.drive_query import InvalidQuery, compile_query
+from core.emulator.drive_types import (
     PERMISSION_ID,
     ROOT_ID,
     USER_EMAIL,
     USER_NAME,
     DriveError,
-    DriveModel,
     FileInfo,
     Forbidden,
     InvalidValue,
@@ -44,7 +45,6 @@ from core.emulator.drive_model import (
     NotFound,
     StorageQuotaExceeded,
 )
-from core.emulator.drive_query import InvalidQuery, compile_query
 from core.emulator.drive_uploads import DriveUploads
 from core.emulator.http import (
     FileSlice,

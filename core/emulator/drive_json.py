@@ -9,7 +9,7 @@ import hashlib
 import re
 from typing import Any
 
-from core.emulator.drive_model import (
+from core.emulator.drive_types import (
     KEEP,
     PERMISSION_ID,
     ROOT_ID,

@@ -3,8 +3,9 @@ and their content, trash, quota accounting and search.
 
 Metadata lives in memory behind one lock; file bytes live on disk, one blob per file id, and
 are read and written outside the lock. Callers get `FileInfo` snapshots, never the live
-records. A refused operation raises a `DriveError` carrying the reason and message Google
-uses (notFound, storageQuotaExceeded, ...); drive.py turns it into Google's JSON error. The
+records. A refused operation raises a `DriveError` (drive_types.py) carrying the reason and
+message Google uses (notFound, storageQuotaExceeded, ...); drive.py turns it into Google's
+JSON error. The
 Earth Engine side uses `ensure_export_folder`, `free_bytes` and `add_file` (the
 `DriveForExports` protocol of drive_port.py).
 """
@@ -21,30 +22,35 @@ import string
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Final, NamedTuple
+from typing import Any, BinaryIO
 
 from core.emulator.config import EmulatorConfig
 from core.emulator.drive_query import InvalidQuery, Predicate, parse_date
+from core.emulator.drive_types import (
+    FOLDER_MIME,
+    KEEP,
+    QUOTA_EXCEEDED,
+    ROOT_ID,
+    USER_EMAIL,
+    FileInfo,
+    Forbidden,
+    InsufficientFilePermissions,
+    InvalidValue,
+    NotDownloadable,
+    Patch,
+    StorageQuotaExceeded,
+    Usage,
+    file_not_found,
+    rfc3339,
+)
 
-FOLDER_MIME = "application/vnd.google-apps.folder"
-ROOT_ID = "0AEmuRootFolderIdUk9PVA"
-USER_NAME = "Emulator User"
-USER_EMAIL = "emulator@example.com"
-PERMISSION_ID = "00000000000000000000"
 _ID_CHARS = string.ascii_letters + string.digits + "-_"
 # Ids never repeat, not even across emulator restarts (a restarted emulator handing out the
 # ids of files a session already downloaded made it take new files for old ones), as Google's.
 _IDS = random.SystemRandom()
 _HASH_CHUNK = 1 << 20
-
-
-def rfc3339(ts: float) -> str:
-    """Epoch seconds → '2026-11-21T03:35:40.639Z' (Drive always sends milliseconds)."""
-    dt = datetime.fromtimestamp(ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def md5_file(path: Path) -> tuple[str, int]:
@@ -56,54 +62,6 @@ def md5_file(path: Path) -> tuple[str, int]:
             digest.update(block)
             size += len(block)
     return digest.hexdigest(), size
-
-
-# -- refusals ------------------------------------------------------------------------------
-
-
-class DriveError(Exception):
-    """A refused operation: Google's error `reason` and `message`, and `location`, the
-    parameter Google names as the culprit (if any)."""
-
-    reason = "error"
-
-    def __init__(self, message: str, *, location: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.location = location
-
-
-class NotFound(DriveError):
-    reason = "notFound"
-
-
-class InvalidValue(DriveError):
-    reason = "invalid"
-
-
-class Forbidden(DriveError):
-    reason = "forbidden"
-
-
-class InsufficientFilePermissions(Forbidden):
-    reason = "insufficientFilePermissions"
-
-
-class StorageQuotaExceeded(DriveError):
-    reason = "storageQuotaExceeded"
-
-
-class NotDownloadable(DriveError):
-    reason = "fileNotDownloadable"
-
-
-def file_not_found(file_id: str) -> NotFound:
-    return NotFound(f"File not found: {file_id}.", location="fileId")
-
-
-QUOTA_EXCEEDED = "The user's Drive storage quota has been exceeded."
-
-# -- records -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -133,68 +91,6 @@ class _Entry:
     @property
     def has_content(self) -> bool:
         return not self.mime_type.startswith("application/vnd.google-apps.")
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """A snapshot of one file, with `trashed` worked out (explicitly or by an ancestor)."""
-
-    id: str
-    title: str
-    mime_type: str
-    parents: tuple[str, ...]
-    created: float
-    modified: float
-    seq: int
-    size: int
-    md5: str | None
-    trashed: bool
-    explicitly_trashed: bool
-    starred: bool
-    hidden: bool
-    description: Any
-    version: int
-    original_filename: str | None
-
-    @property
-    def folder(self) -> bool:
-        return self.mime_type == FOLDER_MIME
-
-    @property
-    def has_content(self) -> bool:
-        """Google Docs types (and folders) have no bytes of their own."""
-        return not self.mime_type.startswith("application/vnd.google-apps.")
-
-    @property
-    def is_root(self) -> bool:
-        return self.id == ROOT_ID
-
-
-KEEP: Final[Any] = object()  # Patch.description when the body does not mention it
-
-
-@dataclass
-class Patch:
-    """A metadata change with Drive's patch semantics: None (or KEEP) leaves a field alone.
-    `parents` replaces the parents (honoured on updates only; [] means the root);
-    `modified_date` is the client's modifiedDate, set only when it asked to."""
-
-    title: str | None = None
-    description: Any = KEEP
-    mime_type: str | None = None  # ignored for folders
-    starred: bool | None = None
-    hidden: bool | None = None
-    trashed: bool | None = None
-    parents: list[str] | None = None
-    add_parents: list[str] = field(default_factory=list)
-    remove_parents: list[str] = field(default_factory=list)
-    modified_date: str | None = None
-
-
-class Usage(NamedTuple):
-    used: int  # bytes of every file, trashed or not
-    trash: int  # of those, bytes in the trash
-    change_id: int  # bumped by every change
 
 
 # -- the model -----------------------------------------------------------------------------

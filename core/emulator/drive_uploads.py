@@ -26,7 +26,8 @@ from core.emulator.drive_json import (
     patch_from,
     render,
 )
-from core.emulator.drive_model import DriveModel, FileInfo, NotFound, StorageQuotaExceeded
+from core.emulator.drive_model import DriveModel
+from core.emulator.drive_types import FileInfo, NotFound, StorageQuotaExceeded
 from core.emulator.http import Request, Response, error_response
 
 
