@@ -21,12 +21,11 @@ from core.engine.base import WorkerBase, _size
 from core.recipes.build import RecipeError, UnitWork, build
 from core.spec import JobSpec
 from core.states import (
+    A_SUBMITTING,
+    ACTIVE,
     BACKOFF,
-    DOWNLOADING,
-    EXPORTED,
     FAILED,
     IN_EE,
-    PENDING,
     QUEUED,
     SUBMITTING,
 )
@@ -59,15 +58,10 @@ class Admission(WorkerBase):
             return  # the disk wait holds exports too: their files would have nowhere to go
         max_tasks = int(settings.get("max_tasks", self.limits.max_tasks))
         budget = int(settings.get("drive_budget", self.limits.drive_budget))
-        conn = self.store.conn
-        in_ee = conn.execute("SELECT COUNT(*) FROM units WHERE state IN (?, ?, ?)",
-                             IN_EE).fetchone()[0]
+        in_ee = self.store.count_units_in(IN_EE)
         room = min(max_tasks - in_ee, PROJECT_QUEUE_CAP - self.project_pending)
         now = time.time()
-        candidates = [] if room <= 0 else conn.execute(
-            "SELECT * FROM units WHERE state IN (?, ?) AND (not_before IS NULL OR"
-            " not_before <= ?) ORDER BY priority DESC, est_bytes DESC, id LIMIT ?",
-            (PENDING, BACKOFF, now, room * 4)).fetchall()
+        candidates = [] if room <= 0 else self.store.units_to_send(now, room * 4)
         expected = self._expected_drive_bytes() if candidates else 0
         submitted = 0
         smallest_left_out: int | None = None
@@ -88,9 +82,7 @@ class Admission(WorkerBase):
         if submitted or smallest_left_out is None:
             self._wait("drive", None)
             return
-        moving = conn.execute(  # our exports on their way through Drive
-            "SELECT EXISTS (SELECT 1 FROM units WHERE state IN (?, ?, ?, ?, ?))",
-            (*IN_EE, EXPORTED, DOWNLOADING)).fetchone()[0]
+        moving = self.store.any_unit_in(ACTIVE)  # our exports on their way through Drive
         # While our own exports move through Drive the budget is just doing its job (shown,
         # not logged); with nothing moving the wait cannot end by itself: logged.
         self._wait("drive", self._drive_wait_text(smallest_left_out, expected, budget, moving),
@@ -125,37 +117,25 @@ class Admission(WorkerBase):
         return expected == 0 and (self.quota.total is None or used + need <= self.quota.total)
 
     def _our_files_in_drive(self) -> int:
-        return int(self.store.conn.execute(
-            "SELECT COALESCE(SUM(size), 0) FROM files WHERE state IN"
-            " ('listed', 'downloading', 'verified')").fetchone()[0])
+        return self.store.our_bytes_in_drive()
 
     def _expected_drive_bytes(self) -> int:
         """Drive bytes this job holds or will soon hold: files listed and not yet deleted, and
         what exports still running or exported but not yet listed need (see _need)."""
-        estimated = self.store.conn.execute(
-            "SELECT COALESCE(SUM(MAX(CAST(est_bytes * ? AS INTEGER), need_bytes)), 0)"
-            " FROM units WHERE state IN (?, ?, ?) OR (state = ? AND id NOT IN"
-            " (SELECT unit FROM files WHERE state != 'deleted'))",
-            (self.ratio, *IN_EE, EXPORTED)).fetchone()[0]
-        return int(estimated) + self._our_files_in_drive()
+        return self.store.expected_export_bytes(self.ratio) + self._our_files_in_drive()
 
     def _send(self, row: Any) -> bool:
         """Write the attempt (with its requestId) first, then send. Returns True if sent."""
         unit = row["id"]
-        conn = self.store.conn
-        attempt = self._latest_attempt(unit)
-        now = time.time()
+        attempt = self.store.latest_attempt(unit)
         with self.store.tx():
-            if attempt is None or attempt["state"] != "submitting":
+            if attempt is None or attempt["state"] != A_SUBMITTING:
                 n = (attempt["n"] + 1) if attempt is not None else 1
                 request_id = str(uuid.uuid4())
                 description = description_for(self.store.id, unit, n)
-                conn.execute(
-                    "INSERT INTO attempts (unit, n, request_id, description, state, created,"
-                    " updated) VALUES (?, ?, ?, ?, 'submitting', ?, ?)",
-                    (unit, n, request_id, description, now, now))
-                attempt = self._latest_attempt(unit)
-            self._set_unit(unit, SUBMITTING, attempts=row["attempts"] + 1)
+                self.store.record_attempt(unit, n, request_id, description)
+                attempt = self.store.latest_attempt(unit)
+            self.store.set_unit(unit, SUBMITTING, attempts=row["attempts"] + 1)
         assert attempt is not None
         work = UnitWork(unit, (row["west"], row["south"], row["east"], row["north"]),
                         row["start"], row["end"])
@@ -168,9 +148,8 @@ class Admission(WorkerBase):
                 priority=200 if row["priority"] > 0 else None)
         except RecipeError as exc:
             with self.store.tx():
-                conn.execute("UPDATE attempts SET state = 'FAILED', error = ? WHERE id = ?",
-                             (str(exc), attempt["id"]))
-                self._set_unit(unit, FAILED, error=str(exc))
+                self.store.attempt_refused(attempt["id"], str(exc))
+                self.store.set_unit(unit, FAILED, error=str(exc))
                 self.store.log(f"failed: {exc}", "error", unit)
             return False
         except Exception as exc:
@@ -180,16 +159,13 @@ class Admission(WorkerBase):
                     # The attempt stays 'submitting': the resend reuses its requestId.
                     self._backoff(unit, row["attempts"] + 1, f"submit: {message}")
                 else:
-                    conn.execute("UPDATE attempts SET state = 'FAILED', error = ? WHERE id = ?",
-                                 (message, attempt["id"]))
-                    self._set_unit(unit, FAILED, error=f"submit: {message}")
+                    self.store.attempt_refused(attempt["id"], message)
+                    self.store.set_unit(unit, FAILED, error=f"submit: {message}")
                     self.store.log(f"submit failed: {message}", "error", unit)
             return False
         with self.store.tx():
-            conn.execute("UPDATE attempts SET operation = ?, state = 'PENDING', updated = ?"
-                         " WHERE id = ? AND state = 'submitting'",
-                         (name, time.time(), attempt["id"]))
-            self._set_unit(unit, QUEUED, only_from=(SUBMITTING,))
+            self.store.attempt_sent(attempt["id"], name)
+            self.store.set_unit(unit, QUEUED, only_from=(SUBMITTING,))
         return True
 
     def _quota_due(self) -> bool:
@@ -234,8 +210,9 @@ class Admission(WorkerBase):
             return
         self.drive_full_units[unit] = self._need(self.store.unit(unit))
         # Held until this poll's quota read has taught admission what it needs.
-        self._set_unit(unit, BACKOFF, error=message, attempts=max(attempt["unit_attempts"] - 1, 0),
-                       not_before=time.time() + self.limits.poll_seconds)
+        self.store.set_unit(unit, BACKOFF, error=message,
+                            attempts=max(attempt["unit_attempts"] - 1, 0),
+                            not_before=time.time() + self.limits.poll_seconds)
         self.store.log(f"Drive had no room for the export ({message}); the unit waits "
                        "until Drive has room", "warning", unit)
 
@@ -258,17 +235,13 @@ class Admission(WorkerBase):
                 if est > 0:
                     self.ratio_floor = max(self.ratio_floor, new_need / est)
             with self.store.tx():
-                self.store.conn.executemany(
-                    "UPDATE units SET need_bytes = MAX(need_bytes, ?) WHERE id = ?", learned)
+                self.store.raise_need_bytes(learned)
             self._learn_ratio()
             self.drive_full_units = {}
 
     def _learn_ratio(self) -> None:
         # Every unit whose files have been listed counts: sizes are known before download.
-        actual, estimated = self.store.conn.execute(
-            "SELECT (SELECT COALESCE(SUM(size), 0) FROM files),"
-            "       (SELECT COALESCE(SUM(est_bytes), 0) FROM units"
-            "        WHERE id IN (SELECT unit FROM files))").fetchone()
+        actual, estimated = self.store.measured_and_estimated_bytes()
         if actual and estimated:
             self.ratio = max(actual / estimated, 0.01)
         else:  # nothing measured yet: what Drive-full failures taught (_learn_drive_need)

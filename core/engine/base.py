@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,20 +50,6 @@ class WorkerBase:
     wake: threading.Event
     waits: dict[str, str]
     loud_waits: set[str]
-
-    def _latest_attempt(self, unit: str) -> Any:
-        return self.store.conn.execute(
-            "SELECT * FROM attempts WHERE unit = ? ORDER BY n DESC LIMIT 1", (unit,)).fetchone()
-
-    def _set_unit(self, unit: str, state: str, *, only_from: tuple[str, ...] | None = None,
-                  **fields: Any) -> None:
-        sets = ["state = ?", "updated = ?"] + [f"{k} = ?" for k in fields]
-        params: list[Any] = [state, time.time(), *fields.values(), unit]
-        sql = f"UPDATE units SET {', '.join(sets)} WHERE id = ?"
-        if only_from:
-            sql += f" AND state IN ({', '.join('?' * len(only_from))})"
-            params += list(only_from)
-        self.store.conn.execute(sql, params)
 
     def _event(self, message: str, level: str = "info", unit: str | None = None) -> None:
         getattr(log, level if level != "warning" else "warning")(

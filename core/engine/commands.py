@@ -3,7 +3,6 @@ cancel or retry a unit), applied by the one thread that owns the store."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from core.backends.failures import (
@@ -14,10 +13,16 @@ from core.states import (
     ATTEMPT_LIVE,
     CANCELLED,
     DOWNLOADING,
+    EE_PENDING,
+    EE_RUNNING,
+    EE_SUCCEEDED,
     EXPORTED,
     FAILED,
+    LISTED,
     PENDING,
+    VERIFIED,
     cancel_refusal,
+    retry_refusal,
 )
 from core.store import StoreError
 
@@ -55,9 +60,9 @@ class Commands(WorkerBase):
         if row is None:
             raise StoreError(f"no unit {unit!r}")
         if verb == "retry":
-            if row["state"] not in (FAILED, CANCELLED):
-                raise StoreError(f"unit {unit} is {row['state']}: only failed or cancelled "
-                                 "units retry")
+            refusal = retry_refusal(row["id"], row["state"])
+            if refusal:
+                raise StoreError(refusal)
             return self._retry(row)
         if verb == "cancel":
             return self._cancel(row)
@@ -67,20 +72,17 @@ class Commands(WorkerBase):
         """A retry starts the unit's counts afresh. A unit whose export is (or may still be)
         in Drive is downloaded again, not exported again: a second export would cost EECU and
         leave one of the two outputs behind in Drive."""
-        attempt = self._latest_attempt(row["id"])
-        in_drive = self.store.conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM files WHERE unit = ? AND state IN"
-            " ('listed', 'verified'))", (row["id"],)).fetchone()[0]
+        attempt = self.store.latest_attempt(row["id"])
+        in_drive = self.store.unit_has_files_in(row["id"], (LISTED, VERIFIED))
         # A failed unit whose last export succeeded and was never taken (a name clash, a
         # download that gave up): its files are looked for again.
         untaken = row["state"] == FAILED and attempt is not None and \
-            attempt["state"] == "SUCCEEDED" and not self.store.conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM files WHERE attempt = ? AND state = 'deleted')",
-                (attempt["id"],)).fetchone()[0]
+            attempt["state"] == EE_SUCCEEDED and \
+            not self.store.attempt_has_deleted_file(attempt["id"])
         fetch = self.drive is not None and (in_drive or untaken)
         with self.store.tx():
-            self._set_unit(row["id"], EXPORTED if fetch else PENDING, error=None, attempts=0,
-                           download_failures=0, priority=1, not_before=None)
+            self.store.set_unit(row["id"], EXPORTED if fetch else PENDING, error=None,
+                                attempts=0, download_failures=0, priority=1, not_before=None)
         self.missing_polls.pop(row["id"], None)
         self._look_for_deletes(0.0)  # a verified file may wait in Drive to be deleted
         if fetch:
@@ -89,14 +91,13 @@ class Commands(WorkerBase):
 
     def _cancel(self, row: Any) -> str:
         state = row["state"]
-        in_flight = {r[0] for r in self.store.conn.execute(
-            "SELECT id FROM files WHERE unit = ?", (row["id"],))} & (
+        in_flight = self.store.file_ids_of(row["id"]) & (
             self.downloads.keys() | self.deletes.keys())
         refusal = cancel_refusal(row["id"], DOWNLOADING if in_flight else state)
         if refusal:
             raise StoreError(refusal)
-        attempt = self._latest_attempt(row["id"])
-        if attempt is not None and attempt["state"] in ("PENDING", "RUNNING") and \
+        attempt = self.store.latest_attempt(row["id"])
+        if attempt is not None and attempt["state"] in (EE_PENDING, EE_RUNNING) and \
                 attempt["operation"]:
             try:
                 self.ee.cancel(attempt["operation"])
@@ -105,9 +106,8 @@ class Commands(WorkerBase):
                                  f"{classify_exception(exc)[1]}") from None
         with self.store.tx():
             if attempt is not None and attempt["state"] in ATTEMPT_LIVE:
-                self.store.conn.execute("UPDATE attempts SET state = 'CANCELLING', updated = ?"
-                                        " WHERE id = ?", (time.time(), attempt["id"]))
-            self._set_unit(row["id"], CANCELLED, error="cancelled by the user")
+                self.store.attempt_cancelling(attempt["id"])
+            self.store.set_unit(row["id"], CANCELLED, error="cancelled by the user")
         if state == EXPORTED:
             self._remove_outputs(row["id"])
         return "cancelled"

@@ -24,10 +24,14 @@ from core.outputs.bands import write_band_names
 from core.outputs.manifest import write_manifest
 from core.recipes import RECIPES
 from core.states import (
+    DELETED,
     DONE,
     DOWNLOADING,
     EXPORTED,
     FAILED,
+    FILE_DOWNLOADING,
+    LISTED,
+    VERIFIED,
 )
 
 # Free space a download leaves on the output disk beyond the file itself (file system
@@ -70,19 +74,14 @@ class Downloads(WorkerBase):
     def schedule_downloads(self) -> None:
         if self.drive is None:
             return
-        conn = self.store.conn
+        store = self.store
         now = time.time()
-        exported = conn.execute(
-            "SELECT * FROM units WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"
-            " ORDER BY updated LIMIT 64", (EXPORTED, now)).fetchall()
+        exported = store.exported_units_due(now, 64)
         listed_units: set[str] = set()
         if exported:
             # Only these units' files, through the files_unit index: files.state has none, and
             # scanning every file each tick was most of the idle CPU late in a big job.
-            ids = [r["id"] for r in exported]
-            listed_units = {r[0] for r in conn.execute(
-                "SELECT DISTINCT unit FROM files WHERE state = 'listed' AND unit IN"
-                f" ({', '.join('?' * len(ids))})", ids)}
+            listed_units = store.units_with_listed_files([r["id"] for r in exported])
         if exported and any(r["id"] not in listed_units for r in exported):
             self._list_outputs([r for r in exported if r["id"] not in listed_units])
         free = self.limits.download_workers * 2 - len(self.downloads)
@@ -90,10 +89,7 @@ class Downloads(WorkerBase):
             return
         if "disk" in self.waits and not self._disk_has_room(self.disk_need):
             return
-        rows = conn.execute(
-            "SELECT f.* FROM files f JOIN units u ON u.id = f.unit WHERE f.state = 'listed'"
-            " AND u.state IN (?, ?) AND (u.not_before IS NULL OR u.not_before <= ?)"
-            " ORDER BY f.id LIMIT ?", (EXPORTED, DOWNLOADING, now, free)).fetchall()
+        rows = store.files_to_download(now, free)
         # Bytes the downloads under way will still write: the disk must hold them too.
         reserved = sum(size for size, _ in self.download_targets.values())
         for row in rows:
@@ -102,10 +98,9 @@ class Downloads(WorkerBase):
             if not self._disk_has_room(reserved + row["size"]):
                 break
             reserved += row["size"]
-            with self.store.tx():
-                conn.execute("UPDATE files SET state = 'downloading', updated = ? WHERE id = ?",
-                             (now, row["id"]))
-                self._set_unit(row["unit"], DOWNLOADING, only_from=(EXPORTED,))
+            with store.tx():
+                store.set_file(row["id"], FILE_DOWNLOADING)
+                store.set_unit(row["unit"], DOWNLOADING, only_from=(EXPORTED,))
             file = DriveFile(row["drive_id"], row["title"], row["size"], row["md5"], ())
             part = self._part(row)
             future = self.pool.submit(self.drive.download, file, part)
@@ -171,7 +166,7 @@ class Downloads(WorkerBase):
 
     def _downloaded(self, file_id: int, future: Future[Any]) -> None:
         _, part = self.download_targets.pop(file_id)
-        row = self.store.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+        row = self.store.file(file_id)
         if row is None:  # its unit's files were dropped meanwhile (redone export)
             part.unlink(missing_ok=True)
             return
@@ -185,17 +180,15 @@ class Downloads(WorkerBase):
         part.unlink(missing_ok=True)
         disk_full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
         with self.store.tx():
-            self.store.conn.execute("UPDATE files SET state = 'listed' WHERE id = ?",
-                                    (file_id,))
+            self.store.set_file(file_id, LISTED)
             if future.cancelled():
                 return
             if disk_full:
                 # Not the file's fault: it waits in Drive, costing no try, until the disk
                 # has room (_disk_has_room, below, says so).
-                self._set_unit(row["unit"], EXPORTED, only_from=(DOWNLOADING,))
+                self.store.set_unit(row["unit"], EXPORTED, only_from=(DOWNLOADING,))
             elif http_status(exc) == 404:  # gone from Drive: only a new export brings it back
-                self.store.conn.execute("DELETE FROM files WHERE unit = ? AND state IN"
-                                        " ('listed', 'downloading')", (row["unit"],))
+                self.store.drop_files(row["unit"], (LISTED, FILE_DOWNLOADING))
                 self._redo_export(row["unit"], f"{row['title']} vanished from Drive")
             else:
                 message = str(exc) if isinstance(exc, VerifyError) else \
@@ -218,9 +211,7 @@ class Downloads(WorkerBase):
         os.replace(part, final)
         _fsync_dir(final.parent)
         with self.store.tx():
-            self.store.conn.execute(
-                "UPDATE files SET state = 'verified', local_path = ?, updated = ? WHERE id = ?",
-                (str(final), time.time(), row["id"]))
+            self.store.set_file(row["id"], VERIFIED, local_path=str(final))
         self.downloaded.append((time.time(), row["size"]))
         self.manifest_due = True
         self.disk_backoff = DISK_RETRY
@@ -234,22 +225,19 @@ class Downloads(WorkerBase):
     def _download_failed(self, unit: Any, message: str) -> None:
         failures = unit["download_failures"] + 1  # a retry starts the count afresh
         if failures >= self.limits.max_attempts:
-            self._set_unit(unit["id"], FAILED, download_failures=failures,
-                           error=f"{message} (gave up after {failures} tries; the file stays"
+            self.store.set_unit(unit["id"], FAILED, download_failures=failures,
+                                error=f"{message} (gave up after {failures} tries; the file stays"
                                  " in Drive, and a retry downloads it again)")
             self.store.log(message, "error", unit["id"])
             return
         delay = min(2.0 ** failures, 60) * self.rng.uniform(0.5, 1.5)
-        self._set_unit(unit["id"], EXPORTED, not_before=time.time() + delay,
-                       download_failures=failures)
+        self.store.set_unit(unit["id"], EXPORTED, not_before=time.time() + delay,
+                            download_failures=failures)
         self.store.log(message, "warning", unit["id"])
 
     def write_manifest(self) -> None:
         """output_dir/manifest.csv: a row per verified file (core/outputs/manifest.py)."""
-        rows = self.store.conn.execute(
-            "SELECT f.local_path, f.unit, u.tile, u.period, u.start, u.end, u.west, u.south,"
-            " u.east, u.north, f.size, f.md5 FROM files f JOIN units u ON u.id = f.unit"
-            " WHERE f.state IN ('verified', 'deleted') AND f.local_path IS NOT NULL").fetchall()
+        rows = self.store.manifest_rows()
         self.manifest_written = time.time()
         if not rows:
             self.manifest_due = False
@@ -272,9 +260,7 @@ class Downloads(WorkerBase):
         # delete, and while a full batch waits. Only this loop makes files 'verified'.
         if self.drive is None or self.deletes_due is None or time.time() < self.deletes_due:
             return
-        rows = self.store.conn.execute(
-            "SELECT id, drive_id FROM files WHERE state = 'verified' ORDER BY id LIMIT 64"
-        ).fetchall()
+        rows = self.store.verified_files(64)
         self.deletes_due = None
         self.delete_backlog = len(rows) == 64
         for row in rows:
@@ -287,8 +273,7 @@ class Downloads(WorkerBase):
         if self.drive is None or self.stopping or file_id in self.deletes:
             return  # stopping: the next start finds the verified file and deletes it
         if drive_id is None:
-            drive_id = self.store.conn.execute("SELECT drive_id FROM files WHERE id = ?",
-                                               (file_id,)).fetchone()[0]
+            drive_id = self.store.file(file_id)["drive_id"]
         future = self.delete_pool.submit(self.drive.delete, drive_id)
         future.add_done_callback(self._wake_up)
         self.deletes[file_id] = future
@@ -297,7 +282,7 @@ class Downloads(WorkerBase):
         if future.cancelled():
             return
         exc = future.exception()
-        row = self.store.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+        row = self.store.file(file_id)
         if row is None:  # dropped meanwhile (its unit's export is being redone)
             return
         if exc is not None:
@@ -305,16 +290,12 @@ class Downloads(WorkerBase):
                         f"{classify_exception(exc)[1]}", "warning", row["unit"])
             return
         with self.store.tx():
-            self.store.conn.execute("UPDATE files SET state = 'deleted', updated = ? WHERE id = ?",
-                                    (time.time(), file_id))
-            left = self.store.conn.execute(
-                "SELECT COUNT(*) FROM files WHERE unit = ? AND state != 'deleted'",
-                (row["unit"],)).fetchone()[0]
+            self.store.set_file(file_id, DELETED)
+            left = self.store.files_left_in_drive(row["unit"])
             unit = self.store.unit(row["unit"])
             if left == 0 and unit["state"] in (DOWNLOADING, EXPORTED):
-                self._set_unit(row["unit"], DONE, error=None)
-                size = self.store.conn.execute("SELECT SUM(size) FROM files WHERE unit = ?",
-                                               (row["unit"],)).fetchone()[0]
+                self.store.set_unit(row["unit"], DONE, error=None)
+                size = self.store.unit_bytes(row["unit"])
                 self.store.log(f"done: {size:,} bytes verified", "info", row["unit"])
                 if row["unit"] not in self.recovered:
                     self.finished.append(time.time())

@@ -18,10 +18,17 @@ from core.engine.base import CLOCK_SKEW, WorkerBase
 from core.grid import child_id, split_bounds
 from core.periods import Period, unit_id
 from core.states import (
+    A_SUBMITTING,
     BACKOFF,
     CANCELLED,
     DONE,
     DOWNLOADING,
+    EE_CANCELLED,
+    EE_CANCELLING,
+    EE_FAILED,
+    EE_PENDING,
+    EE_RUNNING,
+    EE_SUCCEEDED,
     EXPORTED,
     FAILED,
     IN_EE,
@@ -39,10 +46,7 @@ class Monitor(WorkerBase):
         exports whose request may not have reached EE (after a crash), by their description.
         Returns the live attempts EE did not list ([] if the listing failed)."""
         self.polls += 1
-        attempts = self.store.conn.execute(
-            "SELECT a.*, u.state AS unit_state, u.depth, u.attempts AS unit_attempts"
-            " FROM attempts a JOIN units u ON u.id = a.unit"
-            " WHERE a.state IN ('submitting', 'PENDING', 'RUNNING', 'CANCELLING')").fetchall()
+        attempts = self.store.watched_attempts()
         try:
             ops = self._list_ours(attempts, search_unsent)
         except Exception as exc:
@@ -54,7 +58,7 @@ class Monitor(WorkerBase):
         by_description = {op.description: op for op in ops}
         # Other jobs' queued tasks count against the project's queue; those on later pages
         # are older than all of ours and are not counted (a rare undercount).
-        self.project_pending = sum(op.state == "PENDING" for op in ops)
+        self.project_pending = sum(op.state == EE_PENDING for op in ops)
         unlisted = []
         for attempt in attempts:
             op = by_name.get(attempt["operation"] or "") or by_description.get(
@@ -94,14 +98,11 @@ class Monitor(WorkerBase):
 
     def _poll_interval(self, ops: list[Operation]) -> float:
         base = self.limits.poll_seconds
-        ours = self.store.conn.execute("SELECT COUNT(*) FROM units WHERE state IN (?, ?, ?)",
-                                       IN_EE).fetchone()[0]
+        ours = self.store.count_units_in(IN_EE)
         if ours == 0:
             return base * 2  # idle: nothing of ours is in EE
-        if any(op.state == "RUNNING" and op.progress >= 0.8 for op in ops) and (
-                self.budget_blocked or not self.store.conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM units WHERE state = ?)", (QUEUED,)
-                ).fetchone()[0]):
+        if any(op.state == EE_RUNNING and op.progress >= 0.8 for op in ops) and (
+                self.budget_blocked or not self.store.any_unit_in((QUEUED,))):
             # Something is about to finish and it matters when: none of ours waits in EE's
             # queue to take the slot, or admission waits for Drive space. While EE's queue
             # holds our next task, looking sooner gained nothing but requests (benchmark:
@@ -113,48 +114,44 @@ class Monitor(WorkerBase):
         now = time.time()
         unit = attempt["unit"]
         unit_state = attempt["unit_state"]
-        conn = self.store.conn
-        cancelled = attempt["state"] == "CANCELLING" or unit_state == CANCELLED
-        state = "CANCELLING" if attempt["state"] == "CANCELLING" and op.active else op.state
-        latest = self._latest_attempt(unit)
+        cancelled = attempt["state"] == EE_CANCELLING or unit_state == CANCELLED
+        state = EE_CANCELLING if attempt["state"] == EE_CANCELLING and op.active else op.state
+        latest = self.store.latest_attempt(unit)
         with self.store.tx():
             # EE's createTime and the folder it wrote to say which Drive files are this
             # attempt's outputs (core/engine/matching.py).
-            conn.execute(
-                "UPDATE attempts SET operation = ?, state = ?, progress = ?, eecu_seconds = ?,"
-                " error = ?, started = COALESCE(started, ?), updated = ?,"
-                " ee_created = COALESCE(?, ee_created), folder_id = COALESCE(?, folder_id)"
-                " WHERE id = ?",
-                (op.name, state, op.progress, op.eecu_seconds, op.error,
-                 _started(op, now), now, op.created_at(), op.drive_folder(), attempt["id"]))
+            self.store.attempt_seen(
+                attempt["id"], operation=op.name, state=state, progress=op.progress,
+                eecu_seconds=op.eecu_seconds, error=op.error, started=_started(op, now),
+                ee_created=op.created_at(), folder_id=op.drive_folder())
             if cancelled or latest["id"] != attempt["id"] or unit_state not in (
                     SUBMITTING, QUEUED, RUNNING, BACKOFF):
                 pass  # an attempt the user cancelled, or one a retry has replaced
-            elif op.state == "PENDING":
-                self._set_unit(unit, QUEUED)
-            elif op.state == "RUNNING":
-                self._set_unit(unit, RUNNING)
-            elif op.state == "SUCCEEDED":
+            elif op.state == EE_PENDING:
+                self.store.set_unit(unit, QUEUED)
+            elif op.state == EE_RUNNING:
+                self.store.set_unit(unit, RUNNING)
+            elif op.state == EE_SUCCEEDED:
                 done = self.drive is None  # assets and Cloud Storage: nothing to fetch
-                self._set_unit(unit, DONE if done else EXPORTED)
+                self.store.set_unit(unit, DONE if done else EXPORTED)
                 self.store.log(f"exported in EE ({op.eecu_seconds or 0:.0f} EECU-s)", "info",
                                unit)
                 if done:
                     self.finished.append(now)
-            elif op.state == "FAILED":
+            elif op.state == EE_FAILED:
                 self._failed(attempt, op.error or "failed without a message")
-            elif op.state == "CANCELLED":
-                self._set_unit(unit, CANCELLED, error="cancelled in Earth Engine")
+            elif op.state == EE_CANCELLED:
+                self.store.set_unit(unit, CANCELLED, error="cancelled in Earth Engine")
                 self.store.log("cancelled in Earth Engine (outside eebatch)", "warning", unit)
         if not cancelled:
             return
-        if op.state == "SUCCEEDED" and self.store.unit(unit)["state"] not in (
+        if op.state == EE_SUCCEEDED and self.store.unit(unit)["state"] not in (
                 EXPORTED, DOWNLOADING, DONE):
             # It finished before the cancel reached EE: its files must leave Drive.
             self._event("finished before the cancel reached EE; removing its files",
                         "info", unit)
             self._remove_outputs(unit)
-        elif op.active and (not attempt["operation"] or attempt["state"] == "submitting"):
+        elif op.active and (not attempt["operation"] or attempt["state"] == A_SUBMITTING):
             # EE acknowledged the submit only after the user cancelled: cancel it now.
             try:
                 self.ee.cancel(op.name)
@@ -169,26 +166,27 @@ class Monitor(WorkerBase):
             if attempt["depth"] < self.limits.split_depth:
                 self._split(unit, message)
             else:
-                self._set_unit(unit, FAILED, error=f"{message} (already split "
-                               f"{attempt['depth']} times; split_depth = "
-                               f"{self.limits.split_depth})")
+                self.store.set_unit(unit, FAILED, error=f"{message} (already split "
+                                    f"{attempt['depth']} times; split_depth = "
+                                    f"{self.limits.split_depth})")
                 self.store.log(f"failed: {message}", "error", unit)
         elif kind is Kind.TRANSIENT and drive_full(message):
             self._drive_was_full(attempt, message)
         elif kind is Kind.TRANSIENT:
             self._backoff(unit, attempt["unit_attempts"], message)
         else:
-            self._set_unit(unit, FAILED, error=message)
+            self.store.set_unit(unit, FAILED, error=message)
             self.store.log(f"failed: {message}", "error", unit)
 
     def _backoff(self, unit: str, attempts: int, message: str) -> None:
         if attempts >= self.limits.max_attempts:
-            self._set_unit(unit, FAILED, error=f"{message} (gave up after {attempts} attempts)")
+            self.store.set_unit(unit, FAILED,
+                                error=f"{message} (gave up after {attempts} attempts)")
             self.store.log(f"failed after {attempts} attempts: {message}", "error", unit)
             return
         base = max(1.0, self.limits.poll_seconds / 2)
         delay = min(base * 2 ** max(attempts - 1, 0), 600) * self.rng.uniform(0.5, 1.5)
-        self._set_unit(unit, BACKOFF, error=message, not_before=time.time() + delay)
+        self.store.set_unit(unit, BACKOFF, error=message, not_before=time.time() + delay)
         self.store.log(f"will retry in {delay:.0f} s: {message}", "warning", unit)
 
     def _split(self, unit: str, message: str) -> None:
@@ -203,11 +201,8 @@ class Monitor(WorkerBase):
                              row["depth"] + 1, unit, row["period"], row["start"], row["end"],
                              w, s, e, n, row["est_pixels"] // 4, row["est_bytes"] // 4,
                              row["priority"], time.time()))
-        self.store.conn.executemany(
-            "INSERT OR IGNORE INTO units (id, tile, row, col, depth, parent, period, start, end,"
-            " west, south, east, north, est_pixels, est_bytes, priority, updated) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", children)
-        self._set_unit(unit, SPLIT, error=message)
+        self.store.add_children(children)
+        self.store.set_unit(unit, SPLIT, error=message)
         self.store.log(f"{message} -> split into 4 tiles", "warning", unit)
 
 

@@ -5,7 +5,6 @@ unit's outputs (only files it made)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from core.backends.drive import DriveFile
@@ -15,8 +14,11 @@ from core.backends.failures import (
 from core.engine import matching
 from core.engine.base import CLOCK_SKEW, WorkerBase
 from core.states import (
-    EXPORTED,
+    EE_SUCCEEDED,
     FAILED,
+    FILE_DOWNLOADING,
+    LISTED,
+    VERIFIED,
 )
 
 MISSING_FILE_POLLS = 5  # an exported unit whose files never show up is retried
@@ -36,7 +38,7 @@ class Outputs(WorkerBase):
         export's name where EE did not say), named as the export names its files, created
         after EE accepted the export (core/engine/matching.py)."""
         assert self.drive is not None
-        attempts = {row["id"]: self._latest_attempt(row["id"]) for row in units}
+        attempts = {row["id"]: self.store.latest_attempt(row["id"]) for row in units}
         folders = {a["folder_id"] for a in attempts.values() if a is not None and a["folder_id"]}
         try:
             by_name = any(a is None or not a["folder_id"] for a in attempts.values())
@@ -56,7 +58,7 @@ class Outputs(WorkerBase):
             self._event(f"listing the Drive folder failed: {classify_exception(exc)[1]}",
                         "warning")
             return
-        known = {r[0] for r in self.store.conn.execute("SELECT drive_id FROM files")}
+        known = self.store.known_drive_ids()
         for row in units:
             self._take_outputs(row["id"], attempts[row["id"]], by_prefix, known, count_miss=True)
         # The listing holds whole folders: take the files of the other exported units as well
@@ -64,11 +66,9 @@ class Outputs(WorkerBase):
         # the folder listed again each time a few units started downloading (72 listings for
         # 200 exported units).
         batch = {row["id"] for row in units}
-        for (unit,) in self.store.conn.execute(
-                "SELECT id FROM units u WHERE state = ? AND NOT EXISTS (SELECT 1 FROM files f"
-                " WHERE f.unit = u.id AND f.state = 'listed')", (EXPORTED,)).fetchall():
+        for unit in self.store.exported_units_unlisted():
             if unit not in batch and self._prefix(unit) in by_prefix:
-                attempt = self._latest_attempt(unit)
+                attempt = self.store.latest_attempt(unit)
                 if attempt is not None and (attempt["folder_id"] in folders or by_name):
                     self._take_outputs(unit, attempt, by_prefix, known, count_miss=False)
         self._learn_ratio()
@@ -81,7 +81,7 @@ class Outputs(WorkerBase):
         if found.clashes:
             message = found.report(self.spec.export.folder)
             with self.store.tx():
-                self._set_unit(unit, FAILED, error=message)
+                self.store.set_unit(unit, FAILED, error=message)
                 self.store.log(message, "error", unit)
             return
         new = [f for f in found.files if f.id not in known]
@@ -93,11 +93,7 @@ class Outputs(WorkerBase):
         if not new:
             return
         with self.store.tx():
-            self.store.conn.executemany(
-                "INSERT INTO files (unit, attempt, drive_id, title, size, md5, state, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'listed', ?)",
-                [(unit, attempt["id"] if attempt else None, f.id, f.title, f.size, f.md5,
-                  time.time()) for f in new])
+            self.store.record_files(unit, attempt["id"] if attempt else None, new)
             self.store.log(f"{len(new)} file(s) in Drive, {sum(f.size for f in new):,} bytes",
                            "info", unit)
             if found.others:
@@ -141,12 +137,10 @@ class Outputs(WorkerBase):
         touched; a name clash is reported and left alone."""
         if self.drive is None:
             return
-        ids = [r[0] for r in self.store.conn.execute(
-            "SELECT drive_id FROM files WHERE unit = ? AND state IN ('listed', 'verified')",
-            (unit,))]
-        attempt = self._latest_attempt(unit)
+        ids = self.store.drive_ids_of(unit, (LISTED, VERIFIED))
+        attempt = self.store.latest_attempt(unit)
         try:
-            if not ids and attempt is not None and attempt["state"] == "SUCCEEDED":
+            if not ids and attempt is not None and attempt["state"] == EE_SUCCEEDED:
                 folders = [attempt["folder_id"]] if attempt["folder_id"] else \
                     self.drive.find_folders(self.spec.export.folder)
                 found = self._outputs_of(unit, attempt, matching.by_prefix(
@@ -161,8 +155,7 @@ class Outputs(WorkerBase):
                         "warning", unit)
             return
         with self.store.tx():
-            self.store.conn.execute("DELETE FROM files WHERE unit = ? AND state != 'deleted'",
-                                    (unit,))
+            self.store.drop_files(unit, (LISTED, FILE_DOWNLOADING, VERIFIED))
             if ids:
                 self.store.log(f"outputs removed from Drive ({len(ids)} files)", "info", unit)
             else:

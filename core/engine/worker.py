@@ -28,9 +28,7 @@ from core.states import (
     DOWNLOADING,
     EXPORTED,
     FAILED,
-    QUEUED,
-    RUNNING,
-    SUBMITTING,
+    IN_EE,
     UNFINISHED,
 )
 from core.store import Store
@@ -134,56 +132,38 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads):
             return False
         # EXISTS stops at the first unfinished unit (state is indexed): counting every unit
         # of a 100,000-unit session each tick was most of the idle loop's CPU.
-        return not self.store.conn.execute(
-            f"SELECT EXISTS (SELECT 1 FROM units WHERE state IN "
-            f"({', '.join('?' * len(UNFINISHED))}))", UNFINISHED).fetchone()[0]
+        return not self.store.any_unit_in(UNFINISHED)
 
     def summary(self) -> Summary:
-        failed = [(r["id"], r["error"] or "") for r in self.store.conn.execute(
-            "SELECT id, error FROM units WHERE state = ? ORDER BY id", (FAILED,))]
-        return Summary(self.store.counts(), failed)
+        return Summary(self.store.counts(), self.store.failed_units())
 
     def recover(self) -> None:
         """After any stop, kill -9 included: adopt the session's live EE tasks, finish or redo
         half-done downloads, then carry on. Nothing here sends an export."""
-        conn = self.store.conn
+        store = self.store
         # Units EE finished before this start: their end here is no measure of this run's
         # throughput (a restart once showed thousands of units an hour for a minute).
-        self.recovered = {r[0] for r in conn.execute(
-            "SELECT id FROM units WHERE state IN (?, ?)", (EXPORTED, DOWNLOADING))}
-        with self.store.tx():
+        self.recovered = store.unit_ids_in((EXPORTED, DOWNLOADING))
+        with store.tx():
             # Files mid-download: start them again from byte 0 (pydrive2 cannot resume).
-            for row in conn.execute("SELECT id, title FROM files WHERE state = 'downloading'"):
+            for row in store.files_downloading():
                 self._part(row).unlink(missing_ok=True)
                 # eebatch before schema 5 named it TITLE.part
                 (self.output_dir / f"{row['title']}.part").unlink(missing_ok=True)
-            conn.execute("UPDATE files SET state = 'listed' WHERE state = 'downloading'")
-            conn.execute("UPDATE units SET state = ?, updated = ? WHERE state = ?",
-                         (EXPORTED, time.time(), DOWNLOADING))
-        unsent = conn.execute("SELECT COUNT(*) FROM attempts WHERE state = 'submitting'"
-                              ).fetchone()[0]
-        live = conn.execute("SELECT COUNT(*) FROM attempts WHERE state IN"
-                            " ('PENDING', 'RUNNING', 'CANCELLING')").fetchone()[0]
+            store.downloads_back_to_listed()
+            store.units_downloading_back_to_exported()
+        unsent, live = store.count_unsent_and_live()
         if unsent or live:
             forgotten = self.poll(search_unsent=True)  # adopts by operation name or description
             # An export whose request may never have reached EE is sent again under the same
             # requestId: EE answers with the existing operation if it did. So is one EE does
             # not list at all (a restarted emulator; an operation EE has dropped): left as it
             # was, its unit waited for it for ever.
-            with self.store.tx():
+            with store.tx():
                 for attempt in forgotten:
-                    # Its createTime and folder were the forgotten operation's: the resent
-                    # export's own decide which files are its outputs.
-                    conn.execute("UPDATE attempts SET state = ?, operation = NULL, ee_created ="
-                                 " NULL, folder_id = NULL, updated = ? WHERE id = ?",
-                                 ("CANCELLED" if attempt["state"] == "CANCELLING" else
-                                  "submitting", time.time(), attempt["id"]))
-                    self._set_unit(attempt["unit"], BACKOFF, not_before=None,
-                                   only_from=(SUBMITTING, QUEUED, RUNNING))
-                conn.execute(
-                    "UPDATE units SET state = ?, not_before = NULL, updated = ? WHERE id IN"
-                    " (SELECT unit FROM attempts WHERE state = 'submitting') AND state = ?",
-                    (BACKOFF, time.time(), SUBMITTING))
+                    store.attempt_forgotten(attempt)
+                    store.set_unit(attempt["unit"], BACKOFF, not_before=None, only_from=IN_EE)
+                store.unsent_units_to_backoff()
             self._event(f"recovered: {live - len(forgotten)} live EE tasks adopted, "
                         f"{unsent + len(forgotten)} exports to resend")
         self._learn_ratio()
@@ -203,11 +183,8 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads):
         # At least a minute: three units in the first five seconds are not 2,000 an hour.
         window = min(600.0, max(now - self.started, 60.0))
         per_hour = len(self.finished) * 3600 / window
-        conn = self.store.conn
-        left = conn.execute(f"SELECT COUNT(*) FROM units WHERE state IN "
-                            f"({', '.join('?' * len(UNFINISHED))})", UNFINISHED).fetchone()[0]
-        waiting = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE state"
-                               " IN ('listed', 'downloading')").fetchone()
+        left = self.store.count_units_in(UNFINISHED)
+        waiting = self.store.files_awaiting_download()
         status = {
             # Between quota reads our side is known exactly: the meter stays live.
             "drive_used": self.used_other + self._our_files_in_drive(),

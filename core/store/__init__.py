@@ -22,6 +22,9 @@ from filelock import FileLock, Timeout
 
 from core import paths
 from core.states import COUNTED, DONE, SPLIT, cancel_refusal, retry_refusal
+from core.store.attempts import AttemptOps
+from core.store.files import FileOps
+from core.store.units import UnitOps
 
 COMMAND_VERBS = ("cancel", "retry", "pause", "resume", "set")
 
@@ -344,7 +347,7 @@ def _open_session(path: Path) -> tuple[sqlite3.Connection, sqlite3.Row]:
     return conn, row
 
 
-class Store:
+class Store(UnitOps, AttemptOps, FileOps):
     """An open session. Each thread that writes opens its own Store on the same file."""
 
     def __init__(self, path: Path | str) -> None:

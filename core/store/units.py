@@ -1,0 +1,124 @@
+"""The units table's named operations for the engine: a unit's state and fields, the units to
+send, to download, to count. Mixed into Store (one connection, one owner of the schema)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from core.states import (
+    A_SUBMITTING,
+    BACKOFF,
+    DELETED,
+    DOWNLOADING,
+    EXPORTED,
+    FAILED,
+    IN_EE,
+    LISTED,
+    PENDING,
+    SUBMITTING,
+)
+
+
+def marks(values: Iterable[Any]) -> str:
+    """"?, ?, ?" for an IN (…) of these values."""
+    return ", ".join("?" * len(list(values)))
+
+
+class UnitOps:
+    conn: sqlite3.Connection
+
+    def set_unit(self, unit: str, state: str, *, only_from: tuple[str, ...] | None = None,
+                 **fields: Any) -> None:
+        """Move a unit to `state` (only from the states in `only_from`, if given), setting
+        any other columns named in `fields`."""
+        sets = ["state = ?", "updated = ?"] + [f"{k} = ?" for k in fields]
+        params: list[Any] = [state, time.time(), *fields.values(), unit]
+        sql = f"UPDATE units SET {', '.join(sets)} WHERE id = ?"
+        if only_from:
+            sql += f" AND state IN ({marks(only_from)})"
+            params += list(only_from)
+        self.conn.execute(sql, params)
+
+    def any_unit_in(self, states: tuple[str, ...]) -> bool:
+        # EXISTS stops at the first match (state is indexed): counting 100,000 units each
+        # tick was most of the idle loop's CPU.
+        return bool(self.conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM units WHERE state IN ({marks(states)}))",
+            states).fetchone()[0])
+
+    def count_units_in(self, states: tuple[str, ...]) -> int:
+        return int(self.conn.execute(
+            f"SELECT COUNT(*) FROM units WHERE state IN ({marks(states)})", states).fetchone()[0])
+
+    def unit_ids_in(self, states: tuple[str, ...]) -> set[str]:
+        return {r[0] for r in self.conn.execute(
+            f"SELECT id FROM units WHERE state IN ({marks(states)})", states)}
+
+    def failed_units(self) -> list[tuple[str, str]]:
+        """(unit, error) of every failed unit."""
+        return [(r["id"], r["error"] or "") for r in self.conn.execute(
+            "SELECT id, error FROM units WHERE state = ? ORDER BY id", (FAILED,))]
+
+    def units_to_send(self, now: float, limit: int) -> list[sqlite3.Row]:
+        """Pending and backed-off units due now, retries first, then the largest."""
+        return self.conn.execute(
+            "SELECT * FROM units WHERE state IN (?, ?) AND (not_before IS NULL OR"
+            " not_before <= ?) ORDER BY priority DESC, est_bytes DESC, id LIMIT ?",
+            (PENDING, BACKOFF, now, limit)).fetchall()
+
+    def exported_units_due(self, now: float, limit: int) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT * FROM units WHERE state = ? AND (not_before IS NULL OR not_before <= ?)"
+            " ORDER BY updated LIMIT ?", (EXPORTED, now, limit)).fetchall()
+
+    def exported_units_unlisted(self) -> list[str]:
+        """Exported units none of whose files is listed (waiting to be downloaded)."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM units u WHERE state = ? AND NOT EXISTS (SELECT 1 FROM files f"
+            " WHERE f.unit = u.id AND f.state = ?)", (EXPORTED, LISTED))]
+
+    def add_children(self, children: list[tuple[Any, ...]]) -> None:
+        """A split unit's four children: (id, tile, row, col, depth, parent, period, start,
+        end, west, south, east, north, est_pixels, est_bytes, priority, updated)."""
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO units (id, tile, row, col, depth, parent, period, start, end,"
+            " west, south, east, north, est_pixels, est_bytes, priority, updated) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", children)
+
+    def raise_need_bytes(self, needs: list[tuple[int, str]]) -> None:
+        """(bytes, unit): what Drive-full failures taught each unit it needs at least."""
+        self.conn.executemany("UPDATE units SET need_bytes = MAX(need_bytes, ?) WHERE id = ?",
+                              needs)
+
+    def expected_export_bytes(self, ratio: float) -> int:
+        """Drive bytes the exports still in EE, or exported but not yet listed, will take:
+        each unit's estimate scaled by `ratio`, or what it is known to need if more."""
+        return int(self.conn.execute(
+            "SELECT COALESCE(SUM(MAX(CAST(est_bytes * ? AS INTEGER), need_bytes)), 0)"
+            f" FROM units WHERE state IN ({marks(IN_EE)}) OR (state = ? AND id NOT IN"
+            " (SELECT unit FROM files WHERE state != ?))",
+            (ratio, *IN_EE, EXPORTED, DELETED)).fetchone()[0])
+
+    def measured_and_estimated_bytes(self) -> tuple[int, int]:
+        """Bytes of every file listed so far, and what their units were estimated at."""
+        actual, estimated = self.conn.execute(
+            "SELECT (SELECT COALESCE(SUM(size), 0) FROM files),"
+            "       (SELECT COALESCE(SUM(est_bytes), 0) FROM units"
+            "        WHERE id IN (SELECT unit FROM files))").fetchone()
+        return int(actual), int(estimated)
+
+    def units_downloading_back_to_exported(self) -> None:
+        """After a restart: downloads start again from the beginning."""
+        self.conn.execute("UPDATE units SET state = ?, updated = ? WHERE state = ?",
+                          (EXPORTED, time.time(), DOWNLOADING))
+
+    def unsent_units_to_backoff(self) -> None:
+        """After a restart: units whose export request may not have reached EE are sent
+        again (under the same requestId)."""
+        self.conn.execute(
+            "UPDATE units SET state = ?, not_before = NULL, updated = ? WHERE id IN"
+            " (SELECT unit FROM attempts WHERE state = ?) AND state = ?",
+            (BACKOFF, time.time(), A_SUBMITTING, SUBMITTING))
