@@ -10,6 +10,9 @@ subclass; the catalog (core/recipes/catalog.py) finds it there. Planning reads e
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from typing import Any, ClassVar, Literal
 
 Output = Literal["image", "table"]
 MAX_BANDS = 5000  # more than any EE image holds; estimates build one entry per band
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,23 @@ def between(low: int, high: int) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         return None if low <= value <= high else f"must be between {low} and {high}"
     return check
+
+
+def toml_value(value: Any) -> str:
+    """A parameter's value as a job file writes it (TOML, inline)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):  # a JSON string is a TOML basic string, but for DEL
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        pairs = [f"{k if _BARE_KEY.match(k) else toml_value(k)} = {toml_value(v)}"
+                 for k, v in value.items()]
+        return "{ " + ", ".join(pairs) + " }" if pairs else "{}"
+    if isinstance(value, (dt.date, dt.time)):  # datetime is a date
+        return value.isoformat()
+    return repr(value)  # int, float (inf and nan are TOML's too)
 
 
 class Recipe(ABC):
@@ -91,6 +112,22 @@ class Recipe(ABC):
         `output` says "table". `geometry` is the unit's tile (an ee.Geometry), `job_dir` the job
         file's folder (what relative paths in params are relative to). Import ee in here.
         Raise RecipeError for a mistake of the user's that retrying will not mend."""
+
+    def settings(self, params: dict[str, Any]) -> list[str]:
+        """`key = value` of each parameter the job sets away from its default, in the order
+        of `parameters`: what the plan says of the recipe."""
+        return [f"{p.name} = {toml_value(params[p.name])}" for p in self.parameters
+                if params.get(p.name) is not None and params[p.name] != p.default]
+
+    def manual(self) -> list[str]:
+        """The recipe, then its parameters a line each (type, default or required, help)."""
+        lines = [f"{self.name}: {self.help}"]
+        for p in self.parameters:
+            kinds = p.kind if isinstance(p.kind, tuple) else (p.kind,)
+            given = "required" if p.required else f"default {toml_value(p.default)}"
+            lines.append(f"  {p.name} ({' or '.join(k.__name__ for k in kinds)}, {given}): "
+                         f"{p.help}")
+        return lines
 
     def validate(self, raw: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         """The job file's parameters -> (params with defaults, [(key, problem)]). A recipe

@@ -7,14 +7,17 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.plan import make_plan
 from core.plan_text import describe_plan
 from core.recipes import RECIPES, Recipe, bytes_per_pixel, validate_params
-from core.recipes.base import Param
+from core.recipes.base import Param, toml_value
 from core.spec import SpecError, load_spec
 from tests.conftest import write_job
 from tests.engine.recipes.plugin import ONES, plugged_in
@@ -121,7 +124,7 @@ def test_a_new_recipe_is_estimated_from_its_bands(tmp_path: Path) -> None:
         plan = make_plan(spec)
         assert plan.bands == 3 and bytes_per_pixel(spec) == plan.bytes_per_pixel == 12
         assert plan.est_bytes == plan.pixels * 12
-        assert "3 bands, recipe ones)" in "\n".join(describe_plan(plan))
+        assert "3 bands" in "\n".join(describe_plan(plan))
 
 
 def test_a_new_recipe_is_listed_among_the_known(tmp_path: Path) -> None:
@@ -145,3 +148,33 @@ def test_a_module_that_is_no_recipe_is_an_error(tmp_path: Path, modules: dict[st
 def test_private_modules_are_not_recipes(tmp_path: Path) -> None:
     with plugged_in(tmp_path / "plugins", {"ones": ONES, "_shared": "Y = 2\n"}) as found:
         assert list(found) == ["composite", "ones", "python"]
+
+
+TOML_VALUES = st.recursive(
+    st.text() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False)
+    | st.dates(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+
+
+@given(TOML_VALUES)
+def test_a_value_is_shown_as_the_job_file_writes_it(value: object) -> None:
+    assert tomllib.loads(f"v = {toml_value(value)}")["v"] == value
+
+
+def test_the_plan_names_the_parameters_a_job_sets() -> None:
+    python = RECIPES["python"]
+    params, _ = validate_params("python", {"function": "my_recipes:ndvi", "bands": 1,
+                                           "args": {"cloud": 40}})
+    assert python.settings(params) == ['function = "my_recipes:ndvi"', "args = { cloud = 40 }"]
+    composite = RECIPES["composite"]
+    assert composite.settings(validate_params("composite", {})[0]) == []
+
+
+def test_the_manual_gives_each_parameter_its_line() -> None:
+    lines = RECIPES["python"].manual()
+    assert lines[0] == ("python: your own module:function(geometry, start, end, **args) "
+                        "returning an ee.Image")
+    assert lines[1] == '  function (str, required): "module:function" to call'
+    assert "  bands (int, default 1): bands the image has (for estimates)" in lines
+    assert len(RECIPES["composite"].manual()) == 1 + len(RECIPES["composite"].parameters)
