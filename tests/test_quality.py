@@ -78,3 +78,17 @@ def test_no_room_of_the_engine_is_a_hall() -> None:
     long = {p.name: n for p in (ROOT / "core" / "engine").glob("*.py")
             if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def test_only_the_store_speaks_sql() -> None:
+    # One owner of the session schema: every query is a named operation of core/store/.
+    # core/places.py reads PROJ's own database (read-only), which is not a session.
+    allowed = {ROOT / "core" / "places.py"}
+    speaking = []
+    for path in sorted((ROOT / "core").rglob("*.py")) + sorted((ROOT / "tui").rglob("*.py")):
+        if "store" in path.relative_to(ROOT).parts[:2] or path in allowed:
+            continue
+        text = path.read_text()
+        if "import sqlite3" in text or ".execute(" in text or "executemany(" in text:
+            speaking.append(str(path.relative_to(ROOT)))
+    assert speaking == []

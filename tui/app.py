@@ -4,7 +4,6 @@ this process or another) picks them up. The UI never touches the network."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,7 +21,7 @@ from textual.widgets import Footer
 from textual.worker import get_current_worker
 
 from core.states import ACTIVE, FAILED, SETTLED
-from core.store import Store, StoreError
+from core.store import DatabaseError, Store, StoreError
 from tui.messages import CommandRequest, PollFailed, ShowUnit, SnapshotReady
 from tui.new_session import create_or_notify
 from tui.reader import Snapshot, StoreReader
@@ -181,7 +180,7 @@ class EEBatchApp(App[Path | None]):
             while not worker.is_cancelled:
                 try:
                     snapshot = reader.poll()
-                except (sqlite3.Error, StoreError) as exc:  # locked, vanished, damaged: say so
+                except (DatabaseError, StoreError) as exc:  # locked, vanished, damaged: say so
                     self.post_message(PollFailed(str(exc)))
                     worker.cancelled_event.wait(5.0)
                     continue
@@ -358,7 +357,7 @@ class EEBatchApp(App[Path | None]):
                     sent += 1
                 except StoreError as exc:
                     errors.append(str(exc))
-                except sqlite3.Error as exc:
+                except DatabaseError as exc:
                     errors.append(f"the store refused the command: {exc}")
         if errors:
             self.notify("\n".join(errors[:5]) + (f"\n… {len(errors) - 5} more"
@@ -403,12 +402,12 @@ class EEBatchApp(App[Path | None]):
         if model is None:
             return
         tile = model.tile_ids[event.tile]
-        self.push_screen(DetailsScreen(f"Tile {tile}", self.ui_store.conn, tile=tile))
+        self.push_screen(DetailsScreen(f"Tile {tile}", self.ui_store, tile=tile))
 
     @on(ShowUnit)
     def _show_unit(self, event: ShowUnit) -> None:
         if event.unit is not None:
-            self.push_screen(DetailsScreen(f"Unit {event.unit}", self.ui_store.conn,
+            self.push_screen(DetailsScreen(f"Unit {event.unit}", self.ui_store,
                                            unit=event.unit))
 
     def action_focus_pane(self, selector: str) -> None:

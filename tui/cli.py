@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from core.session import OWN_OUTPUTS, create_session, load_session_spec, unfinis
 from core.spec import SpecError, load_spec
 from core.states import CANCELLABLE, CANCELLED, COUNTED, DONE, FAILED, PENDING, SPLIT, STATES
 from core.store import (
+    DatabaseError,
     SessionDamaged,
     Store,
     StoreError,
@@ -97,7 +97,7 @@ def _reading(store: Store) -> Iterator[None]:
     becomes the same one line as when opening it."""
     try:
         yield
-    except sqlite3.Error as exc:
+    except DatabaseError as exc:
         raise read_error(store.path, exc) from None
 
 
@@ -179,17 +179,8 @@ def unit_table(store: Store):  # type: ignore[no-untyped-def]
     import pandas as pd
 
     # Read through sqlite3 (not pd.read_sql_query, which wraps errors) so damage is reported.
-    cursor = store.conn.execute(
-        "SELECT u.id AS unit, u.tile, u.period, u.state, u.attempts, u.depth, u.parent,"
-        " (SELECT SUM(eecu_seconds) FROM attempts a WHERE a.unit = u.id) AS eecu_seconds,"
-        " (SELECT COUNT(*) FROM files f WHERE f.unit = u.id) AS files,"
-        " (SELECT SUM(size) FROM files f WHERE f.unit = u.id) AS bytes,"
-        " u.est_bytes, u.error, u.west, u.south, u.east, u.north, u.start, u.end,"
-        " (SELECT GROUP_CONCAT(local_path, ';') FROM files f WHERE f.unit = u.id"
-        "  AND f.state IN ('verified', 'deleted')) AS local_paths"
-        " FROM units u ORDER BY u.rowid")
-    columns = [d[0] for d in cursor.description]
-    return pd.DataFrame([tuple(r) for r in cursor.fetchall()], columns=columns)
+    columns, rows = store.unit_table_rows()
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _agreed(question: str, yes: bool) -> bool:
@@ -435,8 +426,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         code = run_headless(path, emulator_url=emulator.url, every=args.every)
         store = Store(path)
         splits = store.counts().get(SPLIT, 0)
-        retried = store.conn.execute("SELECT COUNT(*) FROM units WHERE attempts > 1"
-                                     ).fetchone()[0]
+        retried = store.count_retried_units()
         print(f"{splits} tiles ran out of memory and were split in four; {retried} units were "
               "retried after transient failures; the Drive folder was emptied as files landed.")
         print(f"look at it: eebatch status {store.id}   (its log: eebatch log {store.id})")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import paths
-from core.states import SETTLED
+from core.states import UNFINISHED
 from core.store import SessionBusy, Store, StoreError
 
 if TYPE_CHECKING:
@@ -22,9 +22,7 @@ def has_work(path: Path) -> bool:
     worker (a finished session is shown as it is, and its backend need not be reachable)."""
     store = Store(path)
     try:
-        marks = ",".join("?" * len(SETTLED))
-        return store.conn.execute(f"SELECT 1 FROM units WHERE state NOT IN ({marks}) LIMIT 1",
-                                  SETTLED).fetchone() is not None
+        return store.any_unit_in(UNFINISHED)
     finally:
         store.close()
 

@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import heapq
 import json
-import sqlite3
 import time
 import tomllib
 from collections.abc import Iterable
@@ -22,7 +21,7 @@ import numpy as np
 import pyproj
 
 from core.states import BACKOFF, CANCELLED, FAILED, FINISHED, PENDING, SETTLED, SPLIT
-from core.store import Store, Totals
+from core.store import Row, Store, Totals
 from tui.widgets.common import CODE, SPLIT_CODE
 
 # A unit row's `updated` is taken before its transaction commits, so a poll can see a later
@@ -185,7 +184,6 @@ class StoreReader:
     def __init__(self, path: Path, alive_every: float = 5.0) -> None:
         self.path = Path(path)
         self.store = Store(self.path)
-        self.conn = self.store.conn
         self.alive_every = alive_every
         self.first = True
         self.units_cursor = 0.0
@@ -212,8 +210,7 @@ class StoreReader:
 
     def poll(self, *, check_alive: bool = False) -> Snapshot:
         snap = Snapshot(first=self.first)
-        self.conn.execute("BEGIN")  # one consistent picture across the tables
-        try:
+        with self.store.snapshot():  # one consistent picture across the tables
             changed_units = self._units(snap)
             changed_attempts = self._attempts()
             if changed_units or self.first:
@@ -223,8 +220,6 @@ class StoreReader:
             self._events(snap)
             self._settings(snap)
             self._commands(snap)
-        finally:
-            self.conn.execute("COMMIT")
         now = time.monotonic()
         if check_alive or now - self.alive_checked >= self.alive_every:
             self.alive_checked = now
@@ -250,18 +245,15 @@ class StoreReader:
         """A fresh heartbeat says so without touching the lock; only without one is the lock
         tried (which, for an instant, could make a worker starting right then think the
         session busy)."""
-        beat = self.conn.execute(
-            "SELECT MAX(heartbeat) FROM workers WHERE stopped IS NULL").fetchone()[0]
+        beat = self.store.freshest_heartbeat()
         if beat is not None and time.time() - beat < HEARTBEAT_FRESH:
             return True
         return self.store.worker_alive()
 
-    def _units(self, snap: Snapshot) -> dict[str, sqlite3.Row]:
+    def _units(self, snap: Snapshot) -> dict[str, Row]:
         if self.first:
             return self._first_units(snap)
-        rows = self.conn.execute(
-            "SELECT id, tile, row, col, depth, period, state, error, updated FROM units"
-            " WHERE updated > ? ORDER BY rowid", (self.units_cursor - OVERLAP,)).fetchall()
+        rows = self.store.units_changed_since(self.units_cursor - OVERLAP)
         fresh = [r for r in rows if self.sent_units.get(r["id"]) != r["updated"]]
         if fresh:
             snap.unit_changes = UnitChanges.of(
@@ -275,28 +267,18 @@ class StoreReader:
             self.sent_units = {k: v for k, v in self.sent_units.items() if v > horizon}
         return {r["id"]: r for r in fresh}
 
-    def _first_units(self, snap: Snapshot) -> dict[str, sqlite3.Row]:
+    def _first_units(self, snap: Snapshot) -> dict[str, Row]:
         """The whole map in one go. Depth-0 units are read as plain tuples and indexed with
         NumPy: a Python step per unit made this most of a second of the dashboard's first
         paint on a 100,000-unit session (benchmark). Returns the units that have tasks."""
         self._map_init(snap)
-        self.units_cursor = self.conn.execute(
-            "SELECT COALESCE(MAX(updated), 0) FROM units").fetchone()[0]
-        plain = self.conn.cursor()
-        plain.row_factory = None  # tuples: a dict of 100,000 in half the time of Row objects
-        self.sent_units = dict(plain.execute(
-            "SELECT id, updated FROM units WHERE updated > ?",
-            (self.units_cursor - OVERLAP,)).fetchall())
-        rows = self.conn.execute(
-            "SELECT id, tile, row, col, depth, period, state, error, updated FROM units"
-            " WHERE id IN (SELECT unit FROM attempts)").fetchall()
+        self.units_cursor = self.store.last_unit_change()
+        self.sent_units = self.store.unit_stamps_since(self.units_cursor - OVERLAP)
+        rows = self.store.units_with_attempts()
         return {r["id"]: r for r in rows}
 
     def _map_init(self, snap: Snapshot) -> None:
-        plain = self.conn.cursor()
-        plain.row_factory = None
-        base_rows = plain.execute(
-            "SELECT row, col, period, state, tile FROM units WHERE depth = 0").fetchall()
+        base_rows = self.store.top_level_units()
         rows, cols, periods, states, tiles = (list(c) for c in zip(*base_rows, strict=True)) \
             if base_rows else ([], [], [], [], [])
         r = np.array(rows, dtype=np.int64)
@@ -314,9 +296,7 @@ class StoreReader:
         base = np.full((len(keys), len(self.period_index)), CODE["pending"], dtype=np.uint8)
         base[tile_of.reshape(-1), [self.period_index[p] for p in periods]] = [
             code_of[s] for s in states]
-        children = self.conn.execute(
-            "SELECT id, tile, row, col, depth, period, state FROM units WHERE depth > 0"
-            " ORDER BY rowid").fetchall()
+        children = self.store.split_children()
         snap.unit_changes = UnitChanges.of(
             ch for ch in map(self._map_change, children) if ch is not None)
         snap.map_init = MapInit([tiles[i] for i in first.tolist()], tile_rows, tile_cols,
@@ -325,28 +305,25 @@ class StoreReader:
     def _grid(self) -> tuple[float, float, float, bool] | None:
         """The grid's origin and tile size from one tile's bounds (tiles sit at
         origin + col * size, origin - row * size), and whether its CRS is geographic."""
-        one = self.conn.execute("SELECT row, col, west, east, north FROM units WHERE depth = 0"
-                                " LIMIT 1").fetchone()
+        one = self.store.one_top_level_unit()
         if one is None:
             return None
         size = one["east"] - one["west"]
-        job = tomllib.loads(self.conn.execute("SELECT job_text FROM session").fetchone()[0])
+        job = tomllib.loads(self.store.job_text)
         crs = job.get("grid", {}).get("crs", "EPSG:4326")
         return (one["west"] - one["col"] * size, one["north"] + one["row"] * size, size,
                 pyproj.CRS.from_user_input(crs).is_geographic)
 
-    def _map_change(self, r: sqlite3.Row) -> UnitChange | None:
+    def _map_change(self, r: Row) -> UnitChange | None:
         i = self.tile_index.get((r["row"], r["col"]))
         p = self.period_index.get(r["period"])
         if i is None or p is None:
             return None  # a unit outside the planned grid: nothing to draw it on
         return i, p, quadrant_path(r["id"], r["tile"], r["depth"]), _state_code(r["state"])
 
-    def _attempts(self) -> list[sqlite3.Row]:
+    def _attempts(self) -> list[Row]:
         since = self.attempts_cursor - OVERLAP if not self.first else -1.0
-        rows = self.conn.execute(
-            "SELECT unit, n, state, progress, eecu_seconds, error, started, updated"
-            " FROM attempts WHERE updated > ? ORDER BY id", (since,)).fetchall()
+        rows = self.store.attempts_changed_since(since)
         fresh = [r for r in rows
                  if self.sent_attempts.get((r["unit"], r["n"])) != r["updated"]]
         if rows:
@@ -358,21 +335,17 @@ class StoreReader:
             self.sent_attempts = {k: v for k, v in self.sent_attempts.items() if v > horizon}
         return fresh
 
-    def _tasks(self, snap: Snapshot, units: dict[str, sqlite3.Row],
-               attempts: list[sqlite3.Row]) -> None:
+    def _tasks(self, snap: Snapshot, units: dict[str, Row],
+               attempts: list[Row]) -> None:
         touched: set[str] = set()
-        latest: dict[str, sqlite3.Row] = {}
+        latest: dict[str, Row] = {}
         for a in attempts:
             old = latest.get(a["unit"])
             if old is None or a["n"] >= old["n"]:
                 latest[a["unit"]] = a
         missing = [u for u in latest if u not in units and u not in self.unit_state]
-        for chunk in range(0, len(missing), 500):
-            part = missing[chunk:chunk + 500]
-            marks = ",".join("?" * len(part))
-            for r in self.conn.execute(
-                    f"SELECT id, state, error FROM units WHERE id IN ({marks})", part):
-                self.unit_state[r["id"]] = (r["state"], r["error"] or "")
+        for r in self.store.unit_states(missing):
+            self.unit_state[r["id"]] = (r["state"], r["error"] or "")
         for uid, r in units.items():
             if uid in self.tasks or uid in latest:
                 self.unit_state[uid] = (r["state"], r["error"] or "")
@@ -416,20 +389,16 @@ class StoreReader:
 
     def _events(self, snap: Snapshot) -> None:
         if self.first:
-            rows = self.conn.execute(
-                "SELECT * FROM (SELECT id, ts, level, unit, message FROM events"
-                " ORDER BY id DESC LIMIT ?) ORDER BY id", (EVENTS_FIRST,)).fetchall()
+            rows = self.store.last_events(EVENTS_FIRST)
         else:
-            rows = self.conn.execute(
-                "SELECT id, ts, level, unit, message FROM events WHERE id > ? ORDER BY id"
-                " LIMIT ?", (self.event_cursor, EVENTS_PER_POLL)).fetchall()
+            rows = self.store.events_after(self.event_cursor, EVENTS_PER_POLL)
         if rows:
             self.event_cursor = rows[-1]["id"]
         snap.events = [EventRow(r["id"], r["ts"], r["level"], r["unit"], r["message"])
                        for r in rows]
 
     def _settings(self, snap: Snapshot) -> None:
-        rows = self.conn.execute("SELECT key, value FROM settings ORDER BY key").fetchall()
+        rows = self.store.setting_rows()
         text = json.dumps([tuple(r) for r in rows])
         if text != self.settings_json:
             self.settings_json = text
@@ -439,14 +408,10 @@ class StoreReader:
         """Results of commands posted since the app opened (from here or from the CLI), and of
         any still waiting from before."""
         if self.commands_cursor is None:
-            self.commands_cursor = int(self.conn.execute(
-                "SELECT COALESCE(MAX(id), 0) FROM commands").fetchone()[0])
-            self.commands_waiting = {r[0] for r in self.conn.execute(
-                "SELECT id FROM commands WHERE state = 'pending'")}
+            self.commands_cursor = self.store.last_command_id()
+            self.commands_waiting = self.store.waiting_command_ids()
         ids = sorted(self.commands_waiting)
-        rows = self.conn.execute(
-            "SELECT id, verb, unit, state, result FROM commands WHERE id > ? OR id IN ("
-            + ",".join("?" * len(ids)) + ") ORDER BY id", (self.commands_cursor, *ids)).fetchall()
+        rows = self.store.commands_since(self.commands_cursor, ids)
         for r in rows:
             self.commands_cursor = max(self.commands_cursor, r["id"])
             if r["state"] == "pending":

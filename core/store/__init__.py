@@ -23,8 +23,10 @@ from filelock import FileLock, Timeout
 from core import paths
 from core.states import COUNTED, DONE, SPLIT, cancel_refusal, retry_refusal
 from core.store.attempts import AttemptOps
+from core.store.dashboard import DashboardOps
 from core.store.files import FileOps
 from core.store.units import UnitOps
+from core.store.views import ViewOps
 
 COMMAND_VERBS = ("cancel", "retry", "pause", "resume", "set")
 
@@ -117,6 +119,12 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# What other modules may name of SQLite without importing it: a row as queries return it, and
+# the error a read of a locked, vanished or damaged file raises.
+Row = sqlite3.Row
+DatabaseError = sqlite3.Error
 
 
 class StoreError(Exception):
@@ -347,7 +355,7 @@ def _open_session(path: Path) -> tuple[sqlite3.Connection, sqlite3.Row]:
     return conn, row
 
 
-class Store(UnitOps, AttemptOps, FileOps):
+class Store(UnitOps, AttemptOps, FileOps, ViewOps, DashboardOps):
     """An open session. Each thread that writes opens its own Store on the same file."""
 
     def __init__(self, path: Path | str) -> None:

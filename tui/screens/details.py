@@ -1,12 +1,11 @@
 """Details of a tile or a unit: its periods, attempts (EE tasks), errors and files.
 
-Read with a few indexed SELECTs on the UI's own connection when the screen opens (WAL readers
-never wait for the worker)."""
+Read through the store's named queries on the UI's own connection when the screen opens (WAL
+readers never wait for the worker)."""
 
 from __future__ import annotations
 
 import io
-import sqlite3
 from typing import ClassVar
 
 from rich.console import Console, Group
@@ -18,43 +17,19 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from core.states import CANCELLABLE, RETRYABLE
+from core.states import CANCELLABLE, DELETED, RETRYABLE, VERIFIED
+from core.store import Row, Store
 from tui.messages import CommandRequest
 from tui.widgets.common import GLYPH, clock, duration, size, stamp
 
 # A file's state in the store says where it is in Drive; beside a local path, say it whole.
-FILE_STATE = {"deleted": "verified, removed from Drive", "verified": "verified, still in Drive"}
+FILE_STATE = {DELETED: "verified, removed from Drive", VERIFIED: "verified, still in Drive"}
 
 
-def tile_units(conn: sqlite3.Connection, tile: str) -> list[sqlite3.Row]:
-    """All units of a tile (every period, split children included), by primary-key ranges:
-    ids are TILE, TILE.q…, or TILE_PERIOD, TILE_PERIOD.q…"""
-    return conn.execute(
-        "SELECT * FROM units WHERE id = ? OR (id > ? AND id < ?) OR (id > ? AND id < ?)"
-        " ORDER BY id", (tile, tile + ".", tile + "/", tile + "_", tile + "`")).fetchall()
-
-
-def unit_rows(conn: sqlite3.Connection, ids: list[str]) -> list[sqlite3.Row]:
-    marks = ",".join("?" * len(ids))
-    return conn.execute(f"SELECT * FROM units WHERE id IN ({marks}) ORDER BY id", ids).fetchall()
-
-
-def _by_unit(conn: sqlite3.Connection, table: str, ids: list[str],
-             order: str) -> dict[str, list[sqlite3.Row]]:
-    out: dict[str, list[sqlite3.Row]] = {}
-    for start in range(0, len(ids), 500):
-        part = ids[start:start + 500]
-        marks = ",".join("?" * len(part))
-        for r in conn.execute(f"SELECT * FROM {table} WHERE unit IN ({marks}) ORDER BY {order}",
-                              part):
-            out.setdefault(r["unit"], []).append(r)
-    return out
-
-
-def render_units(conn: sqlite3.Connection, units: list[sqlite3.Row]) -> Group:
+def render_units(store: Store, units: list[Row]) -> Group:
     ids = [u["id"] for u in units]
-    attempts = _by_unit(conn, "attempts", ids, "n")
-    files = _by_unit(conn, "files", ids, "id")
+    attempts = store.attempts_of(ids)
+    files = store.files_of(ids)
     parts: list[Text | Table] = []
     for u in units:
         head = Text()
@@ -98,7 +73,7 @@ def render_units(conn: sqlite3.Connection, units: list[sqlite3.Row]) -> Group:
             where = f["local_path"] or "(not downloaded)"
             state = FILE_STATE.get(f["state"], f["state"])
             parts.append(Text(f"  file {f['title']}  {size(f['size'])}  {state}  {where}",
-                              "dim" if f["state"] == "deleted" else ""))
+                              "dim" if f["state"] == DELETED else ""))
         parts.append(Text(""))
     if not units:
         parts.append(Text("no units"))
@@ -120,14 +95,14 @@ class DetailsScreen(ModalScreen[None]):
         Binding("r", "command('retry')", "Retry"),
     ]
 
-    def __init__(self, title: str, conn: sqlite3.Connection, *, tile: str | None = None,
+    def __init__(self, title: str, store: Store, *, tile: str | None = None,
                  unit: str | None = None) -> None:
         super().__init__()
         self.title_text = title
-        self.conn = conn
+        self.store = store
         self.tile = tile
         self.unit = unit
-        self.units: list[sqlite3.Row] = []
+        self.units: list[Row] = []
         self.plain = ""
 
     def compose(self) -> ComposeResult:
@@ -143,11 +118,11 @@ class DetailsScreen(ModalScreen[None]):
     def reload(self) -> None:
         if self.tile is not None:
             # per period: the planned unit, then its split children in quadrant order
-            self.units = sorted(tile_units(self.conn, self.tile),
+            self.units = sorted(self.store.units_of_tile(self.tile),
                                 key=lambda u: (u["period"], u["depth"] > 0, u["tile"]))
         elif self.unit is not None:
-            self.units = unit_rows(self.conn, [self.unit])
-        body = render_units(self.conn, self.units)
+            self.units = self.store.units_by_id([self.unit])
+        body = render_units(self.store, self.units)
         self.query_one("#body", Static).update(body)
         console = Console(width=120, file=io.StringIO(), record=True, color_system=None)
         console.print(body)
