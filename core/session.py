@@ -10,18 +10,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from core.limits import LiveLimits
 from core.plan import Plan, make_plan
 from core.spec import JobSpec, load_spec, parse_spec
 from core.store import SessionInfo, Store
 
 # Setting: this session's files go to output_dir/SESSION/ and Drive folder FOLDER_SESSION.
 OWN_OUTPUTS = "own_outputs"
-
-
-def initial_settings(spec: JobSpec) -> dict[str, object]:
-    """Limits the worker reads live from the store, so a UI can change them while it runs."""
-    return {"max_tasks": spec.limits.max_tasks, "drive_budget": spec.limits.drive_budget,
-            "paused": False}
 
 
 def unfinished_sessions(spec: JobSpec) -> list[SessionInfo]:
@@ -37,7 +32,8 @@ def create_session(job_path: Path, spec: JobSpec | None = None) -> tuple[Store, 
     """Raise SpecError (nothing written) or return the new session and its plan."""
     spec = spec or load_spec(job_path)
     plan = make_plan(spec)
-    settings = initial_settings(spec)
+    # Limits the worker reads live from the store, so a UI can change them while it runs.
+    settings = LiveLimits.initial_settings(spec.limits)
     if unfinished_sessions(spec):
         settings[OWN_OUTPUTS] = True
     store = Store.create(spec.name, job_path.resolve(), spec.text, plan.unit_rows(), settings)

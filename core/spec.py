@@ -16,6 +16,7 @@ from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
 from shapely.geometry.base import BaseGeometry
 
+from core.limits import BOUNDS, MAX_POLL
 from core.places import overlaps, places_named
 from core.recipes import RECIPES, validate_params
 from core.region import (
@@ -154,7 +155,6 @@ MAX_NAME = 64  # job.name names the session file and, through the prefix, every 
 MAX_FILE_NAME = 200  # an exported file's name before its "-0000000000-0000000000.tif" suffix
 UNIT_ID_MAX = 41  # "r1234567c1234567" + 8 quadtree levels ".0" + "_20230601"
 MAX_INT64 = 2**63 - 1  # EE's maxPixels and the store's byte counts are 64-bit integers
-MAX_POLL = 86_400.0
 MIN_SCALE = 0.01  # metres: finer than any imagery in EE
 MAX_TILE_DEGREES = 90.0
 MAX_TILE_METRES = 40_075_017.0  # the Earth's circumference
@@ -626,13 +626,11 @@ def _limits(sec: dict[str, Any], p: _Problems) -> LimitsSpec:
             budget = parse_size(sec["drive_budget"])
         except ValueError as exc:
             p.add("limits.drive_budget", str(exc))
-    ranges = {"max_tasks": (1, 3000), "max_attempts": (1, 100), "split_depth": (0, 8),
-              "download_workers": (1, 64)}
     values = {}
-    for key, (low, high) in ranges.items():
+    for key, bound in BOUNDS.items():
         value = sec.get(key, getattr(d, key))
-        if not low <= value <= high:
-            p.add(f"limits.{key}", f"must be between {low} and {high}, got {value}")
+        if not bound.holds(value):
+            p.add(f"limits.{key}", f"must be between {bound.low} and {bound.high}, got {value}")
         values[key] = value
     poll = float(sec.get("poll_seconds", d.poll_seconds))
     if not 0 < poll <= MAX_POLL:

@@ -20,6 +20,7 @@ from textual.theme import Theme
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
+from core.limits import BOUNDS, MAX_TASKS
 from core.states import ACTIVE, FAILED, SETTLED
 from core.store import DatabaseError, Store, StoreError
 from tui.messages import CommandRequest, PollFailed, ShowUnit, SnapshotReady
@@ -378,7 +379,7 @@ class EEBatchApp(App[Path | None]):
 
     def action_max_tasks(self, delta: int) -> None:
         current = self.header_state.max_tasks or int(self.settings.get("max_tasks") or 1)
-        wanted = min(3000, max(1, current + delta))
+        wanted = BOUNDS[MAX_TASKS].clamp(current + delta)
         if wanted == current:
             return
         self.header_state.max_tasks = wanted
@@ -391,7 +392,7 @@ class EEBatchApp(App[Path | None]):
         if action == "max_tasks":
             current = self.header_state.max_tasks or int(self.settings.get("max_tasks") or 1)
             delta = int(parameters[0])  # type: ignore[call-overload]
-            return True if 1 <= current + delta <= 3000 else None
+            return True if BOUNDS[MAX_TASKS].holds(current + delta) else None
         return True
 
     # -- details, panes, help ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import humanize
 
+from core.limits import PAUSED
 from core.plan import make_plan, plan_warnings
 from core.plan_text import describe_plan, size_text
 from core.session import OWN_OUTPUTS, create_session, load_session_spec, unfinished_sessions
@@ -146,7 +147,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             if counts.get(state):
                 print(f"  {state:<12} {counts[state]:>8,}")
         print(f"  worker       {'running' if store.worker_alive() else 'not running'}"
-              f"{', paused' if store.setting('paused') else ''}")
+              f"{', paused' if store.setting(PAUSED) else ''}")
         for line in _where_and_cost(store):
             print(f"  {line}")
         if csv and table is not None:
@@ -283,7 +284,7 @@ def _status_line(store: Store, started: float) -> str:
     drive = (f"Drive {_size(status.get('drive_used', 0))} of "
              f"{_size(drive_total) if drive_total else 'unlimited'}")
     # Paused: no ETA (nothing new is submitted, so it would only run on).
-    paused = bool(store.setting("paused"))
+    paused = bool(store.setting(PAUSED))
     return (f"{time.strftime('%H:%M:%S')} {store.id}: {'PAUSED | ' if paused else ''}"
             f"{_progress(done, total)}{' | ' + busy if busy else ''} | {rate:.0f} units/h"
             f"{', ETA ' + humanize.naturaldelta(eta) if eta and not paused else ''} | {drive}"

@@ -18,6 +18,7 @@ from core.backends.failures import (
     classify_exception,
 )
 from core.engine.base import WorkerBase, _size
+from core.limits import LiveLimits
 from core.recipes.build import RecipeError, UnitWork, build
 from core.spec import JobSpec
 from core.states import (
@@ -53,13 +54,12 @@ class Admission(WorkerBase):
 
     def submit(self) -> None:
         self.budget_blocked = False  # set when a unit waits for Drive space (polls sooner)
-        settings = self.store.settings()
-        if settings.get("paused") or "disk" in self.waits:
+        live = LiveLimits.of(self.limits, self.store.settings())
+        if live.paused or "disk" in self.waits:
             return  # the disk wait holds exports too: their files would have nowhere to go
-        max_tasks = int(settings.get("max_tasks", self.limits.max_tasks))
-        budget = int(settings.get("drive_budget", self.limits.drive_budget))
+        budget = live.drive_budget
         in_ee = self.store.count_units_in(IN_EE)
-        room = min(max_tasks - in_ee, PROJECT_QUEUE_CAP - self.project_pending)
+        room = min(live.max_tasks - in_ee, PROJECT_QUEUE_CAP - self.project_pending)
         now = time.time()
         candidates = [] if room <= 0 else self.store.units_to_send(now, room * 4)
         expected = self._expected_drive_bytes() if candidates else 0
@@ -177,7 +177,7 @@ class Admission(WorkerBase):
         every = QUOTA_EVERY_POLLS * self.limits.poll_seconds
         if self.budget_blocked or time.time() - self.quota_read >= every:
             return True
-        budget = int(self.store.settings().get("drive_budget", self.limits.drive_budget))
+        budget = LiveLimits.of(self.limits, self.store.settings()).drive_budget
         limit = budget if self.quota.total is None else min(budget, self.quota.total)
         return self.used_other + self._expected_drive_bytes() >= QUOTA_NEAR * limit
 

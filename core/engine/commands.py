@@ -9,6 +9,7 @@ from core.backends.failures import (
     classify_exception,
 )
 from core.engine.base import WorkerBase
+from core.limits import PAUSED
 from core.states import (
     ATTEMPT_LIVE,
     CANCELLED,
@@ -45,11 +46,11 @@ class Commands(WorkerBase):
 
         if verb == "pause":
             with self.store.tx():
-                self.store.set_setting("paused", True)
+                self.store.set_setting(PAUSED, True)
             return "submissions paused"
         if verb == "resume":
             with self.store.tx():
-                self.store.set_setting("paused", False)
+                self.store.set_setting(PAUSED, False)
             return "submissions resumed"
         if verb == "set":
             data = json.loads(arg or "{}")

@@ -21,6 +21,7 @@ from core.engine.commands import Commands
 from core.engine.downloads import MANIFEST_EVERY, Downloads
 from core.engine.monitor import Monitor
 from core.engine.outputs import Outputs
+from core.limits import PAUSED
 from core.spec import JobSpec
 from core.states import (
     BACKOFF,
@@ -195,7 +196,7 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads):
             "units_per_hour": per_hour,
             # Paused, nothing finishes: no ETA rather than one that runs on.
             "eta_seconds": left * 3600 / per_hour if per_hour > 0 and left and not
-            self.store.setting("paused") else None,
+            self.store.setting(PAUSED) else None,
             "project_pending": self.project_pending, "updated": now,
             "waiting": "; ".join(self.waits.values()) or None,
         }

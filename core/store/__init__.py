@@ -21,6 +21,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from core import paths
+from core.limits import LimitError, check_live
 from core.states import COUNTED, DONE, SPLIT, cancel_refusal, retry_refusal
 from core.store.attempts import AttemptOps
 from core.store.dashboard import DashboardOps
@@ -621,8 +622,12 @@ class Store(UnitOps, AttemptOps, FileOps, ViewOps, DashboardOps):
             if refusal:
                 raise StoreError(refusal)
         if verb == "set":
-            key, value = _check_set(arg)
-            arg = {"key": key, "value": value}
+            if not isinstance(arg, dict) or set(arg) != {"key", "value"}:
+                raise StoreError("set needs a key and a value")
+            try:
+                arg = {"key": arg["key"], "value": check_live(arg["key"], arg["value"])}
+            except LimitError as exc:
+                raise StoreError(str(exc)) from None
         cur = self.conn.execute("INSERT INTO commands (ts, verb, unit, arg) VALUES (?, ?, ?, ?)",
                                 (time.time(), verb, unit, json.dumps(arg)))
         return int(cur.lastrowid or 0)
@@ -637,24 +642,3 @@ class Store(UnitOps, AttemptOps, FileOps, ViewOps, DashboardOps):
 
     def command(self, command_id: int) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM commands WHERE id = ?", (command_id,)).fetchone()
-
-
-def _check_set(arg: Any) -> tuple[str, Any]:
-    from core.sizes import parse_size
-
-    if not isinstance(arg, dict) or set(arg) != {"key", "value"}:
-        raise StoreError("set needs a key and a value")
-    key, value = arg["key"], arg["value"]
-    if key == "max_tasks":
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 3000:
-            raise StoreError(f"max_tasks must be a whole number from 1 to 3000, got {value!r}")
-        return key, value
-    if key == "drive_budget":
-        try:
-            size = parse_size(value)
-        except ValueError as exc:
-            raise StoreError(f"drive_budget: {exc}") from None
-        if size <= 0:
-            raise StoreError("drive_budget must be more than 0 bytes")
-        return key, size
-    raise StoreError(f"cannot set {key!r}; settable: max_tasks, drive_budget")

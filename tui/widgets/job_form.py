@@ -29,6 +29,7 @@ from textual.timer import Timer
 from textual.widgets import Button, Collapsible, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
+from core.limits import BOUNDS
 from core.recipes import RECIPES
 from core.spec import SpecError, parse_spec
 
@@ -93,7 +94,7 @@ FIELDS = (
     Field("export.scale", "scale (m)", "number", "30", hint="metres per pixel"),
     Field("export.crs", "export CRS", "str", "EPSG:4326", hint="the CRS of the exported files"),
     Field("limits.max_tasks", "max tasks", "int", "10",
-          hint="EE tasks running and queued at once (1–3000)"),
+          hint=f"EE tasks running and queued at once ({BOUNDS['max_tasks'].text})"),
     Field("limits.drive_budget", "Drive budget", "size", "10 GB",
           hint="Drive space eebatch may fill with exports not yet downloaded"),
     Field("backend.project", "EE project", "str",
