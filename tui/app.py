@@ -230,6 +230,9 @@ class EEBatchApp(App[Path | None]):
                 self.query_one(EventLog).add_events(snap.events)
             if snap.settings is not None:
                 self._settings_changed(snap.settings)
+            if snap.status is not None:
+                self.header_state.status = snap.status
+                self._show_drive()
             if snap.worker_alive is not None and self.worker is None:
                 self.header_state.worker = ("attached" if snap.worker_alive
                                             else "finished" if self.finished else "none")
@@ -260,8 +263,11 @@ class EEBatchApp(App[Path | None]):
                 old.get("paused") != settings.get("paused")):
             self.header_state.paused = None
         self.header_state.settings = settings
-        budget = settings.get("drive_budget")
-        self.query_one(DriveMeter).update_status(settings.get("worker_status"),
+        self._show_drive()
+
+    def _show_drive(self) -> None:
+        budget = self.settings.get("drive_budget")
+        self.query_one(DriveMeter).update_status(self.header_state.status,
                                                  int(budget) if budget else None)
 
     def _command_results(self, snap: Snapshot) -> None:

@@ -277,7 +277,7 @@ def _status_line(store: Store, started: float) -> str:
     done = counts.get(DONE, 0)
     busy = " ".join(f"{s} {counts[s]}" for s in STATES
                     if s not in (DONE, SPLIT, PENDING) and counts.get(s))
-    status = store.setting("worker_status") or {}
+    status = store.worker_status() or {}
     rate = status.get("units_per_hour") or 0.0
     eta = status.get("eta_seconds")
     drive_total = status.get("drive_total")

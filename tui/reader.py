@@ -152,13 +152,14 @@ class Snapshot:
     commands_done: list[CommandRow] = field(default_factory=list)
     commands_pending: int | None = None  # set when it changed
     outcome: Outcome | None = None  # with counts: the result when every unit is settled
+    status: dict[str, Any] | None = None  # the worker's status, when it changed
 
     @property
     def empty(self) -> bool:
         return not (self.first or self.unit_changes or self.counts is not None or self.tasks
                     or self.tasks_removed or self.events or self.settings is not None
                     or self.worker_alive is not None or self.commands_done
-                    or self.commands_pending is not None)
+                    or self.commands_pending is not None or self.status is not None)
 
 
 def _state_code(state: str) -> int:
@@ -197,6 +198,7 @@ class StoreReader:
         self.unit_state: dict[str, tuple[str, str]] = {}  # units with tasks: (state, error)
         self.visible: dict[str, TaskRow] = {}  # what the table was sent
         self.settings_json = ""
+        self.status_updated: float | None = None
         self.alive_checked = -1e18
         self.commands_cursor: int | None = None
         self.commands_waiting: set[int] = set()
@@ -219,6 +221,7 @@ class StoreReader:
             self._tasks(snap, changed_units, changed_attempts)
             self._events(snap)
             self._settings(snap)
+            self._status(snap)
             self._commands(snap)
         now = time.monotonic()
         if check_alive or now - self.alive_checked >= self.alive_every:
@@ -403,6 +406,13 @@ class StoreReader:
         if text != self.settings_json:
             self.settings_json = text
             snap.settings = {r["key"]: json.loads(r["value"]) for r in rows}
+
+    def _status(self, snap: Snapshot) -> None:
+        """The worker's status, written about once a second: decoded only when it changed."""
+        row = self.store.worker_status_row()
+        if row is not None and row[0] != self.status_updated:
+            self.status_updated = row[0]
+            snap.status = json.loads(row[1])
 
     def _commands(self, snap: Snapshot) -> None:
         """Results of commands posted since the app opened (from here or from the CLI), and of

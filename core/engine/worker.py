@@ -201,7 +201,7 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads):
             "waiting": "; ".join(self.waits.values()) or None,
         }
         with self.store.tx():
-            self.store.set_setting("worker_status", status)
+            self.store.set_worker_status(status)
             self.store.heartbeat()
         if self.manifest_due and (force or now - self.manifest_written >= MANIFEST_EVERY):
             self.write_manifest()

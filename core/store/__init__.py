@@ -118,6 +118,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE units ADD COLUMN download_failures INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE units ADD COLUMN need_bytes INTEGER NOT NULL DEFAULT 0;
     """,
+    # version 6: the worker's status (written each second) gets a table of its own, out of
+    # the user's settings, which a reader then looks at only when they change
+    """
+    CREATE TABLE worker_status (
+        id INTEGER PRIMARY KEY CHECK (id = 1), status TEXT NOT NULL, updated REAL NOT NULL
+    );
+    INSERT INTO worker_status (id, status, updated)
+        SELECT 1, value, 0 FROM settings WHERE key = 'worker_status';
+    DELETE FROM settings WHERE key = 'worker_status';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -500,6 +510,17 @@ class Store(UnitOps, AttemptOps, FileOps, ViewOps, DashboardOps):
                                   " pid = ?", (time.time(), os.getpid()))
             self._lock.release()
             self._lock = None
+
+    def worker_status(self) -> dict[str, Any] | None:
+        """What the worker last said of itself: Drive figures, rate, ETA, why it waits."""
+        row = self.conn.execute("SELECT status FROM worker_status WHERE id = 1").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_worker_status(self, status: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT INTO worker_status (id, status, updated) VALUES (1, ?, ?) ON CONFLICT(id)"
+            " DO UPDATE SET status = excluded.status, updated = excluded.updated",
+            (json.dumps(status), time.time()))
 
     def heartbeat(self) -> None:
         self.conn.execute("UPDATE workers SET heartbeat = ? WHERE stopped IS NULL AND pid = ?",

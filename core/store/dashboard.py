@@ -87,6 +87,12 @@ class DashboardOps:
             "SELECT id, ts, level, unit, message FROM events WHERE id > ? ORDER BY id"
             " LIMIT ?", (after_id, limit)).fetchall()
 
+    def worker_status_row(self) -> tuple[float, str] | None:
+        """(updated, status as JSON text) of the worker's last status."""
+        row = self.conn.execute("SELECT updated, status FROM worker_status WHERE id = 1"
+                                ).fetchone()
+        return (row[0], row[1]) if row else None
+
     def setting_rows(self) -> list[sqlite3.Row]:
         """(key, value as JSON text), in key order."""
         return self.conn.execute("SELECT key, value FROM settings ORDER BY key").fetchall()

@@ -194,6 +194,23 @@ def test_migrations_run_from_version_zero(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+def test_a_session_of_schema_5_keeps_its_workers_status_in_its_own_table(tmp_path: Path) -> None:
+    import json
+
+    from core.store import MIGRATIONS, migrate
+
+    conn = sqlite3.connect(tmp_path / "v5.sqlite", isolation_level=None)
+    for n, script in enumerate(MIGRATIONS[:5]):  # a session written by eebatch of schema 5
+        conn.executescript(script)
+        conn.execute(f"PRAGMA user_version={n + 1}")
+    status = {"drive_used": 7, "waiting": "why"}
+    conn.execute("INSERT INTO settings VALUES ('worker_status', ?), ('max_tasks', '4')",
+                 (json.dumps(status),))
+    migrate(conn)
+    assert json.loads(conn.execute("SELECT status FROM worker_status").fetchone()[0]) == status
+    assert [r[0] for r in conn.execute("SELECT key FROM settings")] == ["max_tasks"]
+
+
 def _dead_pid() -> int:
     """The pid of a process that has exited (and been reaped)."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -150,6 +150,6 @@ def test_a_paused_worker_gives_no_eta(tmp_path: Path, emulator: Emulator) -> Non
         command = store.post_command("pause")
         wait_for(lambda: store.command(command)["state"] == "done", "the pause")
         paused_at = time.time()
-        status = wait_for(lambda: (s := store.setting("worker_status")) and
+        status = wait_for(lambda: (s := store.worker_status()) and
                           s["updated"] > paused_at and s, "a status written while paused")
         assert status["units_per_hour"] > 0 and status["eta_seconds"] is None, status

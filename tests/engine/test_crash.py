@@ -78,7 +78,7 @@ def test_units_exported_before_a_restart_do_not_count_as_this_runs_throughput(
                 "both exports listed in Drive")
         admin(emu.url, "/_emulator/faults", method="DELETE")
         assert run_session(store.path).ok
-        assert store.setting("worker_status")["units_per_hour"] == 0
+        assert store.worker_status()["units_per_hour"] == 0
 
 
 def test_tasks_the_emulator_forgot_are_sent_again_on_resume(tmp_path: Path) -> None:

@@ -247,14 +247,14 @@ def test_the_last_drive_figure_of_a_run_is_read_after_the_work_is_done(
         store = make_session(tmp_path, emulator.url)
         assert run(capsys, "pause", "t-1")[0] == 0
         with worker_thread(store):
-            wait_for(lambda: (store.settings().get("worker_status") or {}).get("drive_used")
+            wait_for(lambda: (store.worker_status() or {}).get("drive_used")
                      == 1_000_000, "the worker's first read of Drive")
             theirs.Delete()  # the user empties their Drive while the job is paused
             assert run(capsys, "resume", "t-1")[0] == 0
             wait_for(lambda: store.conn.execute(
                 "SELECT 1 FROM events WHERE message LIKE 'finished:%'").fetchone(), "the end")
         assert store.counts() == {"done": 8}
-        assert store.settings()["worker_status"]["drive_used"] == 0
+        assert store.worker_status()["drive_used"] == 0
 
 
 def test_rm_of_a_running_session_names_its_worker_and_keeps_it(

@@ -253,7 +253,7 @@ def test_a_full_disk_pauses_downloads_and_exports_until_space_returns(tmp_path: 
             counts = store.counts()
             assert counts.get("failed", 0) == 0 and counts.get("pending", 0) >= 4, counts
             wait_for(lambda: "output disk full" in (
-                (store.setting("worker_status") or {}).get("waiting") or ""),
+                (store.worker_status() or {}).get("waiting") or ""),
                 "the dashboard's status to say why")
             filler.unlink()
             wait_for(lambda: store.counts() == {"done": 8}, "the job to finish")
@@ -280,7 +280,7 @@ def test_a_disk_that_fills_mid_download_costs_no_try(tmp_path: Path,
                     fh.write(bytes(256 * 1024))
                     fh.flush()
             wait_for(lambda: "output disk full" in (
-                (store.setting("worker_status") or {}).get("waiting") or ""),
+                (store.worker_status() or {}).get("waiting") or ""),
                 "the dashboard's status to say why")
             assert store.counts().get("failed", 0) == 0
             admin(emulator.url, "/_emulator/throttle", {"per_connection": None})
@@ -319,7 +319,7 @@ def test_a_drive_too_full_for_one_output_waits_says_why_and_resumes(room: str,
                              "admission to say why it waits")
             assert "free space in Drive or raise drive_budget" in event
             wait_for(lambda: "waiting for Drive space" in (
-                (store.setting("worker_status") or {}).get("waiting") or ""),
+                (store.worker_status() or {}).get("waiting") or ""),
                 "the dashboard's status to say why")
             assert store.counts().get("failed", 0) == 0
             # Failed exports are few: the first wave (max_tasks) and one sent alone teach
@@ -331,7 +331,7 @@ def test_a_drive_too_full_for_one_output_waits_says_why_and_resumes(room: str,
                 assert full == 0  # not even the estimate fits: nothing is sent
             # And no more are sent while it waits (polls every 0.2 s, status every second).
             later = time.time() + 2
-            wait_for(lambda: (store.setting("worker_status") or {}).get("updated", 0) > later,
+            wait_for(lambda: (store.worker_status() or {}).get("updated", 0) > later,
                      "a few more polls")
             assert store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error LIKE"
                                       " 'Google Drive quota exceeded%'").fetchone()[0] == full

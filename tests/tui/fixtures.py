@@ -106,7 +106,7 @@ def log(store: Store, message: str, *, ts: float, level: str = "info",
 
 def worker_status(store: Store, *, ts: float, total: int | None = 15 * 10**9,
                   used: int = 2_100_000_000) -> None:
-    store.set_setting("worker_status", {
+    store.set_worker_status({
         "drive_used": used, "drive_total": total, "drive_trash": 0,
         "waiting_bytes": 900_000_000, "files_waiting": 3, "download_rate": 12_500_000,
         "units_per_hour": 42.5, "eta_seconds": 5 * 3600 + 12 * 60, "updated": ts})

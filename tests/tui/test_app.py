@@ -362,8 +362,8 @@ async def test_drive_meter_and_header_read_the_worker_status(session: Store) -> 
         head = header_text(app)
         assert "31/75" in head and "ETA 5h 12m" in head and "42.5/h" in head
         assert "no worker" in head
-        status = session.setting("worker_status")
-        session.set_setting("worker_status", {**status, "drive_total": None})
+        status = session.worker_status()
+        session.set_worker_status({**status, "drive_total": None})
         app.poll_now()
         await pilot.pause()
         assert "quota unlimited" in str(app.query_one(DriveMeter).render())
@@ -623,8 +623,7 @@ async def test_header_floors_the_percentage_and_eta_says_paused(session: Store) 
         await ready(pilot)
         header = app.query_one(StatusHeader)
         state = HeaderState(session="s", counts={"done": 263, "running": 1}, worker="here",
-                            settings={"worker_status": {"units_per_hour": 90.0,
-                                                        "eta_seconds": 3.0}})
+                            status={"units_per_hour": 90.0, "eta_seconds": 3.0})
         text = header.compose_text(state).plain
         assert "263/264 99%" in text and "█" * 10 not in text, text
         assert "ETA < 1m" in text, text  # not a "3s" that lasts as long as the last task

@@ -27,14 +27,14 @@ async def test_the_header_says_why_the_worker_waits() -> None:
     async with app.run_test(size=(200, 3)):
         header = app.query_one(StatusHeader)
         state = HeaderState(session="s-1", counts={"pending": 3, "done": 1},
-                            settings={"max_tasks": 4, "worker_status": {"waiting": WHY}})
+                            settings={"max_tasks": 4}, status={"waiting": WHY})
         assert f"⏳ {WHY}" in header.compose_text(state).plain
-        state.settings = {"max_tasks": 4, "worker_status": {"waiting": None}}
+        state.status = {"waiting": None}
         assert "⏳" not in header.compose_text(state).plain
 
 
 def test_the_headless_status_line_says_why_the_worker_waits(tmp_path: Path) -> None:
     store, _ = create_session(write_job(tmp_path, BASE_JOB))
     with store.tx():
-        store.set_setting("worker_status", {"waiting": WHY, "drive_used": 0})
+        store.set_worker_status({"waiting": WHY, "drive_used": 0})
     assert _status_line(store, time.time()).endswith(f"| {WHY}")

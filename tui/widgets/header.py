@@ -18,6 +18,7 @@ class HeaderState:
     session: str = ""
     counts: dict[str, int] | None = None
     settings: dict[str, Any] | None = None
+    status: dict[str, Any] | None = None  # the worker's last status (core/store worker_status)
     worker: str = "unknown"  # here / attached / none / finished / stopped / error
     commands_pending: int = 0
     max_tasks: int | None = None  # what the user asked for (may not be applied yet)
@@ -72,7 +73,7 @@ class StatusHeader(Static):
     def compose_text(self, st: HeaderState) -> Text:
         counts = st.counts or {}
         settings = st.settings or {}
-        status = settings.get("worker_status") or {}
+        status = st.status or {}
         total = sum(n for s, n in counts.items() if s in COUNTED)
         done = counts.get(DONE, 0)
         active = sum(counts.get(s, 0) for s in IN_EE)
