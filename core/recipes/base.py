@@ -101,8 +101,8 @@ class Recipe(ABC):
         """(band name, bytes per pixel) of the exported image, for size estimates."""
 
     def band_names(self, params: dict[str, Any]) -> list[str]:
-        """The exported image's band names, written into each GeoTIFF; [] when the recipe does
-        not know them (its bands are placeholders for the estimate)."""
+        """The exported image's band names, written beside each GeoTIFF (core/outputs/bands.py);
+        [] when the recipe does not know them (its bands are placeholders for the estimate)."""
         return [name for name, _ in self.bands(params)]
 
     @abstractmethod
