@@ -56,6 +56,9 @@ EE_SUCCEEDED, EE_FAILED, EE_CANCELLED = "SUCCEEDED", "FAILED", "CANCELLED"
 EE_LIVE = (EE_PENDING, EE_RUNNING, EE_CANCELLING)  # EE may still run it
 ATTEMPT_LIVE = (A_SUBMITTING, *EE_LIVE)  # the worker still watches it
 
+# -- commands a UI posts to the worker through the store ---------------------------------------
+CMD_PENDING, CMD_DONE, CMD_ERROR = "pending", "done", "error"
+
 # -- files ---------------------------------------------------------------------------------------
 LISTED, FILE_DOWNLOADING, VERIFIED, DELETED = "listed", "downloading", "verified", "deleted"
 IN_DRIVE = (LISTED, FILE_DOWNLOADING, VERIFIED)  # ours, still in Drive

@@ -92,3 +92,47 @@ def test_only_the_store_speaks_sql() -> None:
         if "import sqlite3" in text or ".execute(" in text or "executemany(" in text:
             speaking.append(str(path.relative_to(ROOT)))
     assert speaking == []
+
+
+STATE_WORDS = ("pending|submitting|queued|running|exported|downloading|done|backoff|failed|"
+               "cancelled|split|listed|verified|deleted|PENDING|RUNNING|CANCELLING|"
+               "SUCCEEDED|FAILED|CANCELLED")
+
+
+def state_literals(path: Path) -> list[str]:
+    """String literals of a module that are a state name, or SQL that quotes one ('done'):
+    comments and docstrings aside (prose may say "done")."""
+    import io
+    import re
+    import tokenize
+
+    whole = re.compile(rf"^[rbuRBU]*(['\"])({STATE_WORDS})\1$")
+    quoted = re.compile(rf"'({STATE_WORDS})'")
+    found = []
+    tokens = list(tokenize.generate_tokens(io.StringIO(path.read_text()).readline))
+    for i, tok in enumerate(tokens):
+        if tok.type != tokenize.STRING:
+            continue
+        before = next((t for t in reversed(tokens[:i]) if t.type not in (
+            tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+            tokenize.COMMENT)), None)
+        if before is None or tok.string.startswith('"""'):
+            continue  # docstrings, and the schema's history (migrations are written once)
+        if before.string == "[" or (before.string == "(" and tokens[i - 2].string == "get"):
+            continue  # a key of Google's JSON ("done": the operation has finished)
+        if whole.match(tok.string) or (quoted.search(tok.string) and "SELECT" in tok.string
+                                        + "".join(t.string for t in tokens[i - 3:i + 3])):
+            found.append(f"{path.relative_to(ROOT)}:{tok.start[0]}: {tok.string}")
+    return found
+
+
+def test_states_are_named_in_one_module() -> None:
+    # Unit, attempt, file and command states live in core/states.py; everyone else imports
+    # them. (The emulator is Google's side, with Google's own words.)
+    found = []
+    for path in sorted((ROOT / "core").rglob("*.py")) + sorted((ROOT / "tui").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[:2] == ("core", "emulator") or rel == Path("core/states.py"):
+            continue
+        found += state_literals(path)
+    assert found == []

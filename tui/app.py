@@ -21,7 +21,7 @@ from textual.widgets import Footer
 from textual.worker import get_current_worker
 
 from core.limits import BOUNDS, MAX_TASKS
-from core.states import ACTIVE, FAILED, SETTLED
+from core.states import ACTIVE, CMD_DONE, CMD_ERROR, FAILED, SETTLED
 from core.store import DatabaseError, Store, StoreError
 from tui.messages import CommandRequest, PollFailed, ShowUnit, SnapshotReady
 from tui.new_session import create_or_notify
@@ -271,18 +271,18 @@ class EEBatchApp(App[Path | None]):
                                                  int(budget) if budget else None)
 
     def _command_results(self, snap: Snapshot) -> None:
-        done = [c for c in snap.commands_done if c.state == "done"]
+        done = [c for c in snap.commands_done if c.state == CMD_DONE]
         for c in snap.commands_done:
-            if c.state == "error":
+            if c.state == CMD_ERROR:
                 what = f"{c.verb} {c.unit}" if c.unit else c.verb
-                self.notify(c.result or "failed", title=f"{what}: not done", severity="error",
-                            timeout=10)
+                self.notify(c.result or "the worker gave no reason", title=f"{what}: not done",
+                            severity="error", timeout=10)
         if len(done) > 3:
             self.notify(f"{len(done)} commands done", timeout=3)
         else:
             for c in done:
                 what = f"{c.verb} {c.unit}" if c.unit else c.verb
-                self.notify(c.result or "done", title=what, timeout=3)
+                self.notify(c.result or CMD_DONE, title=what, timeout=3)
 
     def _show_header(self) -> None:
         self.header_state.counts = self.counts

@@ -21,7 +21,18 @@ from core.plan import make_plan, plan_warnings
 from core.plan_text import describe_plan, size_text
 from core.session import OWN_OUTPUTS, create_session, load_session_spec, unfinished_sessions
 from core.spec import SpecError, load_spec
-from core.states import CANCELLABLE, CANCELLED, COUNTED, DONE, FAILED, PENDING, SPLIT, STATES
+from core.states import (
+    CANCELLABLE,
+    CANCELLED,
+    CMD_DONE,
+    CMD_PENDING,
+    COUNTED,
+    DONE,
+    FAILED,
+    PENDING,
+    SPLIT,
+    STATES,
+)
 from core.store import (
     DatabaseError,
     SessionDamaged,
@@ -594,7 +605,7 @@ def _print_answers(store: Store, ids: list[int]) -> int:
     answers; 1 if it refused one."""
     deadline = time.monotonic() + COMMAND_ANSWER_SECONDS
     answers = [store.command(i) for i in ids]
-    while any(a is None or a["state"] == "pending" for a in answers):
+    while any(a is None or a["state"] == CMD_PENDING for a in answers):
         if time.monotonic() > deadline:
             print(f"posted; the worker of {store.id} has not answered yet "
                   f"(`eebatch log {store.id}` shows when it does)")
@@ -606,7 +617,7 @@ def _print_answers(store: Store, ids: list[int]) -> int:
               f"{answer['result']}")
     if len(answers) > 20:
         print(f"… and {len(answers) - 20} more (`eebatch log {store.id}`)")
-    bad = sum(a["state"] != "done" for a in answers)
+    bad = sum(a["state"] != CMD_DONE for a in answers)
     return 1 if bad else 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyproj
 
-from core.states import BACKOFF, CANCELLED, FAILED, FINISHED, PENDING, SETTLED, SPLIT
+from core.states import BACKOFF, CANCELLED, CMD_PENDING, FAILED, FINISHED, PENDING, SETTLED, SPLIT
 from core.store import Row, Store, Totals
 from tui.widgets.common import CODE, SPLIT_CODE
 
@@ -93,7 +93,7 @@ def _row_error(state: str, unit_error: str, attempt_error: str | None) -> str:
 
 def _fresh_if_retried(row: TaskRow) -> TaskRow:
     """A unit waiting to be sent (again) has no task yet: no progress, runtime or cost."""
-    if row.state != "pending":
+    if row.state != PENDING:
         return row
     return dataclasses.replace(row, progress=0.0, runtime=None, eecu=None)
 
@@ -296,7 +296,7 @@ class StoreReader:
                                    range(len(keys)), strict=True))
         self.period_index = {p: i for i, p in enumerate(sorted(set(periods)))}
         code_of = {s: _state_code(s) for s in set(states)}
-        base = np.full((len(keys), len(self.period_index)), CODE["pending"], dtype=np.uint8)
+        base = np.full((len(keys), len(self.period_index)), CODE[PENDING], dtype=np.uint8)
         base[tile_of.reshape(-1), [self.period_index[p] for p in periods]] = [
             code_of[s] for s in states]
         children = self.store.split_children()
@@ -357,7 +357,7 @@ class StoreReader:
             old = self.tasks.get(uid)
             if old is not None and a["n"] < old.attempt:
                 continue
-            state, unit_error = self.unit_state.get(uid, ("pending", ""))
+            state, unit_error = self.unit_state.get(uid, (PENDING, ""))
             runtime = a["updated"] - a["started"] if a["started"] else None
             self.tasks[uid] = _fresh_if_retried(TaskRow(
                 uid, state, a["state"], float(a["progress"] or 0.0), runtime,
@@ -424,7 +424,7 @@ class StoreReader:
         rows = self.store.commands_since(self.commands_cursor, ids)
         for r in rows:
             self.commands_cursor = max(self.commands_cursor, r["id"])
-            if r["state"] == "pending":
+            if r["state"] == CMD_PENDING:
                 self.commands_waiting.add(r["id"])
                 continue
             self.commands_waiting.discard(r["id"])

@@ -58,6 +58,7 @@ async def _until(pilot: Pilot[object], what: Callable[[], bool], timeout: float,
 async def shoot(out: Path) -> list[Path]:
     from core.demo import prepare_demo
     from core.engine.runner import start_worker
+    from core.states import DONE, RUNNING, SPLIT
     from tui.app import EEBatchApp
     from tui.widgets.common import SPLIT_CODE
     from tui.widgets.job_form import JobForm
@@ -74,11 +75,11 @@ async def shoot(out: Path) -> list[Path]:
             print(f"  {name}.svg", flush=True)
 
         def fraction() -> float:
-            total = sum(n for s, n in app.counts.items() if s != "split")
-            return app.counts.get("done", 0) / total if total else 0.0
+            total = sum(n for s, n in app.counts.items() if s != SPLIT)
+            return app.counts.get(DONE, 0) / total if total else 0.0
 
         def busy() -> bool:
-            return app.counts.get("running", 0) > 0 and app.counts.get("split", 0) > 0
+            return app.counts.get(RUNNING, 0) > 0 and app.counts.get(SPLIT, 0) > 0
 
         async with app.run_test(size=WIDE, notifications=True) as pilot:
             await _until(pilot, lambda: app.polls > 0, 30, "first poll")

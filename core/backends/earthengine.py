@@ -11,6 +11,7 @@ from typing import Any
 
 from core.backends.timestamps import unix_time
 from core.spec import ExportSpec
+from core.states import EE_LIVE
 
 # The client keeps module-level state; the worker thread and a TUI thread must not interleave
 # Initialize with calls.
@@ -63,7 +64,7 @@ class Operation:
 
     @property
     def active(self) -> bool:
-        return self.state in ("PENDING", "RUNNING", "CANCELLING")
+        return self.state in EE_LIVE
 
 
 class EarthEngine:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import http.client
 import socket
-from enum import Enum
+from enum import Enum, auto
 
 
 class Kind(Enum):
-    TRANSIENT = "transient"
-    SPLIT = "split"
-    FATAL = "fatal"
+    TRANSIENT = auto()
+    SPLIT = auto()
+    FATAL = auto()
 
 
 SPLIT_MESSAGES = ("User memory limit exceeded", "Computation timed out")

@@ -111,4 +111,4 @@ class Commands(WorkerBase):
             self.store.set_unit(row["id"], CANCELLED, error="cancelled by the user")
         if state == EXPORTED:
             self._remove_outputs(row["id"])
-        return "cancelled"
+        return CANCELLED  # the answer the user sees: "cancel UNIT: cancelled"

@@ -65,7 +65,7 @@ class Monitor(WorkerBase):
                 attempt["description"])
             if op is not None:
                 self._track(attempt, op)
-            elif attempt["state"] != "submitting":
+            elif attempt["state"] != A_SUBMITTING:
                 unlisted.append(attempt)
         if self.drive is not None:
             self._learn_ratio()
@@ -212,4 +212,4 @@ def _started(op: Operation, now: float) -> float | None:
     started = op.started_at()
     if started is not None:
         return min(started, now)
-    return now if op.state == "RUNNING" else None
+    return now if op.state == EE_RUNNING else None

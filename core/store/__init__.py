@@ -22,7 +22,19 @@ from filelock import FileLock, Timeout
 
 from core import paths
 from core.limits import LimitError, check_live
-from core.states import COUNTED, DONE, SPLIT, cancel_refusal, retry_refusal
+from core.states import (
+    CMD_DONE,
+    CMD_ERROR,
+    CMD_PENDING,
+    COUNTED,
+    DONE,
+    EE_LIVE,
+    IN_DRIVE,
+    ON_DISK,
+    SPLIT,
+    cancel_refusal,
+    retry_refusal,
+)
 from core.store.attempts import AttemptOps
 from core.store.dashboard import DashboardOps
 from core.store.files import FileOps
@@ -604,7 +616,7 @@ class Store(UnitOps, AttemptOps, FileOps, ViewOps, DashboardOps):
     def totals(self) -> Totals:
         conn = self.conn
         files = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files"
-                             " WHERE state IN ('verified', 'deleted')").fetchone()
+                             " WHERE state IN (?, ?)", ON_DISK).fetchone()
         eecu, tries, units = conn.execute(
             "SELECT COALESCE(SUM(eecu_seconds), 0), COUNT(*), COUNT(DISTINCT unit)"
             " FROM attempts").fetchone()
@@ -618,14 +630,14 @@ class Store(UnitOps, AttemptOps, FileOps, ViewOps, DashboardOps):
     def live_operations(self) -> list[sqlite3.Row]:
         """(unit, operation) of the attempts EE may still run."""
         return self.conn.execute(
-            "SELECT unit, operation FROM attempts WHERE state IN ('PENDING', 'RUNNING',"
-            " 'CANCELLING') AND operation IS NOT NULL ORDER BY id").fetchall()
+            "SELECT unit, operation FROM attempts WHERE state IN (?, ?, ?)"
+            " AND operation IS NOT NULL ORDER BY id", EE_LIVE).fetchall()
 
     def files_in_drive(self) -> list[sqlite3.Row]:
         """The session's recorded exports still in Drive (not yet deleted from it)."""
         return self.conn.execute(
-            "SELECT unit, drive_id, title, size FROM files WHERE state IN ('listed', 'verified',"
-            " 'downloading') ORDER BY id").fetchall()
+            "SELECT unit, drive_id, title, size FROM files WHERE state IN (?, ?, ?)"
+            " ORDER BY id", IN_DRIVE).fetchall()
 
     # -- commands (a UI in another process asks the worker) ----------------------------------
 
@@ -655,11 +667,11 @@ class Store(UnitOps, AttemptOps, FileOps, ViewOps, DashboardOps):
 
     def pending_commands(self) -> list[sqlite3.Row]:
         return self.conn.execute(
-            "SELECT * FROM commands WHERE state = 'pending' ORDER BY id").fetchall()
+            "SELECT * FROM commands WHERE state = ? ORDER BY id", (CMD_PENDING,)).fetchall()
 
     def finish_command(self, command_id: int, ok: bool, result: str) -> None:
         self.conn.execute("UPDATE commands SET state = ?, result = ?, done_ts = ? WHERE id = ?",
-                          ("done" if ok else "error", result, time.time(), command_id))
+                          (CMD_DONE if ok else CMD_ERROR, result, time.time(), command_id))
 
     def command(self, command_id: int) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM commands WHERE id = ?", (command_id,)).fetchone()

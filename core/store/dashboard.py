@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from core.states import CMD_PENDING
 from core.store.units import marks
 
 UNIT_COLUMNS = "id, tile, row, col, depth, period, state, error, updated"
@@ -102,7 +103,7 @@ class DashboardOps:
 
     def waiting_command_ids(self) -> set[int]:
         return {r[0] for r in self.conn.execute(
-            "SELECT id FROM commands WHERE state = 'pending'")}
+            "SELECT id FROM commands WHERE state = ?", (CMD_PENDING,))}
 
     def commands_since(self, after_id: int, also: list[int]) -> list[sqlite3.Row]:
         """Commands posted after `after_id`, and those in `also` (still waiting at the last

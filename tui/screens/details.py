@@ -17,7 +17,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from core.states import CANCELLABLE, DELETED, RETRYABLE, VERIFIED
+from core.states import BACKOFF, CANCELLABLE, DELETED, PENDING, RETRYABLE, VERIFIED
 from core.store import Row, Store
 from tui.messages import CommandRequest
 from tui.widgets.common import GLYPH, clock, duration, size, stamp
@@ -50,7 +50,7 @@ def render_units(store: Store, units: list[Row]) -> Group:
                           f"  N {u['north']:.4f}", "dim"))
         if u["error"]:
             parts.append(Text(f"  error: {u['error']}", "red"))
-        if u["state"] == "backoff" and u["not_before"]:
+        if u["state"] == BACKOFF and u["not_before"]:
             parts.append(Text(f"  retry not before {clock(u['not_before'])}", "dim"))
         tries = attempts.get(u["id"], [])
         if tries:
@@ -67,7 +67,7 @@ def render_units(store: Store, units: list[Row]) -> Group:
             for a in tries:
                 if a["error"] and a["error"] != u["error"]:
                     parts.append(Text(f"  try {a['n']}: {a['error']}", "red"))
-        elif u["state"] == "pending":
+        elif u["state"] == PENDING:
             parts.append(Text("  not submitted yet", "dim"))
         for f in files.get(u["id"], []):
             where = f["local_path"] or "(not downloaded)"

@@ -15,7 +15,7 @@ from textual.events import Key
 from textual.widgets import DataTable, Input
 from textual.widgets.data_table import RowDoesNotExist
 
-from core.states import CANCELLABLE, RETRYABLE
+from core.states import A_SUBMITTING, CANCELLABLE, RETRYABLE
 from tui.messages import CommandRequest, ShowUnit
 from tui.reader import TaskRow
 from tui.widgets.common import GLYPH, STATE_CSS, URGENCY, duration
@@ -88,7 +88,7 @@ class TaskTable(DataTable[Any]):
 
     def _cells(self, row: TaskRow) -> tuple[Any, ...]:
         style = self.get_component_rich_style(f"tasktable--{row.state}", partial=True)
-        progress = f"{row.progress * 100:.0f}%" if row.ee_state not in ("submitting",) else ""
+        progress = f"{row.progress * 100:.0f}%" if row.ee_state != A_SUBMITTING else ""
         error = row.error.splitlines()[0][:60] if row.error else ""  # all of it: enter
         return ("●" if row.unit in self.marks else " ", row.unit,
                 Text(f"{GLYPH.get(row.state, '?')} {row.state}", style=style), progress,

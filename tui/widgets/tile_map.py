@@ -25,7 +25,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from core.states import FAILED
+from core.states import FAILED, PENDING
 from tui.reader import MapInit, UnitChanges
 from tui.widgets.common import CODE, EMPTY, GLYPH, SPLIT_CODE, STATE_CSS, STATE_OF_CODE
 
@@ -89,7 +89,7 @@ class TileModel:
         kids = self.children.get((i, p), {})
         for q in range(4):
             leaves = [c for path, c in kids.items() if path[0] == q and c != SPLIT_CODE]
-            self.quads[i, p, q] = max(leaves) if leaves else CODE["pending"]
+            self.quads[i, p, q] = max(leaves) if leaves else CODE[PENDING]
 
     def tile_quads(self, period: int | None) -> np.ndarray:
         """(tiles, 4) codes for one period, or the most urgent over all periods."""
