@@ -5,6 +5,7 @@ from __future__ import annotations
 import humanize
 
 from core.plan import BATCH_MODEL, Plan, plan_warnings, preview
+from core.recipes import RECIPES
 from core.region import extent_text
 
 
@@ -35,6 +36,8 @@ def describe_plan(plan: Plan) -> list[str]:
     when = ("all dates" if first.start is None else
             f"{first.start} to {last.end} (end exclusive)")
     limits = spec.limits
+    recipe = RECIPES[spec.recipe.name]
+    settings = recipe.settings(spec.recipe.params)
     lines = [
         f"Job      {spec.name}  ({spec.path})",
         f"Region   {spec.region_source}",
@@ -45,8 +48,10 @@ def describe_plan(plan: Plan) -> list[str]:
         f"Units    {plan.units:,}  ({_count(len(plan.tiles), 'tile')} x "
         f"{_count(len(plan.periods), 'period')})",
         f"Pixels   {humanize.intword(plan.pixels)} at {spec.export.scale:g} m",
+        f"Recipe   {recipe.name}: {recipe.help}",
+        *(["         " + ", ".join(settings)] if settings else []),
         f"Output   ~{size_text(plan.est_bytes)} estimated ({spec.export.file_format},"
-        f" {plan.bands} bands, recipe {spec.recipe.name})",
+        f" {plan.bands} bands)",
         f"EE       {ee_text(plan)}",
         f"Drive    peak ~{size_text(plan.drive_peak)} (the {limits.max_tasks} largest exports at"
         f" once, within the {size_text(limits.drive_budget)} budget): files are deleted from"

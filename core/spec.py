@@ -581,7 +581,7 @@ def _export(sec: dict[str, Any], job: str, recipe: RecipeSpec | None,
     _prefix(prefix, job, p)
     file_format = sec.get("file_format", defaults.file_format)
     if recipe is not None:
-        kind = recipe.params.get("kind", "image")
+        kind = RECIPES[recipe.name].output(recipe.params)
         known = FILE_FORMATS.get(kind, ())
         if file_format.upper() not in (f.upper() for f in known):
             p.add("export.file_format", f"{file_format!r} is not one of {', '.join(known)} "

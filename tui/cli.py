@@ -19,6 +19,7 @@ import humanize
 from core.limits import PAUSED
 from core.plan import make_plan, plan_warnings
 from core.plan_text import describe_plan, size_text
+from core.recipes import RECIPES
 from core.session import OWN_OUTPUTS, create_session, load_session_spec, unfinished_sessions
 from core.spec import SpecError, load_spec
 from core.states import (
@@ -72,6 +73,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     spec = load_spec(_job(args.job))
     print("\n".join(describe_plan(make_plan(spec))))
     print("\nNothing was sent to Earth Engine. `eebatch new JOB` creates a session to run.")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    names = [args.name] if args.name else list(RECIPES)
+    if names[0] not in RECIPES:
+        raise BadInput(f"unknown recipe {names[0]!r}; known: {', '.join(RECIPES)}")
+    print("\n\n".join("\n".join(RECIPES[name].manual()) for name in names))
     return 0
 
 
@@ -686,6 +695,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="show what a job file would run, without contacting EE")
     p.add_argument("job", help="job file (TOML)")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("recipes", help="the recipes a job file can name, with their parameters")
+    p.add_argument("name", nargs="?", help="only this recipe")
+    p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("new", help="create a session from a job file")
     p.add_argument("job", help="job file (TOML)")

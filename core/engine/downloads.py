@@ -68,8 +68,7 @@ class Downloads(WorkerBase):
         self.manifest_written = 0.0
         self.manifest_failed = False  # the last write failed (said once)
         # The exported image's band names, when the recipe knows them (not a user's function)
-        self.band_names = [name for name, _ in RECIPES[spec.recipe.name].bands(
-            spec.recipe.params)] if spec.recipe.name == "composite" else []
+        self.band_names = RECIPES[spec.recipe.name].band_names(spec.recipe.params)
 
     def schedule_downloads(self) -> None:
         if self.drive is None:

@@ -13,6 +13,7 @@ from core.backends.failures import (
 )
 from core.engine import matching
 from core.engine.base import CLOCK_SKEW, WorkerBase
+from core.recipes import RECIPES
 from core.states import (
     EE_SUCCEEDED,
     FAILED,
@@ -30,8 +31,7 @@ class Outputs(WorkerBase):
         self.missing_polls: dict[str, tuple[int, int]] = {}  # unit -> (misses, at poll n)
         self.folder_ids: list[str] = []  # Drive folders of the export's name, once looked up
         self.naming = matching.naming_for(
-            "table" if spec.recipe.params.get("kind") == "table" else "image",
-            spec.export.file_format)
+            RECIPES[spec.recipe.name].output(spec.recipe.params), spec.export.file_format)
 
     def _list_outputs(self, units: list[Any]) -> None:
         """Find exported units' files: in the folder EE wrote each to (every folder of the

@@ -263,3 +263,26 @@ def test_the_summary_line_carries_the_plans_warnings(session: Store) -> None:
     summary = plan_summary(plan, lines).plain
     assert summary.splitlines() == ["Plan  72 units (72 tiles × 1 period) · ~4.7 GB",
                                     "⚠ grid.size: tiles of about 22×22 pixels"]
+
+
+async def test_the_recipe_hint_is_the_chosen_recipes_help(session: Store) -> None:
+    from textual.widgets import Select
+
+    from core.recipes import RECIPES
+
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await ready(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        form = app.screen.query_one(JobForm)
+        select = form.query_one("#" + field_id("recipe.name"), Select)
+
+        def hint() -> str:
+            return str(select.parent.parent.query_one(".hint", Static).render())
+
+        assert hint() == RECIPES["composite"].help == select.tooltip
+        select.value = "python"
+        await settle(pilot)
+        assert hint() == RECIPES["python"].help == select.tooltip
+        assert form.query_one("#" + field_id("recipe.function"), Input)  # its required one

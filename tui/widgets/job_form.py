@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,6 +22,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.compose import compose
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import DescendantFocus
 from textual.message import Message
@@ -104,8 +105,7 @@ FIELDS = (
 )
 SAVE = Field("save", "save as", "str", hint="the job file Start writes, then runs")
 SELECTS = {
-    "recipe.name": Field("recipe.name", "recipe", "str", "composite",
-                         "composite: a cloud-filtered composite per unit; python: your function"),
+    "recipe.name": Field("recipe.name", "recipe", "str", "composite"),  # hint: _recipe_hint
     "export.destination": Field("export.destination", "destination", "str", "drive",
                                 "drive: downloaded, then deleted from Drive; asset or gcs"),
     "backend.kind": Field("backend.kind", "backend", "str", "emulator",
@@ -179,6 +179,12 @@ def _parsed(text: str, kind: str) -> Any:
     except (ValueError, tomllib.TOMLDecodeError):
         return text
     return text
+
+
+def _recipe_hint(name: Any) -> str:
+    """The chosen recipe's one line of help (core/recipes), or the recipes there are."""
+    recipe = RECIPES.get(name) if isinstance(name, str) else None
+    return recipe.help if recipe is not None else f"one of {', '.join(RECIPES)}"
 
 
 def _param_kind(kind: type | tuple[type, ...]) -> str:
@@ -310,6 +316,8 @@ class JobForm(Vertical):
         options = SELECT_OPTIONS[f.key]
         section, _, name = f.key.partition(".")
         current = self.doc.get(section, {}).get(name, f.default)
+        if f.key == "recipe.name":
+            f = replace(f, hint=_recipe_hint(current))
         choices = options if current in options else [*options, current]
         yield from self._field(f, Select([(o, o) for o in choices], value=current,
                                          allow_blank=False, id=field_id(f.key), compact=True))
@@ -437,15 +445,23 @@ class JobForm(Vertical):
             value = event.value
             if isinstance(value, str) and value != self.recipe:
                 self.recipe = value
+                self._show_recipe_hint()
                 self._swap_params()
                 return
         self.revalidate()
+
+    def _show_recipe_hint(self) -> None:
+        select = self.query_one("#" + field_id("recipe.name"), Select)
+        select.tooltip = _recipe_hint(self.recipe)
+        field = select.parent.parent if select.parent is not None else None
+        if field is not None:
+            field.query_one(".hint", Static).update(_recipe_hint(self.recipe))
 
     def _swap_params(self) -> None:
         for key in ("params", "more-params"):
             box = self.query_one("#" + key, Vertical)
             box.remove_children()
-            box.mount_all(list(self._param_rows(required=key == "params")))
+            box.mount_all(compose(self, self._param_rows(required=key == "params")))
         self.call_after_refresh(self.revalidate)
 
     def revalidate(self) -> None:

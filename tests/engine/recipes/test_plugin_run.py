@@ -10,6 +10,7 @@ import tifffile
 
 from core.emulator.app import Emulator
 from core.engine.runner import run_session
+from core.outputs.bands import read_band_names
 from core.recipes import RECIPES
 from core.session import create_session
 from tests.engine.conftest import assert_all_done_and_verified
@@ -54,3 +55,4 @@ def test_a_plugged_in_recipe_exports_its_image(tmp_path: Path, emulator: Emulato
             (series,) = tif.series
             assert series.shape[0] == len(bands) == 3
             assert series.dtype.kind == "f" and series.dtype.itemsize == bands[0][1] == 4
+        assert read_band_names(Path(path)) == ["one0", "one1", "one2"]  # named by the recipe
