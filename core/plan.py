@@ -52,10 +52,6 @@ class Plan:
         return self.pixels * self.bytes_per_pixel
 
     @property
-    def budgets(self) -> float:
-        return self.est_bytes / self.spec.limits.drive_budget
-
-    @property
     def bands(self) -> int:
         return len(RECIPES[self.spec.recipe.name].bands(self.spec.recipe.params))
 

@@ -78,8 +78,6 @@ class Downloads(WorkerBase):
         exported = store.exported_units_due(now, 64)
         listed_units: set[str] = set()
         if exported:
-            # Only these units' files, through the files_unit index: files.state has none, and
-            # scanning every file each tick was most of the idle CPU late in a big job.
             listed_units = store.units_with_listed_files([r["id"] for r in exported])
         if exported and any(r["id"] not in listed_units for r in exported):
             self._list_outputs([r for r in exported if r["id"] not in listed_units])
@@ -254,9 +252,9 @@ class Downloads(WorkerBase):
 
     def _schedule_deletes(self) -> None:
         """Verified files leave Drive: deleted, never trashed (trash keeps the quota)."""
-        # files.state has no index, so this look is not made every tick (late in a
-        # 100,000-unit job the scan was most of the idle CPU): only at start, after a failed
-        # delete, and while a full batch waits. Only this loop makes files 'verified'.
+        # A file this worker verifies is deleted at once (collect), so this look is for a
+        # restart and for failed deletes: made at start, after a failed delete, and while a
+        # full batch waits, not every tick.
         if self.drive is None or self.deletes_due is None or time.time() < self.deletes_due:
             return
         rows = self.store.verified_files(64)

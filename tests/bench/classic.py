@@ -1,6 +1,6 @@
 """The classic loop eebatch replaces, written honestly with the real clients.
 
-This is the script people run today (field notes §3, §6): start exports until 10 tasks are
+This is the script people run today: start exports until 10 tasks are
 RUNNING or READY — counted in `str(ee.batch.Task.list())`, the idiom of countless notebooks —
 sleep a minute, list the Drive folder with pydrive2, download each file with GetContentFile,
 one after the other, and Delete it. No requestIds of its own, no MD5 check, no parallelism.

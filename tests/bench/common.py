@@ -126,11 +126,6 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
-def thread_cpu_seconds(tid: int, pid: int | str = "self") -> float:
-    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 def memory_mb(pid: int | str = "self") -> dict[str, float]:
     """Current (VmRSS) and peak (VmHWM) resident memory in MB."""
     out = {}

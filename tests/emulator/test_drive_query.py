@@ -1,4 +1,4 @@
-"""The Drive v2 `q` grammar (notes/drive-v2.md §5) and the fields= mask, on plain dicts."""
+"""The Drive v2 `q` grammar and the fields= mask, on plain dicts."""
 
 from __future__ import annotations
 

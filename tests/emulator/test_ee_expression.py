@@ -1,5 +1,5 @@
-"""Expression decoding and the output grid, on graphs shaped exactly like earthengine-api's
-(notes/ee-rest.md §10), without a server."""
+"""Expression decoding and the output grid, on graphs shaped exactly like earthengine-api's,
+without a server."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def graph(root: dict[str, Any], **values: dict[str, Any]) -> dict[str, Any]:
 
 
 def notes_example() -> dict[str, Any]:
-    """The full image:export expression from notes/ee-rest.md §10."""
+    """A full image:export expression as earthengine-api 1.7.50 sends it."""
     projected = call(
         "Image.setDefaultProjection",
         crs=call("Projection", crs=const("EPSG:32631")),
