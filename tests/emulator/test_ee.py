@@ -320,12 +320,21 @@ def test_task_list_never_shows_more_running_than_slots(emulator_factory: Any) ->
 
 
 def test_priority_orders_the_queue(emulator_factory: Any) -> None:
-    emu = emulator_factory(slots=1, speed=10.0)
+    # One slot, held by tasks that never end on their own: the queue's order shows in which
+    # task starts when the running one is cancelled, whatever the machine's load.
+    emu = emulator_factory(slots=1, speed=10.0, task_overhead_seconds=100_000)
     init_ee(emu.url, PROJECT)
     first = start_image(ndvi(), "first")
+    wait_state(first, "RUNNING")
     low_a = start_image(ndvi(), "low_a")
     low_b = start_image(ndvi(), "low_b")
     high = start_image(ndvi(), "high", priority=500)
+    for running, nxt, waiting in ((first, high, (low_a, low_b)), (high, low_a, (low_b,)),
+                                  (low_a, low_b, ())):
+        assert all(t.status()["state"] == "READY" for t in (nxt, *waiting))
+        running.cancel()
+        wait_state(nxt, "RUNNING")
+    low_b.cancel()
     ops = {t.id: wait_op(t.name) for t in (first, low_a, low_b, high)}
     start = {
         k: ops[t.id]["metadata"]["startTime"]
@@ -336,6 +345,13 @@ def test_priority_orders_the_queue(emulator_factory: Any) -> None:
     assert ops[high.id]["metadata"]["startTime"] == ops[first.id]["metadata"]["endTime"]
     assert ops[high.id]["metadata"]["priority"] == 500
     assert high.status()["priority"] == 500
+
+
+def wait_state(task: Any, state: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while task.status()["state"] != state:
+        assert time.monotonic() < deadline, f"{task.id} never {state}: {task.status()}"
+        time.sleep(0.02)
 
 
 def test_cancel_pending_and_running(emulator_factory: Any) -> None:
