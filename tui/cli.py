@@ -291,6 +291,12 @@ def _rm_damaged(path: Path, reason: str, yes: bool) -> int:
     return 0
 
 
+def _eta_words(seconds: float) -> str:
+    """As the dashboard says it: under a minute the estimate (units left / recent rate) means
+    nothing, as the last tasks take as long as they take ("7 seconds" stayed for 20)."""
+    return "under a minute" if seconds < 60 else humanize.naturaldelta(seconds)
+
+
 def _status_line(store: Store, started: float) -> str:
     counts = store.counts()
     total = sum(n for s, n in counts.items() if s in COUNTED)
@@ -307,7 +313,7 @@ def _status_line(store: Store, started: float) -> str:
     paused = bool(store.setting(PAUSED))
     return (f"{time.strftime('%H:%M:%S')} {store.id}: {'PAUSED | ' if paused else ''}"
             f"{_progress(done, total)}{' | ' + busy if busy else ''} | {rate:.0f} units/h"
-            f"{', ETA ' + humanize.naturaldelta(eta) if eta and not paused else ''} | {drive}"
+            f"{', ETA ' + _eta_words(eta) if eta and not paused else ''} | {drive}"
             f" | {humanize.naturaldelta(time.time() - started)} elapsed"
             f"{' | ' + status['waiting'] if status.get('waiting') else ''}")
 

@@ -38,3 +38,14 @@ def test_the_headless_status_line_says_why_the_worker_waits(tmp_path: Path) -> N
     with store.tx():
         store.set_worker_status({"waiting": WHY, "drive_used": 0})
     assert _status_line(store, time.time()).endswith(f"| {WHY}")
+
+
+def test_the_headless_line_says_under_a_minute_not_a_count_of_seconds(tmp_path: Path) -> None:
+    # Near the end the estimate is no measure: "ETA 7 seconds" stayed for 20 s in a demo.
+    store, _ = create_session(write_job(tmp_path, BASE_JOB))
+    with store.tx():
+        store.set_worker_status({"units_per_hour": 5000.0, "eta_seconds": 7.0})
+    assert ", ETA under a minute |" in _status_line(store, time.time())
+    with store.tx():
+        store.set_worker_status({"units_per_hour": 50.0, "eta_seconds": 7200.0})
+    assert ", ETA 2 hours |" in _status_line(store, time.time())
