@@ -18,6 +18,7 @@ from shapely.geometry.base import BaseGeometry
 
 from core.limits import BOUNDS, MAX_POLL
 from core.places import overlaps, places_named
+from core.problems import Problem, key_lines, line_of
 from core.recipes import RECIPES, validate_params
 from core.region import (
     RegionError,
@@ -34,9 +35,10 @@ from core.sizes import parse_size
 
 
 class SpecError(ValueError):
-    """A job file with problems; `problems` holds one line per problem."""
+    """A job file with problems; `problems` holds them all, each a Problem (file, key,
+    message, line) that prints as its one line."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
 
@@ -172,13 +174,17 @@ FILE_FORMATS = {"image": ("GeoTIFF",),
 
 
 class _Problems:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, text: str) -> None:
         self.path = path
-        self.lines: list[str] = []
+        self.text = text
+        self.problems: list[Problem] = []
         self.warnings: list[str] = []
+        self._lines: dict[str, int] | None = None  # where each key is, read on the first problem
 
     def add(self, key: str, message: str) -> None:
-        self.lines.append(f"{self.path}: {key}: {message}")
+        if self._lines is None:
+            self._lines = key_lines(self.text)
+        self.problems.append(Problem(self.path, key, message, line_of(key, self._lines)))
 
     def warn(self, key: str, message: str) -> None:
         self.warnings.append(f"{key}: {message}")
@@ -212,14 +218,16 @@ def load_spec(path: Path | str) -> JobSpec:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise SpecError([f"{path}: cannot read the job file: {exc.strerror}"]) from None
+        raise SpecError([Problem(path, "", f"cannot read the job file: {exc.strerror}")]
+                        ) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - data.rfind(b"\n", 0, exc.start)
-        raise SpecError([f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, "
-                         f"column {column}; save the job file as UTF-8"]) from None
+        raise SpecError([Problem(path, "", f"not UTF-8 text: byte 0x{data[exc.start]:02x} at "
+                                 f"line {line}, column {column}; save the job file as UTF-8",
+                                 line)]) from None
     return parse_spec(text, path)
 
 
@@ -228,16 +236,19 @@ _HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_-]+)\s*\]")
 _DATE_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=\s*(\d{4}-\d\d-\d\d(?:[T ][0-9:.+Z-]*)?)")
 
 
-def _bad_date(text: str, error: str) -> str | None:
-    """"time.start: 2023-13-01 is not a valid date" for the TOML parser's error on a date that
-    is no date (tomllib says "Invalid date or datetime", or for month 13 that a statement goes
-    on after the number 2023); None when the error's line holds no such date."""
+def _toml_problem(path: Path, text: str, error: str) -> Problem:
+    """The TOML parser's error, at its line; a date that is no date names its key: "time.start:
+    2023-13-01 is not a valid date" (tomllib says "Invalid date or datetime", or for month 13
+    that a statement goes on after the number 2023)."""
     at = _AT_LINE.search(error)
-    if not at:
-        return None
+    number = int(at.group(1)) if at else None
+    return _bad_date(path, text, number) or Problem(path, "", f"not valid TOML: {error}", number)
+
+
+def _bad_date(path: Path, text: str, number: int | None) -> Problem | None:
+    """None when the error's line holds no such date."""
     lines = text.splitlines()
-    number = int(at.group(1))
-    m = _DATE_KEY.match(lines[number - 1]) if number <= len(lines) else None
+    m = _DATE_KEY.match(lines[number - 1]) if number and number <= len(lines) else None
     if not m:
         return None
     key, value = m.group(1), m.group(2).strip()
@@ -249,16 +260,15 @@ def _bad_date(text: str, error: str) -> str | None:
     section = next((h.group(1) for line in reversed(lines[:number - 1])
                     if (h := _HEADER.match(line))), None)
     name = f"{section}.{key}" if section else key
-    return f"{name}: {value} is not a valid date (YYYY-MM-DD)"
+    return Problem(path, name, f"{value} is not a valid date (YYYY-MM-DD)", number)
 
 
 def parse_spec(text: str, path: Path) -> JobSpec:
-    p = _Problems(path)
+    p = _Problems(path, text)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError([f"{path}: {_bad_date(text, str(exc)) or f'not valid TOML: {exc}'}"]
-                        ) from None
+        raise SpecError([_toml_problem(path, text, str(exc))]) from None
 
     for section in doc:
         if section not in SCHEMA:
@@ -324,8 +334,8 @@ def parse_spec(text: str, path: Path) -> JobSpec:
         p.add("grid.align", f"needs grid.crs ({grid.crs}) to equal export.crs ({export.crs}): "
                             "tiles can only share the export's pixel grid in its own CRS")
 
-    if p.lines:
-        raise SpecError(p.lines)
+    if p.problems:
+        raise SpecError(p.problems)
     assert region is not None and grid is not None and recipe is not None
     assert output_dir is not None
     spec = JobSpec(path, text, name, output_dir, region, region_source, grid, time, recipe,
@@ -341,25 +351,28 @@ def _check_units(spec: JobSpec) -> None:
     from core.periods import periods
     from core.recipes import bytes_per_pixel
 
-    path, size = spec.path, spec.grid.size
+    p, size = _Problems(spec.path, spec.text), spec.grid.size
     n_periods = len(periods(spec.time))
     try:
         tiles = make_tiles(spec, limit=MAX_UNITS // n_periods)
     except TooManyTiles as exc:
         units = exc.at_least * n_periods
         count = f"at least {math.ceil(units):,}" if math.isfinite(units) else "uncountably many"
-        raise SpecError([f"{path}: grid.size: {size:g} gives {count} units, more than "
-                         f"{MAX_UNITS:,}; use larger tiles or a longer time step"]) from None
+        p.add("grid.size", f"{size:g} gives {count} units, more than {MAX_UNITS:,}; use larger "
+                           "tiles or a longer time step")
+        raise SpecError(p.problems) from None
     except GridError as exc:
-        raise SpecError([f"{path}: {exc.key}: {exc}"]) from None
+        p.add(exc.key, str(exc))
+        raise SpecError(p.problems) from None
     if len(tiles) == 0:
-        raise SpecError([f"{path}: grid.size: {size:g} gives no tile that meets the region"])
+        p.add("grid.size", f"{size:g} gives no tile that meets the region")
+        raise SpecError(p.problems)
     # Each unit's estimate is stored as a 64-bit integer.
     largest = float(tile_pixels(tiles, spec.export.scale).max()) * bytes_per_pixel(spec)
     if not largest <= MAX_INT64:
-        raise SpecError([f"{path}: export.scale: {spec.export.scale:g} m makes a tile of "
-                         f"~{largest:.1e} bytes, too many to count; use a larger scale or "
-                         "smaller tiles"])
+        p.add("export.scale", f"{spec.export.scale:g} m makes a tile of ~{largest:.1e} bytes, "
+                              "too many to count; use a larger scale or smaller tiles")
+        raise SpecError(p.problems)
 
 
 def _output_dir(base: Path, value: str, p: _Problems) -> Path | None:

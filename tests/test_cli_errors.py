@@ -172,3 +172,24 @@ def test_the_dashboard_on_a_damaged_session_raises_a_store_error(damaged: Path) 
 
     with pytest.raises(SessionDamaged):
         run_dashboard(damaged, start_worker=False)
+
+
+def test_a_job_files_problems_print_one_a_line(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Each problem is one line, "error: FILE: KEY: MESSAGE", byte for byte as before problems
+    became values (their line numbers are not printed)."""
+    path = write_job(tmp_path, BASE_JOB.replace("size = 1", "size = 0")
+                     + "\n[limits]\nmax_taks = 3\n[time]\nstart = 2023-06-01\nend = 2023-05-01\n")
+    assert main(["plan", str(path)]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err == (
+        f"error: {path}: limits.max_taks: unknown key; known: max_tasks, drive_budget, "
+        "max_attempts, split_depth, poll_seconds, download_workers\n"
+        f"error: {path}: grid.size: must be > 0, got 0\n"
+        f"error: {path}: time.end: 2023-05-01 is not after time.start 2023-06-01 "
+        "(end is exclusive)\n")
+    path.write_bytes(b"[job\n")
+    assert main(["new", str(path)]) == 2
+    assert capsys.readouterr().err == (f"error: {path}: not valid TOML: Expected ']' at the end "
+                                       "of a table declaration (at line 1, column 5)\n")

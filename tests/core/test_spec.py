@@ -8,26 +8,40 @@ from pathlib import Path
 
 import pytest
 
+from core.problems import Problem
 from core.spec import SpecError, load_spec
 from tests.conftest import BASE_JOB, write_job
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
-def problems(tmp_path: Path, body: str) -> list[str]:
+def found(tmp_path: Path, body: str) -> list[Problem]:
+    """The job's problems as values; each prints as "FILE: KEY: MESSAGE"."""
     path = write_job(tmp_path, body)
     with pytest.raises(SpecError) as info:
         load_spec(path)
-    for line in info.value.problems:
-        assert line.startswith(f"{path}: "), line
+    for problem in info.value.problems:
+        assert isinstance(problem, Problem) and problem.path == path
+        assert str(problem) == (f"{path}: {problem.key}: {problem.message}" if problem.key
+                                else f"{path}: {problem.message}")
     return info.value.problems
 
 
+def problems(tmp_path: Path, body: str) -> list[str]:
+    path = write_job(tmp_path, body)
+    lines = [str(problem) for problem in found(tmp_path, body)]
+    for line in lines:
+        assert line.startswith(f"{path}: "), line
+    return lines
+
+
 def one(tmp_path: Path, body: str, key: str, words: str) -> None:
-    lines = problems(tmp_path, body)
+    values = found(tmp_path, body)
+    lines = [str(problem) for problem in values]
     assert len(lines) == 1, lines
     assert f": {key}: " in lines[0], lines[0]
     assert words in lines[0], lines[0]
+    assert values[0].key == key and words in values[0].message, values[0]
 
 
 def test_examples_are_valid() -> None:
@@ -138,6 +152,7 @@ def test_all_problems_at_once(tmp_path: Path) -> None:
             + "\n[time]\nstart = 2023-06-01\nend = 2023-05-01\n[limits]\nspeed = 3\n")
     keys = {line.split(": ")[1] for line in problems(tmp_path, body)}
     assert keys == {"region.bbox", "grid.size", "time.end", "limits.speed"}
+    assert {problem.key for problem in found(tmp_path, body)} == keys
 
 
 def test_not_toml(tmp_path: Path) -> None:
@@ -275,7 +290,7 @@ def test_bad_job_is_one_line(tmp_path: Path, bad: BadJob) -> None:
     path = bad.write(tmp_path)
     with pytest.raises(SpecError) as info:
         load_spec(path)
-    lines = info.value.problems
+    lines = [str(problem) for problem in info.value.problems]
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"{path}: {bad.key}: "), lines[0]
     assert bad.words in lines[0], lines[0]
@@ -288,3 +303,71 @@ def test_valid_edges_still_load(tmp_path: Path) -> None:
             + '\n[export]\nprefix = "x.{job}-{unit}"\nfile_format = "geotiff"\nscale = 0.5\n')
     spec = load_spec(write_job(tmp_path, body))
     assert spec.export.prefix == "x.{job}-{unit}" and spec.time and spec.time.step
+
+
+# -- problems as values: file, key, message, and the line when it is known (issue 12) --------
+
+
+def test_a_problem_is_a_value_that_prints_as_its_line(tmp_path: Path) -> None:
+    problem = Problem(tmp_path / "job.toml", "grid.size", "must be > 0, got 0", 9)
+    assert str(problem) == f"{tmp_path}/job.toml: grid.size: must be > 0, got 0"
+    assert f"error: {problem}" == f"error: {tmp_path}/job.toml: grid.size: must be > 0, got 0"
+    assert (problem.key, problem.message, problem.line) == ("grid.size", "must be > 0, got 0", 9)
+    assert str(Problem(Path("j.toml"), "", "not valid TOML: x")) == "j.toml: not valid TOML: x"
+    with pytest.raises(AttributeError):
+        problem.key = "grid.crs"  # type: ignore[misc]
+
+
+def test_each_problem_names_its_line(tmp_path: Path) -> None:
+    body = (BASE_JOB.replace("[0, 0, 4, 2]", "[4, 0, 0, 2]").replace("size = 1", 'size = "x"')
+            + "\n[time]\nstart = 2023-06-01\nend = 2023-05-01\n[limits]\nspeed = 3\n"
+            + "\n[limit]\nmax_tasks = 1\n")
+    text = body.splitlines()
+    lines = {problem.key: problem.line for problem in found(tmp_path, body)}
+    assert lines == {"region.bbox": text.index("bbox = [4, 0, 0, 2]") + 1,
+                     "grid.size": text.index('size = "x"') + 1,
+                     "time.end": text.index("end = 2023-05-01") + 1,
+                     "limits.speed": text.index("speed = 3") + 1,
+                     "[limit]": text.index("[limit]") + 1}
+
+
+def test_a_missing_key_points_at_its_section(tmp_path: Path) -> None:
+    body = BASE_JOB + '\n[backend]\nkind = "earthengine"\n'
+    (problem,) = found(tmp_path, body)
+    assert problem.key == "backend.project"
+    assert problem.line == body.splitlines().index("[backend]") + 1
+
+
+def test_lines_of_keys_written_in_other_ways(tmp_path: Path) -> None:
+    """Quoted names and dotted keys are found, text in a multi-line string is not a key; a
+    key inside an inline table has no line of its own (its table's line stands for it)."""
+    body = ('["job"]\n"name" = "t"\n[region]\nbbox = [0, 0, 4, 2]\n[grid]\nsize.x = 1\n'
+            '[recipe]\nname = "composite"\nnote = """\nmax_cloud = 2\n"""\nmax_cloud = 300\n'
+            '[limits]\nmax_tasks = 0\n[export]\nscale = 0.001\n')
+    lines = {problem.key: problem.line for problem in found(tmp_path, body)}
+    assert lines == {"grid.size": 6, "recipe.note": 9, "recipe.max_cloud": 12,
+                     "limits.max_tasks": 14, "export.scale": 16}, lines
+    (problem,) = found(tmp_path, BASE_JOB + "[limits]\nx = {max_tasks = 0}\n")
+    assert problem.key == "limits.x" and problem.line == 14
+
+
+def test_the_toml_parsers_line_and_a_bad_bytes_line(tmp_path: Path) -> None:
+    (problem,) = found(tmp_path, '[job]\nname = "t"\n[grid\nsize = 1\n')
+    assert problem.key == "" and problem.message.startswith("not valid TOML: ")
+    assert problem.line == 3
+    (problem,) = found(tmp_path, BASE_JOB + "[time]\nstart = 2023-13-01\nend = 2024-01-01\n")
+    assert (problem.key, problem.line) == ("time.start", 14)
+    path = write_job(tmp_path, "")
+    path.write_bytes(b'[job]\nname = "t\xff"\n')
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    (problem,) = info.value.problems
+    assert (problem.key, problem.line) == ("", 2) and "at line 2, column 10" in problem.message
+
+
+def test_problems_found_after_the_first_checks_have_lines_too(tmp_path: Path) -> None:
+    """The unit count is checked last, on the valid job: its problem has a line as well."""
+    body = BASE_JOB.replace("size = 1", "size = 1e-300")
+    (problem,) = found(tmp_path, body)
+    assert problem.key == "grid.size" and "uncountably many" in problem.message
+    assert problem.line == body.splitlines().index("size = 1e-300") + 1
