@@ -14,6 +14,7 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Input, Static
 
 from core.plan import make_plan
+from core.problems import Problem
 from core.spec import parse_spec
 from core.store import Store
 from tests.tui.test_app import ready
@@ -76,6 +77,29 @@ async def test_problems_show_under_their_fields_and_block_start(session: Store) 
         assert "expected" in problem(form, "grid.size")
         await pilot.press("escape")  # leaves the form
         assert not app.query_one("#job-pane").display
+
+
+async def test_a_problem_marks_the_field_its_key_names(session: Store) -> None:
+    """By the problem's key, not by reading its line: a file elsewhere, with ': ' in its
+    name, or a message with ': ' in it, still lands under the right field."""
+    app = EEBatchApp(session.path, poll_interval=None)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await ready(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        form = app.query_one(JobForm)
+        elsewhere = Path("/jobs: old/job.toml")
+        form._show_problems([Problem(elsewhere, "grid.size", "must be > 0: got -1", 9),
+                             Problem(elsewhere, "[time]", "section is missing"),
+                             Problem(elsewhere, "", "not valid TOML: x (at line 1, column 2)")])
+        await pilot.pause()
+        assert problem(form, "grid.size") == "must be > 0: got -1"
+        # a section's problem shows under its first field, naming the section
+        assert problem(form, "time.start") == "[time]: section is missing"
+        general = form.query_one("#general", Static)
+        assert str(general.render()) == "not valid TOML: x (at line 1, column 2)"
+        assert "3 problems to fix before Start: tile size, start" in str(
+            form.query_one("#status").render())
 
 
 async def test_start_saves_the_job_file_and_opens_the_new_session(session: Store) -> None:

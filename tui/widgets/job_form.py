@@ -31,6 +31,7 @@ from textual.widgets import Button, Collapsible, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from core.limits import BOUNDS
+from core.problems import Problem
 from core.recipes import RECIPES
 from core.spec import SpecError, parse_spec
 
@@ -278,7 +279,7 @@ class JobForm(Vertical):
         except tomllib.TOMLDecodeError:
             self.doc = tomllib.loads(TEMPLATE)
         self.recipe = str(self.doc.get("recipe", {}).get("name", "composite"))
-        self.problems: list[str] = []
+        self.problems: list[Problem] = []
         self.valid = False
         self.checked = False  # the last check (and plan preview, when valid) has finished
         self.text = ""
@@ -476,7 +477,7 @@ class JobForm(Vertical):
         try:
             self.text = self.build()
         except Exception as exc:  # a value TOML cannot hold; say so instead of failing
-            self._show_problems([f"{self.save_path().resolve()}: job: {exc}"])
+            self._show_problems([Problem(self.save_path().resolve(), "job", str(exc))])
             return
         self.checked = False
         self._check(self.text, self.save_path().resolve())
@@ -504,7 +505,7 @@ class JobForm(Vertical):
             picture = preview(plan, width=44, height=14)
         except Exception as exc:  # a plan the rules let through but cannot be made
             if not worker.is_cancelled:
-                self.app.call_from_thread(self._show_problems, [f"{path}: plan: {exc}"])
+                self.app.call_from_thread(self._show_problems, [Problem(path, "plan", str(exc))])
             return
         if worker.is_cancelled:
             return
@@ -512,28 +513,27 @@ class JobForm(Vertical):
         self.app.call_from_thread(self._show_preview, out + "\n\n" + "\n".join(picture),
                                   plan_summary(plan, summary))
 
-    def _show_problems(self, problems: list[str]) -> None:
+    def _show_problems(self, problems: list[Problem]) -> None:
         self.checked = bool(problems)
         self.problems = problems
         self.valid = not problems
-        prefix = f"{self.save_path().resolve()}: "
         by_field: dict[str, list[str]] = {}
         general: list[str] = []
         ids = [w.id for w in self.query("Input, Select")]
-        for line in problems:
-            rest = line[len(prefix):] if line.startswith(prefix) else line.partition(": ")[2]
-            key, _, reason = rest.partition(": ")
-            key = key.strip("[]")
-            # the field itself, or its section's first field ([job] is missing -> job.name)
+        for problem in problems:
+            # the line without its file: the form is the file
+            rest = f"{problem.key}: {problem.message}" if problem.key else problem.message
+            key = problem.key.strip("[]")
+            # the field itself, or its section's first field ([job] is missing -> job.name),
+            # which then shows the key as well; a problem of the whole file goes on top
             section = field_id(key.split(".")[0])
-            target = next((i for i in ids if i == field_id(key)), None) or next(
-                (i for i in ids if i and (i == section or i.startswith(section + "-"))), None)
-            if target is not None and target != field_id(key):
-                reason = rest
-            if target is None:
+            target = key and (next((i for i in ids if i == field_id(key)), None) or next(
+                (i for i in ids if i and (i == section or i.startswith(section + "-"))), None))
+            if not target:
                 general.append(rest)
             else:
-                by_field.setdefault(target, []).append(reason or rest)
+                by_field.setdefault(target, []).append(
+                    problem.message if target == field_id(key) else rest)
         for box in self.query(".problem").results(Static):
             owner = (box.id or "").removesuffix("-problem")
             lines = by_field.get(owner, [])
