@@ -181,6 +181,59 @@ async def test_picker_sets_up_a_new_job_from_a_typed_path(tmp_path: Path,
     assert tomllib.loads(job.read_text(encoding="utf-8"))["backend"]["project"] == "my-project"
 
 
+COMMENTED_JOB = """\
+# the team's test job: keep these notes
+[job]
+name = "commented"  # names the session and the files
+
+[region]
+# a small box
+bbox = [0, 0, 4, 2]
+
+[grid]
+size = 1  # degrees
+
+[recipe]
+name = "composite"
+max_cloud = 30.0  # written as a float
+
+# the local emulator, for now
+[backend]
+kind = "emulator"
+url = "http://127.0.0.1:8787"
+"""
+
+
+async def test_saving_keeps_the_job_files_comments_and_layout(tmp_path: Path) -> None:
+    """A job file with comments, opened in the form, one field changed, Start: the comments
+    and every line the user wrote are still there, and the changed value is written."""
+    job = tmp_path / "commented.toml"
+    job.write_text(COMMENTED_JOB, encoding="utf-8")
+    app = PickerApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        path = app.query_one("#job-path", Input)
+        path.value = str(job)
+        path.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        form = app.screen.query_one(JobForm)
+        assert form.valid
+        await type_into(pilot, form, "grid.size", "2")
+        await settle(pilot)
+        assert form.valid
+        await pilot.press("ctrl+s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert app.return_value is not None
+    saved = job.read_text(encoding="utf-8")
+    # the user's text, the one value changed in place (its comment kept); what the form adds
+    # (the destination its select shows) comes after
+    assert saved.startswith(COMMENTED_JOB.replace("size = 1  #", "size = 2  #")), saved
+    assert tomllib.loads(saved)["grid"]["size"] == 2
+    assert job.with_suffix(".toml.bak").read_text(encoding="utf-8") == COMMENTED_JOB
+
+
 def test_an_unchanged_job_file_is_not_rewritten(tmp_path: Path) -> None:
     job = tmp_path / "job.toml"
     job.write_text("# my notes\n[job]\nname = \"a\"  # the name\n", encoding="utf-8")

@@ -1,7 +1,8 @@
 """The Job pane: a form over a job file. Every change is checked by the same rules as
 `eebatch new` (core.spec.parse_spec; each problem shows under its field), the plan is previewed
 live (units, pixels, bytes, Drive, a map), and Start saves the file and creates the session.
-The TOML is rebuilt from the file's own document, so keys the form does not show are kept.
+The TOML is the file's own document (tomlkit) with the fields' values set in it, so keys the
+form does not show, the user's comments and layout are kept.
 
 For a newcomer: the essential fields come first and the rest sit under a collapsed "more"; an
 empty field shows its default as a placeholder, what to type shows under the focused field;
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import tomli_w
+import tomlkit
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -29,6 +31,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, Collapsible, Input, Label, Select, Static
 from textual.worker import get_current_worker
+from tomlkit.exceptions import TOMLKitError
 
 from core.limits import BOUNDS
 from core.problems import Problem
@@ -141,6 +144,47 @@ def _inline(value: Any) -> str:
     """A value as TOML inline text (for list and table parameters)."""
     return tomli_w.dumps({"v": value}).partition("=")[2].strip() if not isinstance(
         value, dict) else "{" + ", ".join(f"{k} = {_inline(v)}" for k, v in value.items()) + "}"
+
+
+def _same(old: Any, new: Any) -> bool:
+    """The same TOML value (1 and 1.0 alike, true and 1 not): a field left as it was keeps the
+    file's own text for it."""
+    if isinstance(old, list) and isinstance(new, list):
+        return len(old) == len(new) and all(map(_same, old, new))
+    if isinstance(old, dict) and isinstance(new, dict):
+        return old.keys() == new.keys() and all(_same(old[k], new[k]) for k in old)
+    if isinstance(old, bool) or isinstance(new, bool):
+        return type(old) is type(new) and old == new
+    if isinstance(old, int | float) and isinstance(new, int | float):
+        return old == new
+    return type(old) is type(new) and old == new
+
+
+def _plain(item: Any) -> Any:
+    """A tomlkit value as Python's (tomlkit gives true and false as plain bools already)."""
+    return item.unwrap() if hasattr(item, "unwrap") else item
+
+
+def _item(value: Any) -> Any:
+    """Tables and arrays of a value written on its key's line, as the form shows them (a
+    recipe's table parameter, a list of them), not as [sections] of their own."""
+    if isinstance(value, dict):
+        table = tomlkit.inline_table()
+        table.update({k: _item(v) for k, v in value.items()})
+        return table
+    if isinstance(value, list):
+        array = tomlkit.array()
+        array.extend(_item(v) for v in value)
+        return array
+    return value
+
+
+def _put(table: Any, name: str, value: Any) -> None:
+    """Set (None: remove) a key of a tomlkit table; an unchanged value is left as written."""
+    if value is None:
+        table.pop(name, None)
+    elif name not in table or not _same(_plain(table[name]), value):
+        table[name] = _item(value)
 
 
 def _shown(value: Any, kind: str) -> str:
@@ -277,7 +321,8 @@ class JobForm(Vertical):
         try:
             self.doc: dict[str, Any] = tomllib.loads(text)
         except tomllib.TOMLDecodeError:
-            self.doc = tomllib.loads(TEMPLATE)
+            self.doc, text = tomllib.loads(TEMPLATE), TEMPLATE
+        self.source = text  # the TOML the form writes into, comments and all
         self.recipe = str(self.doc.get("recipe", {}).get("name", "composite"))
         self.problems: list[Problem] = []
         self.valid = False
@@ -390,48 +435,58 @@ class JobForm(Vertical):
     # -- the TOML the form stands for --------------------------------------------------------
 
     def build(self) -> str:
-        doc: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v
-                               for k, v in self.doc.items()}
+        """The job file the form stands for: its own TOML document with the fields' values
+        set in it (a field left as it was keeps its text, comments stay where they were)."""
+        try:
+            doc = tomlkit.parse(self.source)
+        except TOMLKitError:  # TOML that tomllib reads and tomlkit not
+            doc = tomlkit.document()
+            doc.update(self.doc)
+
+        def table(section: str) -> Any:
+            if section not in doc:
+                doc[section] = tomlkit.table()
+            return doc[section]
 
         def put(key: str, value: Any) -> None:
             section, _, name = key.partition(".")
-            table = doc.setdefault(section, {})
             if value is None or value == "":
-                table.pop(name, None)
+                if section in doc:
+                    _put(doc[section], name, None)
             else:
-                table[name] = value
+                _put(table(section), name, value)
 
         for f in FIELDS:
             text = self.query_one("#" + field_id(f.key), Input).value
             if f.key == "region":
-                region = doc.setdefault("region", {})
                 m = _BBOX.match(text)
                 if m:
-                    region.pop("file", None)
-                    region.pop("layer", None)
-                    region["bbox"] = [_parsed(v, "number") for v in m.groups()]
+                    region = table("region")
+                    _put(region, "file", None)
+                    _put(region, "layer", None)
+                    _put(region, "bbox", [_parsed(v, "number") for v in m.groups()])
                 elif text.strip():
-                    region.pop("bbox", None)
-                    region["file"] = text.strip()
+                    region = table("region")
+                    _put(region, "bbox", None)
+                    _put(region, "file", text.strip())
                 continue
             put(f.key, _parsed(text, f.kind) if text.strip() else None)
         for key in SELECTS:
             value = self.query_one("#" + field_id(key), Select).value
             put(key, value if isinstance(value, str) else None)
-        recipe = doc.setdefault("recipe", {})
         info = RECIPES.get(self.recipe)
         if info is not None:
             for name, param in info.params.items():
                 box = self.query("#" + field_id("recipe." + name))
                 if box:
                     text = box.first(Input).value
-                    if text.strip():
-                        recipe[name] = _parsed(text, _param_kind(param.kind))
-                    else:
-                        recipe.pop(name, None)
-        if not doc.get("time"):
-            doc.pop("time", None)
-        return tomli_w.dumps({k: v for k, v in doc.items() if v != {}})
+                    put("recipe." + name,
+                        _parsed(text, _param_kind(param.kind)) if text.strip() else None)
+        if "time" in doc and not doc["time"]:
+            del doc["time"]
+        for section in [k for k, v in doc.items() if v == {}]:
+            del doc[section]
+        return doc.as_string()
 
     def save_path(self) -> Path:
         text = self.query_one("#" + field_id("save"), Input).value.strip()
