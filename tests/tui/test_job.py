@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import tomli_w
+import tomlkit
 from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Collapsible, Input, Static
@@ -237,9 +237,9 @@ async def test_saving_keeps_the_job_files_comments_and_layout(tmp_path: Path) ->
 def test_an_unchanged_job_file_is_not_rewritten(tmp_path: Path) -> None:
     job = tmp_path / "job.toml"
     job.write_text("# my notes\n[job]\nname = \"a\"  # the name\n", encoding="utf-8")
-    assert save_job(job, tomli_w.dumps({"job": {"name": "a"}})) == ""
+    assert save_job(job, tomlkit.dumps({"job": {"name": "a"}})) == ""
     assert job.read_text(encoding="utf-8").startswith("# my notes")
-    assert "previous version" in save_job(job, tomli_w.dumps({"job": {"name": "b"}}))
+    assert "previous version" in save_job(job, tomlkit.dumps({"job": {"name": "b"}}))
     assert job.with_suffix(".toml.bak").read_text(encoding="utf-8").startswith("# my notes")
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import tomli_w
 import tomlkit
 from rich.text import Text
 from textual import on, work
@@ -142,8 +141,9 @@ def field_id(key: str) -> str:
 
 def _inline(value: Any) -> str:
     """A value as TOML inline text (for list and table parameters)."""
-    return tomli_w.dumps({"v": value}).partition("=")[2].strip() if not isinstance(
-        value, dict) else "{" + ", ".join(f"{k} = {_inline(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_inline(v)}" for k, v in value.items()) + "}"
+    return tomlkit.item(value).as_string()
 
 
 def _same(old: Any, new: Any) -> bool:
