@@ -185,6 +185,7 @@ def test_corpus_exits_2_through_the_cli(tmp_path: Path, bad: BadJob) -> None:
         assert f"{job}: {bad.key}: " in err and bad.words in err, err
 
 
+@pytest.mark.slow  # 300 job files through the command line: about 10 s
 @settings(derandomize=True, max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])

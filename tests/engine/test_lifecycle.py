@@ -113,6 +113,7 @@ def test_rm_keeps_the_session_when_ee_and_drive_cannot_be_reached(
     assert code == 0 and not (paths.sessions_dir() / "t-1.sqlite").exists()
 
 
+@pytest.mark.slow  # half the exports fail and are retried after their backoff: about 17 s
 def test_every_event_reaches_the_log_file_and_eebatch_log(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with emulator_with(internal_error_rate=0.5) as emu:

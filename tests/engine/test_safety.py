@@ -263,6 +263,7 @@ def test_a_full_disk_pauses_downloads_and_exports_until_space_returns(tmp_path: 
         assert "the output disk has room again: downloads and exports resume" in messages
 
 
+@pytest.mark.slow  # throttled downloads (~4 s a file) and the wait for disk space: about 14 s
 def test_a_disk_that_fills_mid_download_costs_no_try(tmp_path: Path,
                                                      emulator: Emulator) -> None:
     """Another program fills the disk while files download ("No space left on device"):
