@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.jobs import job_text
+
 
 @pytest.fixture(autouse=True)
 def eebatch_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -20,16 +22,4 @@ def write_job(directory: Path, body: str, name: str = "job.toml") -> Path:
     return path
 
 
-BASE_JOB = """
-[job]
-name = "t"
-
-[region]
-bbox = [0, 0, 4, 2]
-
-[grid]
-size = 1
-
-[recipe]
-name = "composite"
-"""
+BASE_JOB = job_text()  # a small valid job; tests edit its text

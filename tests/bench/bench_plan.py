@@ -9,26 +9,14 @@ issue's goal is stated in (plan < 2 s, plan + store < 3 s on the 2-core referenc
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-JOB = """
-[job]
-name = "bench"
-[region]
-bbox = [-120, 30, {e}, {n}]
-[grid]
-size = 0.1
-[time]
-start = 2020-01-01
-end = 2020-11-01
-step = "1 month"
-[recipe]
-name = "composite"
-"""
+from tests.jobs import job_text
 
 
 def _timed(fn):  # type: ignore[no-untyped-def]
@@ -46,7 +34,9 @@ def main() -> None:
     results = {}
     # 0.1° tiles x 10 monthly periods: 1°x1° gives 1,000 units, 10°x10° gives 100,000.
     for label, east, north in (("baseline_1k", -119.0, 31.0), ("units_100k", -110.0, 40.0)):
-        job = JOB.format(e=east, n=north)
+        job = job_text("bench", region={"bbox": [-120, 30, east, north]}, grid={"size": 0.1},
+                       time={"start": dt.date(2020, 1, 1), "end": dt.date(2020, 11, 1),
+                             "step": "1 month"}, emulator="http://127.0.0.1:8787")
         path = Path(tempfile.mkdtemp()) / "bench.toml"
         path.write_text(job)
         spec, t_spec = _timed(lambda job=job, path=path: parse_spec(job, path))

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.jobs import job_text, toml_value
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -47,50 +49,21 @@ def scratch(prefix: str) -> Iterator[Path]:
 
 # -- job files --------------------------------------------------------------------------------
 
-JOB = """
-[job]
-name = "{name}"
-output_dir = "{output_dir}"
-
-[region]
-bbox = {bbox}
-
-[grid]
-size = {size}
-{time}
-[recipe]
-name = "composite"
-
-[export]
-folder = "{folder}"
-scale = {scale}
-
-[limits]
-max_tasks = {max_tasks}
-drive_budget = {drive_budget}
-poll_seconds = {poll_seconds}
-download_workers = {download_workers}
-
-[backend]
-kind = "emulator"
-url = "{url}"
-"""
 
 
 def write_job(directory: Path, *, name: str, url: str, bbox: str, size: float, scale: int,
               months: int = 0, folder: str = "bench", max_tasks: int = 10,
               drive_budget: int = 10**12, poll_seconds: float = 30.0,
               download_workers: int = 4) -> Path:
-    time_section = ""
-    if months:
-        end_month = 1 + months
-        time_section = (f'\n[time]\nstart = 2023-01-01\nend = 2023-{end_month:02d}-01\n'
-                        'step = "1 month"\n')
+    time = {"start": dt.date(2023, 1, 1), "end": dt.date(2023, 1 + months, 1),
+            "step": "1 month"} if months else None
     path = directory / f"{name}.toml"
-    path.write_text(JOB.format(
-        name=name, output_dir=str(directory / "out"), bbox=bbox, size=size, time=time_section,
-        folder=folder, scale=scale, max_tasks=max_tasks, drive_budget=drive_budget,
-        poll_seconds=poll_seconds, download_workers=download_workers, url=url))
+    path.write_text(job_text(
+        name, output_dir=str(directory / "out"), region={"bbox": toml_value(bbox)},
+        grid={"size": size}, time=time, export={"folder": folder, "scale": scale},
+        limits={"max_tasks": max_tasks, "drive_budget": drive_budget,
+                "poll_seconds": poll_seconds, "download_workers": download_workers},
+        emulator=url))
     return path
 
 

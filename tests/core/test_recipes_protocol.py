@@ -21,24 +21,13 @@ from core.recipes.base import Param, toml_value
 from core.spec import SpecError, load_spec
 from tests.conftest import write_job
 from tests.engine.recipes.plugin import ONES, plugged_in
+from tests.jobs import job_text
 
 ROOT = Path(__file__).parents[2]
 TOML_KINDS = (str, int, float, bool, list, dict)  # what a job file's value can be
 
 
-ONES_JOB = """
-[job]
-name = "t"
-
-[region]
-bbox = [0, 0, 4, 2]
-
-[grid]
-size = 1
-
-[recipe]
-name = "ones"
-"""
+ONES_JOB = job_text(recipe={"name": "ones"})
 
 
 def assert_keeps_protocol(key: str, recipe: Recipe) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,39 +17,10 @@ from core.emulator.app import Emulator
 from core.emulator.config import EmulatorConfig
 from core.session import create_session
 from core.store import Store
+from tests.jobs import job_text, toml_value
 
 FAST = EmulatorConfig(slots=4, speed=200.0, task_overhead_seconds=2.0, seed=3)
 
-JOB = """
-[job]
-name = "{name}"
-output_dir = "out"
-
-[region]
-bbox = {bbox}
-
-[grid]
-size = {size}
-
-[recipe]
-name = "composite"
-{recipe}
-
-[export]
-folder = "{folder}"
-scale = {scale}
-
-[limits]
-max_tasks = {max_tasks}
-poll_seconds = 0.2
-max_attempts = {max_attempts}
-split_depth = {split_depth}
-download_workers = 3
-
-[backend]
-kind = "emulator"
-url = "{url}"
-"""
 
 
 @pytest.fixture
@@ -65,12 +37,16 @@ def make_session(tmp_path: Path, url: str, *, name: str = "t", bbox: str = "[0, 
                  size: float = 0.5, scale: int = 2000, folder: str = "eebatch-test",
                  max_tasks: int = 4, max_attempts: int = 5, split_depth: int = 2,
                  recipe: str = "", extra: str = "") -> Store:
-    """A session of JOB; `recipe` is added to its [recipe] section, `extra` is TOML appended
-    to it (a [time] section, say)."""
+    """A session of a job on the emulator at `url`; `recipe` is TOML added to its [recipe]
+    section, `extra` is TOML appended to it (a [time] section, say)."""
     job = tmp_path / f"{name}.toml"
-    job.write_text(JOB.format(name=name, bbox=bbox, size=size, scale=scale, folder=folder,
-                              max_tasks=max_tasks, max_attempts=max_attempts,
-                              split_depth=split_depth, url=url, recipe=recipe) + extra)
+    job.write_text(job_text(
+        name, output_dir="out", region={"bbox": toml_value(bbox)}, grid={"size": size},
+        recipe={"name": "composite", **tomllib.loads(recipe)},
+        export={"folder": folder, "scale": scale},
+        limits={"max_tasks": max_tasks, "poll_seconds": 0.2, "max_attempts": max_attempts,
+                "split_depth": split_depth, "download_workers": 3},
+        emulator=url) + extra)
     store, _ = create_session(job)
     return store
 

@@ -11,6 +11,7 @@ from core.emulator.app import Emulator
 from core.engine.runner import run_session
 from core.session import create_session
 from tests.engine.conftest import assert_all_done_and_verified
+from tests.jobs import job_text
 
 HERE = Path(__file__).parent
 
@@ -18,27 +19,12 @@ HERE = Path(__file__).parent
 def _job(tmp_path: Path, url: str, function: str) -> Path:
     shutil.copy(HERE / "recipes" / "my_recipes.py", tmp_path / "my_recipes.py")
     job = tmp_path / "py.toml"
-    job.write_text(f"""
-[job]
-name = "py"
-output_dir = "out"
-[region]
-bbox = [0, 0, 1, 0.5]
-[grid]
-size = 0.5
-[recipe]
-name = "python"
-function = "{function}"
-args = {{ cloud = 40 }}
-[export]
-folder = "py"
-scale = 2000
-[limits]
-poll_seconds = 0.2
-[backend]
-kind = "emulator"
-url = "{url}"
-""")
+    job.write_text(job_text("py", output_dir="out", region={"bbox": [0, 0, 1, 0.5]},
+                            grid={"size": 0.5},
+                            recipe={"name": "python", "function": function,
+                                    "args": {"cloud": 40}},
+                            export={"folder": "py", "scale": 2000},
+                            limits={"poll_seconds": 0.2}, emulator=url))
     return job
 
 

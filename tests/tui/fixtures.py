@@ -4,6 +4,7 @@ SQL as a worker would write them (fixed timestamps, no clock, no thread)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -11,43 +12,20 @@ from core.grid import child_id
 from core.periods import Period, unit_id
 from core.session import create_session
 from core.store import Store
+from tests.jobs import job_text, toml_value
 
 T0 = 1_750_000_000.0  # a fixed "now" for every timestamp
 
-JOB = """
-[job]
-name = "{name}"
-
-[region]
-bbox = {bbox}
-
-[grid]
-size = {size}
-{time}
-[recipe]
-name = "composite"
-
-[limits]
-max_tasks = 6
-drive_budget = "5 GB"
-
-[backend]
-kind = "emulator"
-url = "http://127.0.0.1:8787"
-"""
-MONTHS = """
-[time]
-start = 2023-06-01
-end = 2023-09-01
-step = "1 month"
-"""
+MONTHS = {"start": dt.date(2023, 6, 1), "end": dt.date(2023, 9, 1), "step": "1 month"}
 
 
 def make_session(directory: Path, *, name: str = "ca", bbox: str = "[-124, 33, -115, 41]",
                  size: float = 1, months: bool = False) -> Store:
     job = directory / f"{name}.toml"
-    job.write_text(JOB.format(name=name, bbox=bbox, size=size, time=MONTHS if months else ""),
-                   encoding="utf-8")
+    job.write_text(job_text(name, region={"bbox": toml_value(bbox)}, grid={"size": size},
+                            time=MONTHS if months else None,
+                            limits={"max_tasks": 6, "drive_budget": "5 GB"},
+                            emulator="http://127.0.0.1:8787"), encoding="utf-8")
     store, _ = create_session(job)
     store.conn.execute("UPDATE units SET updated = ?", (T0 - 1000,))
     # no temporary path on screen: snapshots must not depend on where the test runs

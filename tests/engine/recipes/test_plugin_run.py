@@ -15,33 +15,16 @@ from core.recipes import RECIPES
 from core.session import create_session
 from tests.engine.conftest import assert_all_done_and_verified
 from tests.engine.recipes.plugin import plugged_in
-
-JOB = """
-[job]
-name = "ones"
-output_dir = "out"
-[region]
-bbox = [0, 0, 1, 0.5]
-[grid]
-size = 0.5
-[recipe]
-name = "ones"
-value = 2.5
-bands = 3
-[export]
-folder = "ones"
-scale = 2000
-[limits]
-poll_seconds = 0.2
-[backend]
-kind = "emulator"
-url = "{url}"
-"""
+from tests.jobs import job_text
 
 
 def test_a_plugged_in_recipe_exports_its_image(tmp_path: Path, emulator: Emulator) -> None:
     job = tmp_path / "ones.toml"
-    job.write_text(JOB.format(url=emulator.url))
+    job.write_text(job_text("ones", output_dir="out", region={"bbox": [0, 0, 1, 0.5]},
+                            grid={"size": 0.5},
+                            recipe={"name": "ones", "value": 2.5, "bands": 3},
+                            export={"folder": "ones", "scale": 2000},
+                            limits={"poll_seconds": 0.2}, emulator=emulator.url))
     with plugged_in(tmp_path / "plugins"):
         bands = RECIPES["ones"].bands({"value": 2.5, "bands": 3, "prefix": "one"})
         store, plan = create_session(job)
