@@ -470,7 +470,11 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         slots=args.slots, speed=args.speed, drive_quota=args.drive_quota, seed=args.seed,
         state_dir=Path(args.state_dir) if args.state_dir else None,
         memory_limit_pixels=args.memory_limit_pixels, timeout_pixels=args.timeout_pixels,
-        internal_error_rate=args.internal_error_rate, max_page_size=args.page_size)
+        internal_error_rate=args.internal_error_rate, max_page_size=args.page_size,
+        strict_names=args.strict_names, max_pending_tasks=args.max_pending_tasks,
+        max_run_seconds=args.max_run_seconds,
+        operations_oldest_first=args.operations_order == "oldest",
+        drive_listing_lag=args.drive_listing_lag, quota_other=args.quota_other)
     emulator = Emulator(config, port=args.port).start()
     url = emulator.url
     print(f"eebatch emulator ready: {url}", flush=True)
@@ -677,6 +681,23 @@ def _rate(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _byte_size(text: str) -> int:
+    """A size such as "2 GB" or a number of bytes."""
+    from core.sizes import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _drive_quota(text: str) -> int | None:
     """A size such as "15 GB", or "unlimited" (None)."""
     if text.strip().lower() == "unlimited":
@@ -767,6 +788,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help='fraction of exports failing with "Internal error."')
     p.add_argument("--page-size", type=_positive_int, default=1000,
                    help="cap on every page size (forces paging)")
+    p.add_argument("--strict-names", action="store_true",
+                   help="refuse task descriptions and file-name prefixes beyond [A-Za-z0-9_-] "
+                        "(Google's documented rule; eebatch's tests and demo run with it)")
+    p.add_argument("--max-pending-tasks", type=_positive_int, default=3000,
+                   help="PENDING tasks per project before a submit is refused (EE: 3000)")
+    p.add_argument("--max-run-seconds", type=_positive_float, default=12 * 3600.0,
+                   help='simulated run time above which an export fails "Computation timed '
+                        'out." (default 43200)')
+    p.add_argument("--operations-order", choices=("newest", "oldest"), default="newest",
+                   help="order of operations.list (undocumented at Google; default newest)")
+    p.add_argument("--drive-listing-lag", type=_non_negative_float, default=0.0, metavar="S",
+                   help="seconds before a new Drive file shows in files.list")
+    p.add_argument("--quota-other", type=_byte_size, default=0, metavar="BYTES",
+                   help='Gmail and Photos bytes sharing the Drive quota (e.g. "2 GB")')
     p.set_defaults(func=cmd_emulator)
 
     p = sub.add_parser("open", help="the dashboard on a session (attaches to a running worker)")

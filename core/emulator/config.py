@@ -33,3 +33,22 @@ class EmulatorConfig:
     file_split_bytes: int = 256 * 1024 * 1024
     # Cap on every page size (operations, assets, Drive files) so tests can force paging.
     max_page_size: int = 1000
+    # Google's documented limits, enforced as strictly as the real service may (issue 13).
+    # Descriptions and file-name prefixes beyond [A-Za-z0-9_-] are refused (400). On by default
+    # here, so every test and the demo run with it; `eebatch emulator` turns it on with
+    # --strict-names (user scripts with dots in names run as Google may let them).
+    strict_names: bool = True
+    max_pending_tasks: int = 3000  # PENDING tasks per project; one more submit is refused
+    # Memory failures come early: within this many simulated seconds of the task's start,
+    # however large the export (EE gives up in minutes, not after a quarter of the run).
+    memory_fail_seconds: float = 300.0
+    # A task whose simulated run would exceed this fails "Computation timed out." at it.
+    max_run_seconds: float = 12 * 3600.0
+    # operations.list order is not documented by Google: newest first by default, oldest first
+    # to prove that a client does not depend on it.
+    operations_oldest_first: bool = False
+    # Wall-clock seconds before a new Drive file shows in files.list (files.get finds it at
+    # once): Drive's search index lags (undocumented how long).
+    drive_listing_lag: float = 0.0
+    # Bytes of Gmail and Photos sharing the Drive quota (quotaBytesUsedAggregate - Used).
+    quota_other: int = 0
