@@ -5,9 +5,7 @@ attempt is written with its requestId before the request leaves."""
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 import time
 import uuid
 from typing import Any
@@ -19,6 +17,7 @@ from core.backends.failures import (
 )
 from core.engine.base import WorkerBase, _size
 from core.limits import LiveLimits
+from core.naming import file_prefix, task_description
 from core.recipes.build import RecipeError, UnitWork, build
 from core.spec import JobSpec
 from core.states import (
@@ -132,14 +131,15 @@ class Admission(WorkerBase):
             if attempt is None or attempt["state"] != A_SUBMITTING:
                 n = (attempt["n"] + 1) if attempt is not None else 1
                 request_id = str(uuid.uuid4())
-                description = description_for(self.store.id, unit, n)
-                self.store.record_attempt(unit, n, request_id, description)
+                self.store.record_attempt(
+                    unit, n, request_id, task_description(self.store.id, unit, n),
+                    file_prefix(self.spec.export.prefix, self.spec.name, unit))
                 attempt = self.store.latest_attempt(unit)
             self.store.set_unit(unit, SUBMITTING, attempts=row["attempts"] + 1)
         assert attempt is not None
         work = UnitWork(unit, (row["west"], row["south"], row["east"], row["north"]),
                         row["start"], row["end"])
-        prefix = self.spec.export.prefix.format(job=self.spec.name, unit=unit)
+        prefix = self._prefix(unit, attempt)
         try:
             kind, obj = build(self.spec, work)
             name = self.ee.start_export(
@@ -246,15 +246,6 @@ class Admission(WorkerBase):
             self.ratio = max(actual / estimated, 0.01)
         else:  # nothing measured yet: what Drive-full failures taught (_learn_drive_need)
             self.ratio = max(self.ratio, self.ratio_floor)
-
-
-def description_for(session: str, unit: str, attempt: int) -> str:
-    """EE task descriptions allow [A-Za-z0-9.,:;_-] and 100 characters."""
-    text = re.sub(r"[^A-Za-z0-9.,:;_-]", "_", f"eebatch:{session}:{unit}:a{attempt}")
-    if len(text) <= 100:
-        return text
-    digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:10]
-    return f"{text[:89]}:{digest}"  # long unit ids: still unique, still ours
 
 
 def _region(spec: JobSpec, work: UnitWork) -> Any:

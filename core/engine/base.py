@@ -17,6 +17,7 @@ import humanize
 
 from core.backends.drive import Drive
 from core.backends.earthengine import EarthEngine
+from core.naming import file_prefix, legacy_file_prefix
 from core.spec import JobSpec
 from core.store import Store
 
@@ -78,8 +79,13 @@ class WorkerBase:
     def _wake_up(self, _future: Future[Any]) -> None:
         self.wake.set()
 
-    def _prefix(self, unit: str) -> str:
-        return self.spec.export.prefix.format(job=self.spec.name, unit=unit)
+    def _prefix(self, unit: str, attempt: Any) -> str:
+        """The fileNamePrefix of `unit`'s export: the one its attempt was sent with (an
+        attempt of an earlier version stored none: the unit id as it was then)."""
+        export = self.spec.export
+        if attempt is None:
+            return file_prefix(export.prefix, self.spec.name, unit)
+        return attempt["prefix"] or legacy_file_prefix(export.prefix, self.spec.name, unit)
 
     @staticmethod
     def _counts_text(counts: dict[str, int]) -> str:

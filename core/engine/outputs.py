@@ -47,7 +47,8 @@ class Outputs(WorkerBase):
             listing = self.drive.list_folder(sorted(folders | set(self.folder_ids if by_name
                                                                   else ())))
             by_prefix = matching.by_prefix(listing, self.naming)
-            if by_name and any(self._prefix(r["id"]) not in by_prefix for r in units):
+            if by_name and any(self._prefix(r["id"], attempts[r["id"]]) not in by_prefix
+                               for r in units):
                 # EE may have made another folder of that name since the last search.
                 found = self.drive.find_folders(self.spec.export.folder)
                 if set(found) != set(self.folder_ids):
@@ -67,10 +68,12 @@ class Outputs(WorkerBase):
         # 200 exported units).
         batch = {row["id"] for row in units}
         for unit in self.store.exported_units_unlisted():
-            if unit not in batch and self._prefix(unit) in by_prefix:
-                attempt = self.store.latest_attempt(unit)
-                if attempt is not None and (attempt["folder_id"] in folders or by_name):
-                    self._take_outputs(unit, attempt, by_prefix, known, count_miss=False)
+            if unit in batch:
+                continue
+            attempt = self.store.latest_attempt(unit)
+            if attempt is not None and self._prefix(unit, attempt) in by_prefix and (
+                    attempt["folder_id"] in folders or by_name):
+                self._take_outputs(unit, attempt, by_prefix, known, count_miss=False)
         self._learn_ratio()
 
     def _take_outputs(self, unit: str, attempt: Any, by_prefix: dict[str, list[DriveFile]],
@@ -110,7 +113,8 @@ class Outputs(WorkerBase):
         not_before = None if attempt is None else (
             attempt["ee_created"] if attempt["ee_created"] is not None
             else attempt["created"] - CLOCK_SKEW)
-        return matching.pick(by_prefix.get(self._prefix(unit), []), folders, not_before)
+        return matching.pick(by_prefix.get(self._prefix(unit, attempt), []), folders,
+                             not_before)
 
     def _count_miss(self, unit: str) -> None:
         """One miss per poll at most: the folder is listed at every tick while files are

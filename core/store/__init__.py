@@ -140,6 +140,11 @@ MIGRATIONS: list[str] = [
         SELECT 1, value, 0 FROM settings WHERE key = 'worker_status';
     DELETE FROM settings WHERE key = 'worker_status';
     """,
+    # version 7: each attempt keeps the fileNamePrefix it was sent with (core/naming.py):
+    # NULL for attempts of earlier versions, whose files carry the unit id as it was
+    """
+    ALTER TABLE attempts ADD COLUMN prefix TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -42,12 +42,13 @@ class AttemptOps:
                                  f" ({marks(EE_LIVE)})", EE_LIVE).fetchone()[0]
         return int(unsent), int(live)
 
-    def record_attempt(self, unit: str, n: int, request_id: str, description: str) -> None:
+    def record_attempt(self, unit: str, n: int, request_id: str, description: str,
+                       prefix: str) -> None:
         now = time.time()
         self.conn.execute(
-            "INSERT INTO attempts (unit, n, request_id, description, state, created, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (unit, n, request_id, description, A_SUBMITTING, now, now))
+            "INSERT INTO attempts (unit, n, request_id, description, prefix, state, created,"
+            " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (unit, n, request_id, description, prefix, A_SUBMITTING, now, now))
 
     def attempt_sent(self, attempt_id: int, operation: str) -> None:
         """EE took the export: its operation's name, and EE's queue."""

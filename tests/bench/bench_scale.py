@@ -208,7 +208,7 @@ def worker_with_history(operations: int, seconds: float) -> dict[str, Any]:
         model = emu.ee.model
         for i in range(operations):
             task, _ = model.submit("eebatch-demo", "EXPORT_IMAGE",
-                                   f"eebatch:earlier-job:r{i}:a1", pixels=1)
+                                   f"eebatch_earlier-job_r{i}c0_a1", pixels=1)
             with model.lock:
                 model._end(task, SUCCEEDED, model.clock.now())
         # One poll's listing, as the worker's EE adapter makes it: pages and seconds.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 import urllib.request
 from collections.abc import Iterator
@@ -49,6 +50,20 @@ def make_session(tmp_path: Path, url: str, *, name: str = "t", bbox: str = "[0, 
         emulator=url) + extra)
     store, _ = create_session(job)
     return store
+
+
+def task_unit(description: str) -> str:
+    """The unit id in one of eebatch's task descriptions (`eebatch_SESSION_UNIT_aN`, the
+    unit made EE-safe: `r3c4.1_20230601` is sent as `r3c4-1_20230601`)."""
+    match = re.fullmatch(r"eebatch_.+?_(r\d+c\d+[-0-9]*)(_\d+)?_a\d+", description)
+    assert match, f"not one of eebatch's task descriptions: {description!r}"
+    return match.group(1).replace("-", ".") + (match.group(2) or "")
+
+
+def our_tasks(url: str, session: str) -> list[dict[str, Any]]:
+    """The emulator's tasks of one session."""
+    return [t for t in admin(url, "/_emulator/state")["ee"]["tasks"]
+            if t["description"].startswith(f"eebatch_{session}_")]
 
 
 def admin(url: str, path: str, body: dict[str, Any] | None = None,

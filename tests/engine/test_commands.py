@@ -12,7 +12,14 @@ import pytest
 from core.emulator.app import Emulator
 from core.engine.runner import start_worker
 from core.store import Store
-from tests.engine.conftest import admin, drive_files, emulator_with, inject, make_session
+from tests.engine.conftest import (
+    admin,
+    drive_files,
+    emulator_with,
+    inject,
+    make_session,
+    task_unit,
+)
 
 
 def wait_for(check: Callable[[], object], timeout: float = 30, what: str = "") -> object:
@@ -34,10 +41,10 @@ def slow() -> Iterator[Emulator]:
 
 
 def ops_by_unit(url: str) -> dict[str, list[dict]]:
-    """The emulator's tasks grouped by unit (our descriptions are eebatch:SESSION:UNIT:aN)."""
+    """The emulator's tasks grouped by unit (our descriptions are eebatch_SESSION_UNIT_aN)."""
     out: dict[str, list[dict]] = {}
     for task in admin(url, "/_emulator/state")["ee"]["tasks"]:
-        out.setdefault(task["description"].split(":")[2], []).append(task)
+        out.setdefault(task_unit(task["description"]), []).append(task)
     return out
 
 

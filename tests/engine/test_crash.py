@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from core.engine.runner import run_session
-from tests.engine.conftest import admin, assert_all_done_and_verified, emulator_with, inject
+from tests.engine.conftest import (
+    admin,
+    assert_all_done_and_verified,
+    emulator_with,
+    inject,
+    task_unit,
+)
 from tests.engine.conftest import make_session as _make
 
 ROOT = Path(__file__).parents[2]
@@ -58,7 +64,7 @@ def test_kill_9_then_resume(point: str, tmp_path: Path) -> None:
         succeeded: dict[str, int] = {}
         for t in tasks:
             if t["state"] == "SUCCEEDED":
-                unit = t["description"].split(":")[2]
+                unit = task_unit(t["description"])
                 succeeded[unit] = succeeded.get(unit, 0) + 1
         assert succeeded == {u["id"]: 1 for u in store.units()}  # each unit ran exactly once
 

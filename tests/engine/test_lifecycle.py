@@ -13,7 +13,15 @@ import pytest
 from core import paths
 from core.emulator.app import Emulator
 from core.store import Store
-from tests.engine.conftest import admin, drive_files, emulator_with, inject, make_session
+from tests.engine.conftest import (
+    admin,
+    drive_files,
+    emulator_with,
+    inject,
+    make_session,
+    our_tasks,
+    task_unit,
+)
 from tests.engine.test_safety import PROJECT, wait_for, worker_thread
 from tui.cli import main
 
@@ -27,15 +35,13 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 
 def live_tasks(url: str, session: str) -> list[dict]:
-    return [t for t in admin(url, "/_emulator/state")["ee"]["tasks"]
-            if t["description"].startswith(f"eebatch:{session}:")
-            and t["state"] in ("PENDING", "RUNNING", "CANCELLING")]
+    return [t for t in our_tasks(url, session)
+            if t["state"] in ("PENDING", "RUNNING", "CANCELLING")]
 
 
 def waiting_in_ee(url: str, store: Store) -> bool:
-    tasks = [t for t in admin(url, "/_emulator/state")["ee"]["tasks"]
-             if t["description"].startswith("eebatch:t-1:")]
-    succeeded = {t["description"].split(":")[2] for t in tasks if t["state"] == "SUCCEEDED"}
+    tasks = our_tasks(url, "t-1")
+    succeeded = {task_unit(t["description"]) for t in tasks if t["state"] == "SUCCEEDED"}
     with_files = {r[0] for r in store.conn.execute("SELECT unit FROM files")}
     return (any(t["state"] == "PENDING" for t in tasks) and succeeded <= with_files
             and not any(t["state"] in ("RUNNING", "CANCELLING") for t in tasks)
@@ -175,7 +181,7 @@ def test_cancel_pause_resume_reach_a_running_worker_and_bad_ids_post_nothing(
             code, out = run(capsys, "resume", "t-1")
             assert code == 0 and "PAUSED" not in _status_line(store, 0.0)
         wait_for(lambda: not live_tasks(emu.url, "t-1") or
-                 unit not in {t["description"].split(":")[2] for t in live_tasks(emu.url, "t-1")},
+                 unit not in {task_unit(t["description"]) for t in live_tasks(emu.url, "t-1")},
                  "the cancel in EE")
     finally:
         emu.stop()
