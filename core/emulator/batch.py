@@ -2,7 +2,9 @@
 
 A queue per project ordered by priority (higher first) then submission; at most `slots` tasks
 RUNNING per project; a task runs `task_overhead_seconds + pixels * bands / pixel_rate` simulated
-seconds, with a seeded ±jitter. Oversized tasks fail the way EE's do. Time is simulated
+seconds, with a seeded ±jitter. Oversized tasks fail the way EE's do: over memory within
+`memory_fail_seconds` of the start, "Computation timed out." at `max_run_seconds` at the latest.
+At most `max_pending_tasks` PENDING per project: one more submit raises QueueFull. Time is simulated
 (clock.py), and the model is event-driven: `advance()` replays every start/finish in time order
 up to now, so timestamps and slot use are exact however coarse the ticks are.
 
@@ -31,6 +33,10 @@ MEMORY_MSG = "User memory limit exceeded."
 TIMEOUT_MSG = "Computation timed out."
 INTERNAL_MSG = "Internal error."
 CANCELLED_MSG = "Cancelled."
+# EE's text when a project's queue is full, as users' scripts quote it (the number is the cap).
+QUEUE_FULL_MSG = (
+    "Too many tasks already in the queue ({limit}). Please wait for some of them to complete."
+)
 
 CANCEL_SECONDS = 2.0  # simulated seconds a RUNNING task spends CANCELLING
 EECU_PER_SECOND = 1.0  # batchEecuUsageSeconds accrued per simulated running second
@@ -41,6 +47,14 @@ CODE_RESOURCE_EXHAUSTED, CODE_INTERNAL = 8, 13
 
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _IDS = random.SystemRandom()
+
+
+class QueueFull(Exception):
+    """A submit to a project that already has `max_pending_tasks` PENDING tasks."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(QUEUE_FULL_MSG.format(limit=limit))
+        self.message = str(self)
 
 
 @dataclass
@@ -58,6 +72,7 @@ class Task:
     payload: Any = None
     destination_uris: list[str] = field(default_factory=list)
     fail_on_start: str | None = None  # e.g. "Export too large: ..." decided at submission
+    workload_tag: str = ""  # ee.data.setWorkloadTag's label, as sent in the export body
     state: str = PENDING
     update_time: float = 0.0
     start_time: float | None = None
@@ -132,11 +147,19 @@ class BatchModel:
         payload: Any = None,
         destination_uris: list[str] | None = None,
         fail_on_start: str | None = None,
+        workload_tag: str = "",
     ) -> tuple[Task, bool]:
-        """Queue a task; returns (task, created). A repeated requestId returns the first task."""
+        """Queue a task; returns (task, created). A repeated requestId returns the first task,
+        even when the queue is full; otherwise a full queue raises QueueFull."""
         with self.lock:
             if request_id and (project, request_id) in self.by_request:
                 return self.tasks[self.by_request[(project, request_id)]], False
+            limit = self.config.max_pending_tasks
+            pending = sum(
+                1 for t in self._active.values() if t.project == project and t.state == PENDING
+            )
+            if pending >= limit:
+                raise QueueFull(limit)
             self._seq += 1
             now = max(self.clock.now(), self._cursor)
             task = Task(
@@ -154,6 +177,7 @@ class BatchModel:
                 payload=payload,
                 destination_uris=destination_uris or [],
                 fail_on_start=fail_on_start,
+                workload_tag=workload_tag,
             )
             self.tasks[task.id] = task
             self._active[task.id] = task
@@ -202,11 +226,15 @@ class BatchModel:
             task.fail_after = min(2.0, task.duration * 0.1)
             task.fail_message, task.fail_code = task.fail_on_start, CODE_INVALID
         elif task.pixels > cfg.memory_limit_pixels:
-            # EE gives up on memory early in the computation.
-            task.fail_after = task.duration * 0.25
+            # EE gives up on memory early in the computation: minutes, however big the export.
+            task.fail_after = min(task.duration * 0.25, cfg.memory_fail_seconds)
             task.fail_message, task.fail_code = MEMORY_MSG, CODE_RESOURCE_EXHAUSTED
         elif task.pixels > cfg.timeout_pixels:
-            task.fail_after = task.duration * 0.6
+            task.fail_after = min(task.duration * 0.6, cfg.max_run_seconds)
+            task.fail_message, task.fail_code = TIMEOUT_MSG, CODE_DEADLINE
+        elif task.duration > cfg.max_run_seconds:
+            # Too slow to finish within EE's run-time limit: it times out at the limit.
+            task.fail_after = cfg.max_run_seconds
             task.fail_message, task.fail_code = TIMEOUT_MSG, CODE_DEADLINE
         elif internal:
             task.fail_after = task.duration * rng.uniform(0.1, 0.9)
@@ -377,9 +405,12 @@ class BatchModel:
             return op
 
     def list_tasks(self, project: str) -> list[Task]:
-        """Newest first, as the real operations.list."""
+        """Newest first, as the real operations.list appears to (undocumented); oldest first
+        with `operations_oldest_first`."""
         with self.lock:
             mine = [t for t in self.tasks.values() if t.project == project]
+        if self.config.operations_oldest_first:
+            return sorted(mine, key=lambda t: t.seq)
         return sorted(mine, key=lambda t: -t.seq)
 
     def counts(self) -> dict[str, int]:
