@@ -3,6 +3,9 @@
 Routes: the discovery document, the algorithms list from the wheel, the
 export endpoints feeding the batch model (batch.py), operations list/get/cancel, assets,
 value:compute for constant expressions, project config, and a fake OAuth token endpoint.
+Exports are checked as Google documents (requestId, description, file-name prefixes, workload
+tag, the pending-task cap). `POST /_emulator/ee/quota_status` puts the project in restricted
+mode: every EE response then carries `x-earth-engine-quota-status`.
 Never 401 (the client would try to refresh), never 5xx for "unsupported" (it would retry with
 backoff): unsupported calls get 400/404 JSON.
 """
@@ -19,11 +22,12 @@ from typing import Any
 
 from core.emulator import outputs
 from core.emulator.assets import AssetError, AssetStore, is_root, parent_of, split_name
-from core.emulator.batch import DONE_STATES, BatchModel, Task
+from core.emulator.batch import DONE_STATES, BatchModel, QueueFull, Task
 from core.emulator.clock import SimClock, rfc3339
 from core.emulator.config import EmulatorConfig
 from core.emulator.discovery import document_bytes
 from core.emulator.drive_port import DriveForExports
+from core.emulator.drive_types import QUOTA_EXCEEDED
 from core.emulator.expression import (
     ExpressionError,
     ImageSpec,
@@ -33,13 +37,20 @@ from core.emulator.expression import (
     analyze_video,
     constant_value,
 )
-from core.emulator.http import Request, Response, Router, error_response, json_response
+from core.emulator.http import Handler, Request, Response, Router, error_response, json_response
 
-# No public source gives EE's exact text for an export that does not fit into Drive; this is
-# the emulator's wording (the engine classifies it by "quota"/"Drive").
-DRIVE_QUOTA_MSG = "Google Drive quota exceeded. Free up space in your Drive and try again."
-DEFAULT_MAX_PIXELS = 100_000_000
-STATE_TASKS = 500  # tasks listed in /_emulator/state  # EE's default maxPixels (1e8)
+# No public source gives EE's own text for an export that does not fit into Drive: the task
+# fails with Drive's (storageQuotaExceeded), the one error a full Drive is known to give.
+DRIVE_QUOTA_MSG = QUOTA_EXCEEDED
+DEFAULT_MAX_PIXELS = 100_000_000  # EE's default maxPixels (1e8)
+STATE_TASKS = 500  # tasks listed in /_emulator/state
+# Google's documented limits on an export request (field notes, section 8).
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9-]{1,60}")
+MAX_DESCRIPTION = 100
+NAME_CHARS = re.compile(r"[A-Za-z0-9_-]")
+# earthengine-api's own rule for ee.data.setWorkloadTag (ee/_state.py _WorkloadTag.validate).
+WORKLOAD_TAG_RE = re.compile(r"[a-z0-9]|[a-z0-9][-_a-z0-9]{0,61}[a-z0-9]")
+QUOTA_STATUS_HEADER = "x-earth-engine-quota-status"
 EXPORT_TYPES = {
     "image": "EXPORT_IMAGE",
     "table": "EXPORT_FEATURES",
@@ -90,6 +101,9 @@ class EarthEngineService:
         self.model = BatchModel(config, self.clock, self._finish)
         self.assets = AssetStore(self.clock)
         self._algorithms: bytes | None = None
+        # Restricted mode (a project over its noncommercial tier): service state, set through
+        # POST /_emulator/ee/quota_status.
+        self.parallelism_restricted = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -117,6 +131,7 @@ class EarthEngineService:
                     "duration": round(t.duration, 3),
                     "files": list(job.files) if job else [],
                     "error": (t.error or {}).get("message"),
+                    "workload_tag": t.workload_tag,
                 }
             )
         return {
@@ -126,12 +141,19 @@ class EarthEngineService:
             "tasks": tasks,  # the newest STATE_TASKS
             "tasks_total": len(everything),
             "assets": self.assets.count(),
+            "parallelism_restricted": self.parallelism_restricted,
         }
 
     # -- routes ---------------------------------------------------------------------------------
 
     def register(self, router: Router) -> None:
-        add = router.add
+        router.add(
+            "POST", r"/_emulator/ee/quota_status", self._quota_status, name="admin ee.quota_status"
+        )
+
+        def add(method: str, pattern: str, handler: Handler, *, name: str) -> None:
+            router.add(method, pattern, self._with_quota_status(handler), name=name)
+
         add("GET", r"/\$discovery/rest", self._discovery, name="ee discovery")
         add("POST", r"/token", self._token, name="ee token")
         add(
@@ -207,6 +229,31 @@ class EarthEngineService:
         # retried; 404 is reserved for missing things).
         for method in ("GET", "POST", "PATCH", "DELETE"):
             add(method, r"/v1/.*", self._unsupported, name="ee unsupported")
+
+    # -- restricted mode ------------------------------------------------------------------------
+
+    def _with_quota_status(self, handler: Handler) -> Handler:
+        """The handler, its responses carrying the quota-status header in restricted mode (as
+        Google's since 2026-03; earthengine-api warns on `parallelism_restricted=true`)."""
+
+        def wrapped(req: Request, **kw: str) -> Response:
+            resp = handler(req, **kw)
+            if self.parallelism_restricted:
+                resp.headers[QUOTA_STATUS_HEADER] = "parallelism_restricted=true"
+            return resp
+
+        return wrapped
+
+    def _quota_status(self, req: Request) -> Response:
+        try:
+            body = req.json()
+        except ValueError:
+            body = None
+        flag = body.get("parallelism_restricted") if isinstance(body, dict) else None
+        if not isinstance(flag, bool):
+            return error_response(400, 'Send {"parallelism_restricted": true|false}.')
+        self.parallelism_restricted = flag
+        return json_response({"parallelism_restricted": flag})
 
     # -- small endpoints ------------------------------------------------------------------------
 
@@ -299,13 +346,18 @@ class EarthEngineService:
             keep = _op_filter(req.query.get("filter", ""))
         except ValueError as exc:
             return error_response(400, str(exc))
-        tasks = self.model.list_tasks(project)
+        tasks = self.model.list_tasks(project)  # in the configured order
         token = req.query.get("pageToken")
         if token:
+            # s<seq>: the last task of the previous page; the next page starts after it.
             m = re.fullmatch(r"s(\d+)", token)
             if not m:
                 return error_response(400, f"Invalid pageToken '{token}'.")
-            tasks = [t for t in tasks if t.seq < int(m.group(1))]
+            after = int(m.group(1))
+            if self.config.operations_oldest_first:
+                tasks = [t for t in tasks if t.seq > after]
+            else:
+                tasks = [t for t in tasks if t.seq < after]
         ops = []
         last: Task | None = None
         more = False
@@ -332,8 +384,9 @@ class EarthEngineService:
         if not isinstance(body, dict):
             return error_response(400, "The request body must be a JSON object.")
         request_id = body.get("requestId") or None
-        if request_id is not None and (not isinstance(request_id, str) or len(request_id) > 60):
-            return error_response(400, "requestId must be a string of at most 60 characters.")
+        problem = _request_problem(body, self.config.strict_names)
+        if problem:
+            return error_response(400, problem)
         existing = self.model.find_by_request(project, request_id)
         if existing is not None:
             return json_response(self.model.operation(existing))
@@ -353,17 +406,22 @@ class EarthEngineService:
             return error_response(400, "priority must be an integer.")
         if not 0 <= priority <= 9999:
             return error_response(400, "priority must be between 0 and 9999.")
-        task, _ = self.model.submit(
-            project,
-            EXPORT_TYPES[kind],
-            str(body.get("description") or ""),
-            priority=priority,
-            request_id=request_id,
-            pixels=pixels,
-            bands=bands,
-            payload=job,
-            fail_on_start=fail,
-        )
+        try:
+            task, _ = self.model.submit(
+                project,
+                EXPORT_TYPES[kind],
+                str(body.get("description") or ""),
+                priority=priority,
+                request_id=request_id,
+                pixels=pixels,
+                bands=bands,
+                payload=job,
+                fail_on_start=fail,
+                workload_tag=_workload_tag(body),
+            )
+        except QueueFull as exc:
+            # A repeated requestId was answered above; a new task finds the queue full.
+            return error_response(429, exc.message)
         return json_response(self.model.operation(task))
 
     def _plan_export(
@@ -682,6 +740,79 @@ class EarthEngineService:
         body = req.json() or {}
         dst = str(body.get("destinationName") or "")
         return self._asset_call(self.assets.move, f"projects/{project}/assets/{path}", dst)
+
+
+def _workload_tag(body: dict[str, Any]) -> str:
+    tag = body.get("workloadTag")
+    return "" if tag is None or tag == "" else str(tag)
+
+
+def _invalid(field_: str, why: str) -> str:
+    return f"Invalid value for field '{field_}': {why}"
+
+
+def _bad_name_char(value: str, allow_slash: bool = False) -> str | None:
+    for ch in value:
+        if not NAME_CHARS.fullmatch(ch) and not (allow_slash and ch == "/"):
+            return ch
+    return None
+
+
+def _request_problem(body: dict[str, Any], strict_names: bool) -> str | None:
+    """The first rule of Google's an export request breaks, as a 400 message; None if none.
+
+    requestId: 1-60 of [A-Za-z0-9-]. description: at most 100 characters, no whitespace, and
+    with strict names only [A-Za-z0-9_-], like the file-name prefixes (a Cloud Storage prefix
+    may hold '/' path separators; asset ids keep their own rules). workloadTag: as
+    earthengine-api's setWorkloadTag."""
+    rid = body.get("requestId")
+    if rid not in (None, ""):
+        if not isinstance(rid, str):
+            return _invalid("requestId", "must be a string.")
+        if not REQUEST_ID_RE.fullmatch(rid):
+            if len(rid) > 60:
+                why = f"must be at most 60 characters (got {len(rid)})."
+            else:
+                bad = next(ch for ch in rid if not REQUEST_ID_RE.fullmatch(ch))
+                why = f"character {bad!r} is not allowed; use only letters, digits and '-'."
+            return _invalid("requestId", why)
+    desc = body.get("description")
+    if desc is not None:
+        desc = str(desc)
+        if len(desc) > MAX_DESCRIPTION:
+            return _invalid(
+                "description", f"must be at most {MAX_DESCRIPTION} characters (got {len(desc)})."
+            )
+        space = next((ch for ch in desc if ch.isspace()), None)
+        if space is not None:
+            return _invalid("description", f"must not contain whitespace (found {space!r}).")
+    if strict_names:
+        names: list[tuple[str, str, bool]] = []
+        if desc:
+            names.append(("description", desc, False))
+        for opts_key in ("fileExportOptions", "tileExportOptions"):
+            opts = body.get(opts_key)
+            if not isinstance(opts, dict):
+                continue
+            for dest, slash in (("driveDestination", False), ("cloudStorageDestination", True)):
+                d = opts.get(dest)
+                if isinstance(d, dict) and d.get("filenamePrefix"):
+                    path = f"{opts_key}.{dest}.filenamePrefix"
+                    names.append((path, str(d["filenamePrefix"]), slash))
+        for field_, value, slash in names:
+            bad = _bad_name_char(value, allow_slash=slash)
+            if bad is not None:
+                allowed = "letters, digits, '-' and '_'" + (" ('/' between parts)" if slash else "")
+                return _invalid(field_, f"character {bad!r} is not allowed; use only {allowed}.")
+    tag = body.get("workloadTag")
+    if tag not in (None, "") and not WORKLOAD_TAG_RE.fullmatch(str(tag)):
+        return _invalid(
+            "workloadTag",
+            f"{str(tag)!r}. Tags must be 1-63 characters, beginning and ending with a lowercase "
+            "alphanumeric character ([a-z0-9]) with dashes (-), underscores (_), and lowercase "
+            "alphanumerics between.",
+        )
+    return None
 
 
 def _op_filter(text: str) -> Any:
