@@ -164,7 +164,9 @@ class DriveService:
         return [file_resource(f, self.base_url) for f in self.model.find_folders(title)]
 
     def state(self) -> dict[str, Any]:
-        return {**self.model.state(), "uploads": self.uploads.pending()}
+        state = self.model.state()
+        state["quota"]["other"] = self.model.quota_other  # Gmail and Photos
+        return {**state, "uploads": self.uploads.pending()}
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -214,6 +216,9 @@ class DriveService:
     def _about(self, req: Request) -> Response:
         used, trash, change = self.model.usage()
         quota = self.model.quota
+        # Gmail and Photos share the quota; the model does not split them, so Gmail holds
+        # all of quota_other. Free space is quotaBytesTotal - quotaBytesUsedAggregate.
+        other = self.model.quota_other
         body: dict[str, Any] = {
             "kind": "drive#about",
             "etag": f'"about-{change}"',
@@ -221,10 +226,14 @@ class DriveService:
             "name": USER_NAME,
             "user": USER,
             "quotaBytesUsed": str(used),
-            "quotaBytesUsedAggregate": str(used),
+            "quotaBytesUsedAggregate": str(used + other),
             "quotaBytesUsedInTrash": str(trash),
             "quotaType": "UNLIMITED" if quota is None else "LIMITED",
-            "quotaBytesByService": [{"serviceName": "DRIVE", "bytesUsed": str(used)}],
+            "quotaBytesByService": [
+                {"serviceName": "DRIVE", "bytesUsed": str(used)},
+                {"serviceName": "GMAIL", "bytesUsed": str(other)},
+                {"serviceName": "PHOTOS", "bytesUsed": "0"},
+            ],
             "rootFolderId": ROOT_ID,
             "largestChangeId": str(change),
             "remainingChangeIds": "0",

@@ -5,9 +5,15 @@ Metadata lives in memory behind one lock; file bytes live on disk, one blob per 
 are read and written outside the lock. Callers get `FileInfo` snapshots, never the live
 records. A refused operation raises a `DriveError` (drive_types.py) carrying the reason and
 message Google uses (notFound, storageQuotaExceeded, ...); drive.py turns it into Google's
-JSON error. The
-Earth Engine side uses `ensure_export_folder`, `free_bytes` and `add_file` (the
-`DriveForExports` protocol of drive_port.py).
+JSON error. The Earth Engine side uses `ensure_export_folder`, `free_bytes` and `add_file`
+(the `DriveForExports` protocol of drive_port.py).
+
+As strict and slow as Google's Drive:
+* a new file or folder (uploaded, inserted, or an export EE drops in) stays out of every
+  search (files.list, any q) for `config.drive_listing_lag` wall-clock seconds after its
+  creation, as Drive's search index lags; `get` finds it at once, delete works at once;
+* Gmail and Photos share the quota: `config.quota_other` bytes count against it (about's
+  quotaBytesUsedAggregate), so `free_bytes` and `check_room` leave room for them.
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ class _Entry:
     created: float
     modified: float
     seq: int  # creation order: the default list order and part of every page-token key
+    listed_from: float = 0.0  # wall-clock (monotonic) time from which searches find it
     size: int = 0
     md5: str | None = None
     explicitly_trashed: bool = False
@@ -105,7 +112,10 @@ class DriveModel:
         root_dir: Path,
         *,
         now: Callable[[], float] = time.time,
+        wall: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`now` is the emulated Google's (simulated) clock, for dates; `wall` a monotonic
+        wall clock, for the search index's lag (which does not speed up with the simulation)."""
         self.config = config
         self.root_dir = Path(root_dir)
         self._blobs = self.root_dir / "blobs"
@@ -115,6 +125,7 @@ class DriveModel:
             shutil.rmtree(d, ignore_errors=True)
             d.mkdir(parents=True, exist_ok=True)
         self._now = now
+        self._wall = wall
         self._lock = threading.RLock()
         self._seq = 0
         self._last_stamp = 0.0
@@ -165,11 +176,11 @@ class DriveModel:
             return self._info(entry, {})
 
     def free_bytes(self) -> int | None:
-        """Quota left, or None for an unlimited Drive."""
+        """Quota left after Drive, Gmail and Photos, or None for an unlimited Drive."""
         if self.config.drive_quota is None:
             return None
         with self._lock:
-            return max(0, self.config.drive_quota - self._used)
+            return max(0, self.config.drive_quota - self._used - self.config.quota_other)
 
     # -- quota -----------------------------------------------------------------------------
 
@@ -179,8 +190,14 @@ class DriveModel:
         return self.config.drive_quota
 
     def quota_used(self) -> int:
+        """Bytes of Drive's own files (about's quotaBytesUsed)."""
         with self._lock:
             return self._used
+
+    @property
+    def quota_other(self) -> int:
+        """Bytes of Gmail and Photos, which share the quota with Drive."""
+        return self.config.quota_other
 
     def usage(self) -> Usage:
         with self._lock:
@@ -194,7 +211,7 @@ class DriveModel:
             return
         with self._lock:
             freed = self._files[replacing].size if replacing in self._files else 0
-            if self._used - freed + new_bytes > quota:
+            if self._used + self.config.quota_other - freed + new_bytes > quota:
                 raise StorageQuotaExceeded(QUOTA_EXCEEDED)
 
     # -- reading ---------------------------------------------------------------------------
@@ -206,13 +223,17 @@ class DriveModel:
 
     def search(self, pred: Predicate | None = None) -> tuple[list[FileInfo], int]:
         """Every file but the root that `pred` (a compiled q= query) accepts, in no order,
-        and the change id they were read at."""
+        and the change id they were read at. Files newer than the listing lag are left out,
+        whatever the query: the search index has not seen them yet."""
         with self._lock:
             memo: dict[str, bool] = {}
+            wall = self._wall()
             found = [
                 self._info(e, memo)
                 for e in self._files.values()
-                if e.id != ROOT_ID and (pred is None or pred(self._query_view(e, memo)))
+                if e.id != ROOT_ID
+                and e.listed_from <= wall
+                and (pred is None or pred(self._query_view(e, memo)))
             ]
             return found, self._change_id
 
@@ -359,6 +380,8 @@ class DriveModel:
                     file_id=file_id,
                 )
                 ids[role] = entry.id
+            for file_id in ids.values():  # files that were there before: indexed long ago
+                self._files[file_id].listed_from = 0.0
             return ids
 
     def state(self) -> dict[str, Any]:
@@ -515,6 +538,7 @@ class DriveModel:
             stamp,
             stamp,
             self._seq,
+            listed_from=self._wall() + self.config.drive_listing_lag,
             size=size,
             md5=md5,
         )

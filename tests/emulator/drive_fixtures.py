@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import mimetypes
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,22 @@ def upload_bytes(
 def count(emu: Any, key: str) -> int:
     with emu.server.counters_lock:
         return emu.server.counters[key]
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    """Poll `condition` until it returns something true, and return that; fail after
+    `timeout` wall-clock seconds (a deadline, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = condition()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what or condition}")
+        time.sleep(0.02)
+
+
+def listed(drive: Any, q: str | None = None) -> list[str]:
+    """Titles a fresh files.list finds (every page), sorted."""
+    params = {"q": q} if q is not None else {}
+    return sorted(f["title"] for f in drive.ListFile(params).GetList())
