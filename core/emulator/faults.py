@@ -1,9 +1,18 @@
 """Fault injection for the emulator: make the real clients see what Google sometimes does.
 
-Faults match requests by method, path regex, route name and a substring of the query; each
-fires `count` times (-1: forever) after letting `skip` matching requests through. Kinds:
+`POST /_emulator/faults` takes one fault object (or a list of them), `GET` lists them with
+how often each fired, `DELETE` removes them all (and the throttle). A fault matches requests
+by `method`, `path_regex` (searched in the path), `route` (the route's name, e.g. "drive
+files.list", "ee operations.get") and `query_contains` (a substring of the query); it fires
+`count` times (-1: forever) after letting `skip` matching requests through. Kinds:
 
-* status   – answer `status` with a Google JSON error (429 rateLimitExceeded, 5xx backendError)
+* status   – answer `status` (400..599) with a Google JSON error. Without `reason`/`message`,
+             Google's own: 503 backendError "The service is currently unavailable."; 500
+             backendError "Internal error encountered." (Google also says "Backend Error":
+             pass it as `message`); 429 rateLimitExceeded "Too Many Requests" (pass reason
+             userRateLimitExceeded for the per-user limit); 403 with reason
+             downloadQuotaExceeded "The download quota for this file has been exceeded.", with
+             storageQuotaExceeded "The user's Drive storage quota has been exceeded."
 * reset    – drop the connection without an answer
 * truncate – send the full Content-Length but only `fraction` of the body, then close
 * corrupt  – flip `flips` bytes spread over the body (same length, so only a checksum notices)
@@ -11,12 +20,24 @@ fires `count` times (-1: forever) after letting `skip` matching requests through
 * throttle – send matching bodies at `bytes_per_second`
 
 `POST /_emulator/throttle` sets global limits on every streamed body: `per_connection` and a
-`total` shared by all connections. Admin routes (/_emulator/*) are never faulted.
+`total` shared by all connections.
+
+`POST /_emulator/outage` with `{"route": "ee" | "drive" | "all" | <path regex>, "seconds": N,
+"status": 503}` makes every request of that family fail for N wall-clock seconds from now,
+with Google's text for the status (503 "The service is currently unavailable."). Families go
+by the route names ee.py and drive.py register ("ee ..." and "drive ..."), and for a path no
+route matches by its prefix (/v1…, /$discovery: ee; /drive/, /upload/drive/: drive); any
+other `route` is a regex searched in the path. Several outages may overlap; `DELETE
+/_emulator/outage` ends them all, `GET` (and /_emulator/faults, /_emulator/state) shows those
+still on with the seconds left.
+
+Admin routes (/_emulator/*) are never faulted nor out.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import threading
 import time
@@ -34,9 +55,26 @@ from core.emulator.http import (
 )
 
 KINDS = ("status", "reset", "truncate", "corrupt", "slow", "throttle")
+FAMILIES = ("ee", "drive", "all")
 _STREAM_KINDS = ("truncate", "corrupt", "throttle")
 _PIECE = 16 * 1024  # pacing granularity for throttled bodies
 _ADMIN = "/_emulator/"
+
+# Google's texts and reasons, as the real services send them (notes/field.md section 8).
+UNAVAILABLE = "The service is currently unavailable."
+INTERNAL = "Internal error encountered."
+TOO_MANY_REQUESTS = "Too Many Requests"
+DOWNLOAD_QUOTA = "The download quota for this file has been exceeded."
+STORAGE_QUOTA = "The user's Drive storage quota has been exceeded."
+_REASON_BY_STATUS = {429: "rateLimitExceeded", 500: "backendError", 503: "backendError"}
+_MESSAGE_BY_REASON = {
+    "downloadQuotaExceeded": DOWNLOAD_QUOTA,
+    "storageQuotaExceeded": STORAGE_QUOTA,
+}
+_MESSAGE_BY_STATUS = {429: TOO_MANY_REQUESTS, 500: INTERNAL, 503: UNAVAILABLE}
+# Paths of no route, told apart by prefix (the routes themselves go by their names).
+_EE_PATH = re.compile(r"^/(v1[a-z0-9]*/|\$discovery/)")
+_DRIVE_PATH = re.compile(r"^/(upload/)?drive/")
 
 
 class FaultSpecError(ValueError):
@@ -92,6 +130,9 @@ class Fault:
             raise FaultSpecError("count must be >= 1 or -1, skip >= 0")
         if kind == "status" and not 400 <= fault.status <= 599:
             raise FaultSpecError("status must be 400..599")
+        if kind == "status":
+            fault.reason = fault.reason or _REASON_BY_STATUS.get(fault.status)
+            fault.message = fault.message or _default_message(fault.status, fault.reason)
         if kind == "truncate" and not 0 <= fault.fraction < 1:
             raise FaultSpecError("fraction must be in [0, 1)")
         if kind == "corrupt" and fault.flips < 1:
@@ -123,6 +164,66 @@ class Fault:
         out = {k: v for k, v in self.__dict__.items() if not k.startswith("_") and v is not None}
         out["active"] = self.active
         return out
+
+
+@dataclass
+class Outage:
+    """Every request of one route family fails with `status` until `until` (monotonic)."""
+
+    route: str  # "ee", "drive", "all" or a path regex
+    status: int
+    until: float
+    _regex: re.Pattern[str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_spec(cls, spec: Any, now: float) -> Outage:
+        if not isinstance(spec, dict):
+            raise FaultSpecError("an outage is a JSON object")
+        unknown = set(spec) - {"route", "seconds", "status"}
+        if unknown:
+            raise FaultSpecError(f"unknown outage fields: {', '.join(sorted(unknown))}")
+        route = spec.get("route", "all")
+        if not isinstance(route, str) or not route:
+            raise FaultSpecError("route must be ee, drive, all or a path regex")
+        try:
+            seconds = float(spec["seconds"])
+            status = int(spec.get("status", 503))
+            regex = None if route in FAMILIES else re.compile(route)
+        except KeyError:
+            raise FaultSpecError("seconds is required") from None
+        except (TypeError, ValueError, re.error) as exc:
+            raise FaultSpecError(str(exc)) from exc
+        if not 0 < seconds < math.inf:
+            raise FaultSpecError("seconds must be > 0 and finite")
+        if not 400 <= status <= 599:
+            raise FaultSpecError("status must be 400..599")
+        return cls(route, status, now + seconds, regex)
+
+    def covers(self, req: Request, route: str) -> bool:
+        if self._regex is not None:
+            return self._regex.search(req.path) is not None
+        return self.route == "all" or family(req.path, route) == self.route
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "status": self.status,
+            "seconds_left": round(max(0.0, self.until - now), 3),
+        }
+
+
+def family(path: str, route: str) -> str | None:
+    """The family of a request, "ee" or "drive" (else None): by the name of the route it
+    matched (ee.py and drive.py name theirs "ee ..." and "drive ..."), or by the path's
+    prefix when none matched."""
+    head = route.split(" ", 1)[0]
+    if head in ("ee", "drive"):
+        return head
+    if _EE_PATH.match(path):
+        return "ee"
+    if _DRIVE_PATH.match(path):
+        return "drive"
+    return None
 
 
 class TokenBucket:
@@ -158,6 +259,7 @@ class FaultInjector:
         self._total: TokenBucket | None = None
         # Stream-time faults chosen in before(), keyed by request identity.
         self._planned: dict[int, tuple[Request, list[Fault]]] = {}
+        self._outages: list[Outage] = []
 
     # -- Python API ------------------------------------------------------------------------
 
@@ -167,6 +269,24 @@ class FaultInjector:
             fault = Fault.from_spec(next(self._ids), dict(spec))
             self._faults.append(fault)
             return fault
+
+    def start_outage(self, spec: dict[str, Any]) -> Outage:
+        """Begin an outage from its JSON spec (route, seconds, status); raises FaultSpecError."""
+        outage = Outage.from_spec(spec, time.monotonic())
+        with self._lock:
+            self._outages.append(outage)
+        return outage
+
+    def end_outages(self) -> None:
+        with self._lock:
+            self._outages.clear()
+
+    def outages(self) -> list[dict[str, Any]]:
+        """The outages still on, with the seconds each has left."""
+        now = time.monotonic()
+        with self._lock:
+            self._outages = [o for o in self._outages if o.until > now]
+            return [o.to_json(now) for o in self._outages]
 
     def clear(self) -> None:
         """Remove every fault and the global throttle."""
@@ -184,6 +304,7 @@ class FaultInjector:
             self._total = TokenBucket(total) if total else None
 
     def state(self) -> dict[str, Any]:
+        outages = self.outages()
         with self._lock:
             return {
                 "faults": [f.to_json() for f in self._faults],
@@ -191,6 +312,7 @@ class FaultInjector:
                     "per_connection": self._per_connection,
                     "total": self._total.rate if self._total else None,
                 },
+                "outages": outages,
             }
 
     # -- admin routes ----------------------------------------------------------------------
@@ -200,6 +322,9 @@ class FaultInjector:
         router.add("GET", r"/_emulator/faults", self._list, name="admin faults.list")
         router.add("DELETE", r"/_emulator/faults", self._clear, name="admin faults.clear")
         router.add("POST", r"/_emulator/throttle", self._throttle, name="admin throttle")
+        router.add("POST", r"/_emulator/outage", self._post_outage, name="admin outage.start")
+        router.add("GET", r"/_emulator/outage", self._get_outages, name="admin outage.list")
+        router.add("DELETE", r"/_emulator/outage", self._end_outages, name="admin outage.end")
 
     def _post_fault(self, req: Request) -> Response:
         """Body: one fault object or a list of them; answers with what was added."""
@@ -218,6 +343,20 @@ class FaultInjector:
     def _clear(self, req: Request) -> Response:
         self.clear()
         return json_response(self.state())
+
+    def _post_outage(self, req: Request) -> Response:
+        try:
+            self.start_outage(req.json())
+        except (ValueError, FaultSpecError) as exc:
+            return error_response(400, f"Bad outage: {exc}", "invalid")
+        return json_response({"outages": self.outages()})
+
+    def _get_outages(self, req: Request) -> Response:
+        return json_response({"outages": self.outages()})
+
+    def _end_outages(self, req: Request) -> Response:
+        self.end_outages()
+        return json_response({"outages": self.outages()})
 
     def _throttle(self, req: Request) -> Response:
         try:
@@ -238,8 +377,12 @@ class FaultInjector:
         """Pick the faults for this request; answer, stall or drop it now if one says so."""
         if req.path.startswith(_ADMIN):
             return None
+        now = time.monotonic()
         chosen: list[Fault] = []
         with self._lock:
+            down = [o for o in self._outages if o.until > now and o.covers(req, route)]
+            if down:
+                return _status_response(down[0].status, None, None)
             for fault in self._faults:
                 if not fault.active or not fault.matches(req, route):
                     continue
@@ -257,11 +400,7 @@ class FaultInjector:
             if fault.kind == "reset":
                 raise ResetConnection()
             if fault.kind == "status":
-                return error_response(
-                    fault.status,
-                    fault.message or _default_message(fault.status),
-                    fault.reason,
-                )
+                return _status_response(fault.status, fault.reason, fault.message)
         streamed = [f for f in chosen if f.kind in _STREAM_KINDS]
         if streamed:
             with self._lock:
@@ -299,14 +438,21 @@ def _rate(value: Any) -> float | None:
     return float(value)
 
 
-def _default_message(status: int) -> str:
-    if status == 429:
-        return "Rate Limit Exceeded"
-    if status == 503:
-        return "The service is currently unavailable."
-    if status >= 500:
+def _default_message(status: int, reason: str | None = None) -> str:
+    """Google's text for an error of this status (and reason)."""
+    if reason in _MESSAGE_BY_REASON:
+        return _MESSAGE_BY_REASON[reason]
+    if status in _MESSAGE_BY_STATUS:
+        return _MESSAGE_BY_STATUS[status]
+    if status > 500:
         return "Backend Error"
     return "Injected fault."
+
+
+def _status_response(status: int, reason: str | None, message: str | None) -> Response:
+    """Google's JSON error; the reason and text default to Google's for the status."""
+    reason = reason or _REASON_BY_STATUS.get(status)
+    return error_response(status, message or _default_message(status, reason), reason)
 
 
 def _corrupt(chunks: Iterator[bytes], length: int, flips: int) -> Iterator[bytes]:
