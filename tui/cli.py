@@ -530,14 +530,30 @@ def cmd_auth(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from core.doctor import diagnose
 
-    if args.target.endswith(".toml"):
-        spec = load_spec(_job(args.target))
+    if (args.target is None) == (args.probe is None):
+        raise BadInput("doctor takes a job file or session id, or --probe JOB (not both)")
+    target = args.target if args.probe is None else args.probe
+    if target.endswith(".toml"):
+        spec = load_spec(_job(target))
     else:
         from core.engine.runner import load_session_spec
 
-        store = Store.open(args.target)
+        store = Store.open(target)
         spec = load_session_spec(store)
         store.close()
+    if args.probe is not None:
+        if spec.export.destination != "drive":
+            raise BadInput(f"--probe exports to Drive; this job's export.destination is "
+                           f"{spec.export.destination!r}")
+        from core.probe import CannotConnect, Probe
+
+        try:  # one line per finding; 0 when it ran, whatever it found
+            Probe(spec, timeout=args.probe_timeout, report=lambda finding: print(
+                f"{'ok ' if finding.ok else 'BAD'}  {finding.name:<14} {finding.message}",
+                flush=True), progress=lambda line: print(line, flush=True)).run()
+        except CannotConnect as exc:
+            raise CannotRun(str(exc)) from None
+        return 0
     bad = 0
     for check in diagnose(spec):
         print(f"{'ok ' if check.ok else 'BAD'}  {check.name:<14} {check.message}", flush=True)
@@ -850,7 +866,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_steer)
 
     p = sub.add_parser("doctor", help="check EE, Drive, the export folder and the quota")
-    p.add_argument("target", help="a job file or a session id")
+    p.add_argument("target", nargs="?", help="a job file or a session id")
+    p.add_argument("--probe", metavar="JOB",
+                   help="a short self-test on the job's real project: sends two exports of a "
+                        "few pixels, measures what Google does not document, removes what it "
+                        "made")
+    p.add_argument("--probe-timeout", type=_positive_float, default=900.0, metavar="S",
+                   help="seconds the probe waits for its exports (default 900)")
     p.set_defaults(func=cmd_doctor)
     return parser
 
