@@ -17,6 +17,9 @@ import re
 
 UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 MAX_DESCRIPTION = 100
+# ee.data.setWorkloadTag's rule: 1-63 characters, letters, digits, '-', '_' and '.', starting
+# and ending with a letter or digit. Cloud Monitoring charts EECU per tag.
+WORKLOAD_TAG = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?")
 
 
 def ee_safe(text: str) -> str:
@@ -53,3 +56,10 @@ def legacy_file_prefix(template: str, job: str, unit: str) -> str:
     """What versions before the names were made safe sent (attempts without a stored
     prefix): their files in Drive still carry it."""
     return template.format(job=job, unit=unit)
+
+
+def default_workload_tag(job: str) -> str:
+    """`eebatch-JOB` in lower case, cut to EE's 63 characters: every export of the job carries
+    it, so its EECU can be seen per job in Cloud Monitoring."""
+    tag = "eebatch-" + re.sub(r"[^a-z0-9_-]", "-", job.lower())
+    return tag[:63].rstrip("-_.")

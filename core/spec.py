@@ -17,6 +17,7 @@ from pyproj.exceptions import CRSError, ProjError
 from shapely.geometry.base import BaseGeometry
 
 from core.limits import BOUNDS, MAX_POLL
+from core.naming import WORKLOAD_TAG, default_workload_tag
 from core.places import overlaps, places_named
 from core.problems import Problem, key_lines, line_of
 from core.recipes import RECIPES, validate_params
@@ -80,6 +81,10 @@ class ExportSpec:
     max_pixels: int = 10**13
     file_dimensions: int | list[int] | None = None
     prefix: str = "{job}_{unit}"
+    # EE task priority (0-9999), sent only when the job file asks: Google presents it as a
+    # feature of paid projects, and a noncommercial project may refuse it.
+    priority: int | None = None
+    workload_tag: str = ""  # "": eebatch-JOB (core/naming.py)
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "bucket": ((str,), False), "scale": (_NUM, False), "crs": ((str,), False),
         "file_format": ((str,), False), "max_pixels": (_NUM, False),
         "file_dimensions": ((int, list), False), "prefix": ((str,), False),
+        "priority": ((int,), False), "workload_tag": ((str,), False),
     },
     "limits": {
         "max_tasks": ((int,), False), "drive_budget": ((str, int, float), False),
@@ -599,8 +605,16 @@ def _export(sec: dict[str, Any], job: str, recipe: RecipeSpec | None,
         if file_format.upper() not in (f.upper() for f in known):
             p.add("export.file_format", f"{file_format!r} is not one of {', '.join(known)} "
                                         f"(for {kind} exports)")
+    priority = sec.get("priority")
+    if priority is not None and not 0 <= priority <= 9999:
+        p.add("export.priority", f"must be from 0 to 9999 (EE's default is 100), got {priority}")
+    tag = sec.get("workload_tag") or default_workload_tag(job)
+    if not WORKLOAD_TAG.fullmatch(tag):
+        p.add("export.workload_tag", f"{tag!r} must be 1 to 63 letters, digits, '-', '_' or "
+                                     "'.', starting and ending with a letter or digit")
     return ExportSpec(dest, sec.get("folder", defaults.folder), sec.get("asset_folder"),
-                      sec.get("bucket"), scale, crs, file_format, max_pixels, dims, prefix)
+                      sec.get("bucket"), scale, crs, file_format, max_pixels, dims, prefix,
+                      priority, tag)
 
 
 def _prefix(prefix: str, job: str, p: _Problems) -> None:

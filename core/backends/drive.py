@@ -40,7 +40,7 @@ class DriveFile:
 
 @dataclass(frozen=True)
 class Quota:
-    used: int
+    used: int  # bytes of every app sharing the quota (Drive, Gmail, Photos)
     total: int | None  # None: unlimited
     trash: int
 
@@ -55,7 +55,8 @@ def _q(text: str) -> str:
 
 
 def _transient(exc: BaseException) -> bool:
-    return classify_exception(exc)[0] is Kind.TRANSIENT
+    """Worth a quick retry here: a server error, a rate limit, a reset, a short outage."""
+    return classify_exception(exc)[0] in (Kind.TRANSIENT, Kind.OUTAGE)
 
 
 class Drive:
@@ -79,8 +80,10 @@ class Drive:
         about = self._call(self._drive.GetAbout)
         total = None if about.get("quotaType") == "UNLIMITED" else int(
             about.get("quotaBytesTotal") or 0) or None
-        return Quota(int(about.get("quotaBytesUsed") or 0), total,
-                     int(about.get("quotaBytesUsedInTrash") or 0))
+        # The 15 GB is shared with Gmail and Photos: quotaBytesUsed counts Drive alone,
+        # quotaBytesUsedAggregate every app (Drive v2 about resource).
+        used = about.get("quotaBytesUsedAggregate") or about.get("quotaBytesUsed") or 0
+        return Quota(int(used), total, int(about.get("quotaBytesUsedInTrash") or 0))
 
     def find_folders(self, name: str) -> list[str]:
         """Every folder of that title at any depth (EE may have made several), newest first."""

@@ -19,6 +19,7 @@ _EE_LOCK = threading.RLock()
 
 # What ee.data.listOperations asks for; the most the service returns in one page.
 OPERATIONS_PAGE_SIZE = 500
+OPERATION_GET_RETRIES = 2  # the worker retries at its next poll anyway
 
 
 @dataclass(frozen=True)
@@ -101,16 +102,20 @@ class EarthEngine:
         with _EE_LOCK:
             if kind == "table":
                 task = _table_task(obj, description, prefix, export, priority)
-                op = ee.data.exportTable(request_id, task.config)
             else:
                 task = _image_task(obj, description, prefix, export, region, crs_transform,
                                    dimensions, priority)
-                op = ee.data.exportImage(request_id, task.config)
+            # The job's workload tag (EECU per job in Cloud Monitoring), set on the request
+            # rather than ee.data's process-wide tag, which a TUI thread might share.
+            task.config["workloadTag"] = export.workload_tag
+            send = ee.data.exportTable if kind == "table" else ee.data.exportImage
+            op = send(request_id, task.config)
         return str(op["name"])
 
     def operation_pages(self) -> Iterator[list[Operation]]:
-        """operations.list one page (one request) at a time, newest first, so the caller stops
-        as soon as it has what it looks for. ee.data.listOperations fetches every page before
+        """operations.list one page (one request) at a time (newest first as far as anyone has
+        seen; Google does not document it), so the caller stops as soon as it has what it
+        looks for. ee.data.listOperations fetches every page before
         it returns, and EE keeps finished operations for weeks: at the end of a 100,000-unit
         job that was 200 requests and 100,000 dicts per poll. This is the same request, built
         by the same client (ee.data's own cloud-API helpers)."""
@@ -125,6 +130,22 @@ class EarthEngine:
                 response = ee.data._execute_cloud_call(request)
                 request = operations.list_next(request, response)
             yield [Operation.from_json(op) for op in response.get("operations", [])]
+
+    def get_operation(self, name: str) -> Operation | None:
+        """operations.get: the operation, or None if EE does not know it (404). Sent as the
+        client's own request, whose HttpError keeps the status (ee.data.getOperation turns
+        it into a bare message)."""
+        import ee
+        from googleapiclient.errors import HttpError
+
+        with _EE_LOCK:
+            request = ee.data._get_cloud_projects().operations().get(name=name)
+            try:
+                return Operation.from_json(request.execute(num_retries=OPERATION_GET_RETRIES))
+            except HttpError as exc:
+                if exc.resp.status == 404:
+                    return None
+                raise
 
     def list_operations(self) -> list[Operation]:
         """Every operation of the project, newest first (every page)."""

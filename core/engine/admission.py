@@ -12,8 +12,9 @@ from typing import Any
 
 from core.backends.drive import Quota
 from core.backends.failures import (
+    RETRYABLE,
     Kind,
-    classify_exception,
+    classify,
 )
 from core.engine.base import WorkerBase, _size
 from core.limits import LiveLimits
@@ -54,8 +55,10 @@ class Admission(WorkerBase):
     def submit(self) -> None:
         self.budget_blocked = False  # set when a unit waits for Drive space (polls sooner)
         live = LiveLimits.of(self.limits, self.store.settings())
-        if live.paused or "disk" in self.waits:
-            return  # the disk wait holds exports too: their files would have nowhere to go
+        if live.paused or "disk" in self.waits or "ee" in self.down:
+            # The disk wait holds exports too: their files would have nowhere to go. While
+            # EE does not answer, the polls (backing off) find out when it does.
+            return
         budget = live.drive_budget
         in_ee = self.store.count_units_in(IN_EE)
         room = min(live.max_tasks - in_ee, PROJECT_QUEUE_CAP - self.project_pending)
@@ -145,7 +148,7 @@ class Admission(WorkerBase):
             name = self.ee.start_export(
                 attempt["request_id"], obj, kind=kind, description=attempt["description"],
                 prefix=prefix, export=self.spec.export, region=_region(self.spec, work),
-                priority=200 if row["priority"] > 0 else None)
+                priority=self._priority(row))
         except RecipeError as exc:
             with self.store.tx():
                 self.store.attempt_refused(attempt["id"], str(exc))
@@ -153,20 +156,36 @@ class Admission(WorkerBase):
                 self.store.log(f"failed: {exc}", "error", unit)
             return False
         except Exception as exc:
-            kind_, message = classify_exception(exc)
+            failure = classify(exc)
             with self.store.tx():
-                if kind_ is Kind.TRANSIENT:
+                if failure.kind is Kind.OUTAGE:
+                    # EE is down, not this export: the unit waits, costing no try, and is
+                    # sent again under the same requestId once EE answers (poll).
+                    self.store.set_unit(unit, BACKOFF, attempts=row["attempts"],
+                                        error=f"submit: {failure.message}", not_before=None)
+                elif failure.kind in RETRYABLE:
                     # The attempt stays 'submitting': the resend reuses its requestId.
-                    self._backoff(unit, row["attempts"] + 1, f"submit: {message}")
+                    self._backoff(unit, row["attempts"] + 1, f"submit: {failure.message}")
                 else:
-                    self.store.attempt_refused(attempt["id"], message)
-                    self.store.set_unit(unit, FAILED, error=f"submit: {message}")
-                    self.store.log(f"submit failed: {message}", "error", unit)
+                    self.store.attempt_refused(attempt["id"], failure.message)
+                    self.store.set_unit(unit, FAILED, error=f"submit: {failure.message}")
+                    self.store.log(f"submit failed: {failure.message}", "error", unit)
+            if failure.kind is Kind.OUTAGE:
+                self._unreachable("ee", failure.message)
             return False
         with self.store.tx():
             self.store.attempt_sent(attempt["id"], name)
             self.store.set_unit(unit, QUEUED, only_from=(SUBMITTING,))
         return True
+
+    def _priority(self, row: Any) -> int | None:
+        """EE priority only when the job file asks for one (export.priority); a manual retry
+        then goes 100 higher. Without it, a retry still goes first in eebatch's own queue
+        (units_to_send), which is where nearly all of the job waits."""
+        asked = self.spec.export.priority
+        if asked is None:
+            return None
+        return min(asked + 100, 9999) if row["priority"] > 0 else asked
 
     def _quota_due(self) -> bool:
         """Whether this poll reads the Drive quota (about.get). Our own bytes in Drive are
@@ -186,9 +205,13 @@ class Admission(WorkerBase):
         try:
             self.quota = self.drive.quota()
         except Exception as exc:
-            self._event(f"reading the Drive quota failed: {classify_exception(exc)[1]}",
-                        "warning")
+            failure = classify(exc)
+            if failure.kind is Kind.OUTAGE:
+                self._unreachable("drive", failure.message)
+            else:
+                self._event(f"reading the Drive quota failed: {failure.message}", "warning")
             return False
+        self._reachable("drive")
         self.quota_read = time.time()
         # Drive bytes that are not ours (the user's own files, other jobs): the quota minus
         # what we know we have there now.

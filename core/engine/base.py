@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,10 @@ from core.store import Store
 log = logging.getLogger("eebatch.worker")
 
 WAIT_OVER = {"drive": "Drive has room again: exports resume",
-             "disk": "the output disk has room again: downloads and exports resume"}
+             "disk": "the output disk has room again: downloads and exports resume",
+             "ee-down": "Earth Engine answers again: exports resume",
+             "drive-down": "Drive answers again: downloads resume"}
+SERVICE_NAMES = {"ee": "Earth Engine", "drive": "Drive"}
 # How far EE's clock (operation createTime) may be off ours (attempt created) before a search
 # for a task EE does not list gives up on older pages.
 CLOCK_SKEW = 3600.0
@@ -51,6 +55,7 @@ class WorkerBase:
     wake: threading.Event
     waits: dict[str, str]
     loud_waits: set[str]
+    down: dict[str, float]  # "ee" / "drive" -> since when it has not answered
 
     def _event(self, message: str, level: str = "info", unit: str | None = None) -> None:
         getattr(log, level if level != "warning" else "warning")(
@@ -75,6 +80,18 @@ class WorkerBase:
             self._event(why, "warning")
         elif not loud:
             self.loud_waits.discard(cause)
+
+    def _unreachable(self, service: str, message: str) -> None:
+        """`service` ("ee" or "drive") is down (503s, refused connections): nothing that
+        waits for it fails or counts a try meanwhile; the wait says since when, and why."""
+        since = self.down.setdefault(service, time.time())
+        self._wait(f"{service}-down", f"{SERVICE_NAMES[service]} unreachable since "
+                   f"{time.strftime('%H:%M:%S', time.localtime(since))} ({message}); "
+                   "nothing fails meanwhile, retrying")
+
+    def _reachable(self, service: str) -> None:
+        if self.down.pop(service, None) is not None:
+            self._wait(f"{service}-down", None)
 
     def _wake_up(self, _future: Future[Any]) -> None:
         self.wake.set()

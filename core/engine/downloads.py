@@ -16,6 +16,9 @@ from typing import Any
 
 from core.backends.drive import DriveFile, VerifyError
 from core.backends.failures import (
+    Failure,
+    Kind,
+    classify,
     classify_exception,
     http_status,
 )
@@ -38,6 +41,12 @@ from core.states import (
 # overhead, other writers): below it, downloads and submissions wait.
 DISK_HEADROOM = 1024 * 1024
 DISK_RETRY = 30.0  # seconds before a write that failed for want of space is tried again
+# A file whose download quota is used up (403 downloadQuotaExceeded: per file, per day) is
+# tried again this much later; it stays in Drive meanwhile.
+DOWNLOAD_QUOTA_WAIT = 3 * 3600.0
+# A download that finds Drive down is held without counting a try, at most this many times
+# for one unit (a file that alone answers 503 while Drive answers the rest then fails).
+OUTAGE_HOLDS = 10
 MANIFEST_EVERY = 30.0  # seconds between rewrites of output_dir/manifest.csv while files arrive
 
 
@@ -63,6 +72,8 @@ class Downloads(WorkerBase):
         self.disk_need = 0  # bytes the output disk must have free before downloads resume
         # (free bytes seen, when to try again) after a write failed for want of space
         self.disk_full_seen: tuple[int, float] | None = None
+        self.drive_outage: str | None = None  # a download found Drive down (see _downloaded)
+        self.outage_holds: dict[str, int] = {}  # unit -> downloads held for an outage
         self.disk_backoff = DISK_RETRY
         self.manifest_due = False  # a file was verified since the manifest was written
         self.manifest_written = 0.0
@@ -86,6 +97,8 @@ class Downloads(WorkerBase):
             return
         if "disk" in self.waits and not self._disk_has_room(self.disk_need):
             return
+        if "drive" in self.down:
+            return  # the polls read the quota to find out when Drive answers again
         rows = store.files_to_download(now, free)
         # Bytes the downloads under way will still write: the disk must hold them too.
         reserved = sum(size for size, _ in self.download_targets.values())
@@ -171,6 +184,8 @@ class Downloads(WorkerBase):
         if exc is None and not future.cancelled():
             try:
                 self._keep(row, part)
+                self._reachable("drive")
+                self.outage_holds.pop(row["unit"], None)
                 return
             except OSError as error:  # the verified file could not be put in place
                 exc = error
@@ -187,11 +202,17 @@ class Downloads(WorkerBase):
             elif http_status(exc) == 404:  # gone from Drive: only a new export brings it back
                 self.store.drop_files(row["unit"], (LISTED, FILE_DOWNLOADING))
                 self._redo_export(row["unit"], f"{row['title']} vanished from Drive")
+            elif not isinstance(exc, VerifyError) and classify(exc).kind in (
+                    Kind.OUTAGE, Kind.DOWNLOAD_QUOTA):
+                self._download_held(row, classify(exc))
             else:
                 message = str(exc) if isinstance(exc, VerifyError) else \
                     classify_exception(exc)[1]
                 self._download_failed(self.store.unit(row["unit"]),
                                       f"download of {row['title']}: {message}")
+        if self.drive_outage is not None:
+            self._unreachable("drive", self.drive_outage)
+            self.drive_outage = None
         if disk_full:
             # statvfs may not see why (a user quota, no inodes left): trust the failure, and
             # look again only once free space has grown or a while has passed.
@@ -218,6 +239,30 @@ class Downloads(WorkerBase):
             except OSError as exc:  # a nicety: the verified file counts without it
                 self._event(f"band names for {final.name} not written: {exc}", "warning",
                             row["unit"])
+
+    def _download_held(self, row: Any, failure: Failure) -> None:
+        """Not the file's fault, so no try is counted: Drive is down (the unit waits for it
+        to answer), or the file's download quota for the day is used (it waits hours; the
+        file stays in Drive, tracked, and no export is redone)."""
+        unit = row["unit"]
+        if failure.kind is Kind.OUTAGE:
+            holds = self.outage_holds[unit] = self.outage_holds.get(unit, 0) + 1
+            if holds > OUTAGE_HOLDS:
+                # Drive answers everything else between these (the holds happen only after a
+                # successful look): this file's own failure, counted like any other.
+                self._download_failed(self.store.unit(unit),
+                                      f"download of {row['title']}: {failure.message}")
+                return
+            self.store.set_unit(unit, EXPORTED, only_from=(DOWNLOADING,),
+                                not_before=time.time() + self.limits.poll_seconds)
+            self.drive_outage = failure.message
+            return
+        when = time.time() + DOWNLOAD_QUOTA_WAIT
+        self.store.set_unit(unit, EXPORTED, only_from=(DOWNLOADING,), not_before=when,
+                            error=f"download of {row['title']}: {failure.message}")
+        self.store.log(f"Google's download quota for {row['title']} is used up for now; it "
+                       "stays in Drive and is downloaded again after "
+                       f"{time.strftime('%H:%M', time.localtime(when))}", "warning", unit)
 
     def _download_failed(self, unit: Any, message: str) -> None:
         failures = unit["download_failures"] + 1  # a retry starts the count afresh

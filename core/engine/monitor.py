@@ -1,6 +1,7 @@
-"""The worker's monitor: what EE says of our tasks (operations.list, newest first, only as
-many pages as our live tasks need) becomes unit and attempt states; failures are classified
-into retry with backoff, split in four, or failed."""
+"""The worker's monitor: what EE says of our tasks (operations.list, only as many pages as
+our live tasks need, and operations.get for those the pages did not show) becomes unit and
+attempt states; failures are classified (core/backends/failures.py) into retry with backoff,
+wait for Drive space, split in four, or failed. An EE that does not answer is waited out."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 
 from core.backends.earthengine import Operation
 from core.backends.failures import (
+    RETRYABLE,
     Kind,
+    classify,
     classify_exception,
     classify_message,
-    drive_full,
 )
 from core.engine.base import CLOCK_SKEW, WorkerBase
 from core.grid import child_id, split_bounds
@@ -38,63 +40,119 @@ from core.states import (
     SUBMITTING,
 )
 
+MAX_PAGES = 4  # operations.list pages read a poll (500 operations each)
+MAX_GETS = 20  # operations.get a poll, for live tasks the pages did not show
+
 
 class Monitor(WorkerBase):
     def poll(self, *, search_unsent: bool = False) -> list[Any]:
-        """Our tasks' states from operations.list (newest first, one page unless a task of
-        ours is older than that page), and the Drive quota. `search_unsent` also looks for
-        exports whose request may not have reached EE (after a crash), by their description.
-        Returns the live attempts EE did not list ([] if the listing failed)."""
+        """Our tasks' states from operations.list (as few pages as our live tasks need) and
+        operations.get for live ones the pages did not show, and the Drive quota.
+        `search_unsent` also looks for exports whose request may not have reached EE (after a
+        crash), by their description. Returns the attempts EE no longer knows (each logged
+        and sent again as a new attempt)."""
         self.polls += 1
         attempts = self.store.watched_attempts()
         try:
             ops = self._list_ours(attempts, search_unsent)
+            by_name = {op.name: op for op in ops}
+            by_description = {op.description: op for op in ops}
+            unseen = [a for a in attempts if a["operation"] and a["operation"] not in by_name
+                      and a["description"] not in by_description]
+            fetched, lost = self._get_unseen(unseen)
         except Exception as exc:
-            self._event(f"listing EE tasks failed, will retry: {classify_exception(exc)[1]}",
-                        "warning")
-            self.next_poll = time.time() + self.limits.poll_seconds
+            self._ee_failed(exc)
             return []
-        by_name = {op.name: op for op in ops}
-        by_description = {op.description: op for op in ops}
+        self._reachable("ee")
+        self.ee_failures = 0
+        by_name.update(fetched)
         # Other jobs' queued tasks count against the project's queue; those on later pages
         # are older than all of ours and are not counted (a rare undercount).
         self.project_pending = sum(op.state == EE_PENDING for op in ops)
-        unlisted = []
         for attempt in attempts:
             op = by_name.get(attempt["operation"] or "") or by_description.get(
                 attempt["description"])
             if op is not None:
                 self._track(attempt, op)
-            elif attempt["state"] != A_SUBMITTING:
-                unlisted.append(attempt)
+        if lost:
+            self._lost(lost)
         if self.drive is not None:
             self._learn_ratio()
-            if self._quota_due() and self._read_quota():
+            if (self._quota_due() or "drive" in self.down) and self._read_quota():
                 self._learn_drive_need()
         self.next_poll = time.time() + self._poll_interval(ops)
-        return unlisted
+        return lost
+
+    def _ee_failed(self, exc: Exception) -> None:
+        """The listing failed: an outage is waited out (polls back off to a minute apart),
+        anything else retried at the next poll."""
+        failure = classify(exc)
+        self.ee_failures += 1
+        if failure.kind is Kind.OUTAGE:
+            self._unreachable("ee", failure.message)
+            delay = min(self.limits.poll_seconds * 2 ** min(self.ee_failures, 8), 60.0)
+        else:
+            self._event(f"listing EE tasks failed, will retry: {failure.message}", "warning")
+            delay = self.limits.poll_seconds
+        self.next_poll = time.time() + delay
+
+    def _init_monitor(self) -> None:
+        self.ee_failures = 0  # listings failed in a row
+        self.get_turn = 0  # where the operations.get round-robin goes on at the next poll
 
     def _list_ours(self, attempts: list[Any], search_unsent: bool) -> list[Operation]:
-        """Page through operations.list only until every live task of ours has been seen.
-        Operations come newest first and EE keeps finished ones for weeks, so reading every
-        page cost 200 requests per poll at the end of a 100,000-unit job (benchmark). A task
-        that is not listed at all (an operation EE has forgotten) stops the paging at tasks
-        created well before our oldest live attempt (CLOCK_SKEW: EE's clock is not ours)."""
+        """Page through operations.list until every live task of ours has been seen, at most
+        MAX_PAGES pages a poll. EE keeps finished operations for weeks (200 pages at the end
+        of a 100,000-unit job); the order of the listing is not documented, so paging also
+        stops early when a page that reads newest first has gone past our oldest attempt
+        (CLOCK_SKEW: EE's clock is not ours), and correctness never rests on it: the live
+        tasks the pages did not show are asked for by name (_get_unseen)."""
         wanted = {a["operation"] for a in attempts if a["operation"]}
         wanted_descriptions = {a["description"] for a in attempts
                                if search_unsent and not a["operation"]}
         floor = min((a["created"] for a in attempts), default=None)
         ops: list[Operation] = []
-        for page in self.ee.operation_pages():
+        for n, page in enumerate(self.ee.operation_pages(), start=1):
             ops.extend(page)
             wanted.difference_update(op.name for op in page)
             wanted_descriptions.difference_update(op.description for op in page)
-            if not wanted and not wanted_descriptions:
+            if (not wanted and not wanted_descriptions) or n >= MAX_PAGES:
                 break
-            oldest = page[-1].created_at() if page else None
-            if floor is not None and oldest is not None and oldest < floor - CLOCK_SKEW:
+            if floor is not None and _newest_first_and_older_than(page, floor - CLOCK_SKEW):
                 break
         return ops
+
+    def _get_unseen(self, unseen: list[Any]) -> tuple[dict[str, Operation], list[Any]]:
+        """operations.get for live attempts the pages did not show, MAX_GETS a poll in turn:
+        (name -> operation, attempts EE answers 404 for)."""
+        if not unseen:
+            return {}, []
+        start = self.get_turn % len(unseen)
+        batch = (unseen[start:] + unseen[:start])[:MAX_GETS]
+        self.get_turn = start + len(batch)
+        found: dict[str, Operation] = {}
+        lost = []
+        for attempt in batch:
+            op = self.ee.get_operation(attempt["operation"])
+            if op is None:
+                lost.append(attempt)
+            else:
+                found[op.name] = op
+        return found, lost
+
+    def _lost(self, attempts: list[Any]) -> None:
+        """Attempts EE no longer knows (operations.get: 404): one being cancelled is over;
+        any other unit is sent again as a new attempt. Left waiting, it waited for ever."""
+        with self.store.tx():
+            for attempt in attempts:
+                self.store.attempt_lost(attempt)
+                if attempt["state"] != EE_CANCELLING:
+                    self.store.set_unit(attempt["unit"], BACKOFF, not_before=None,
+                                        only_from=IN_EE)
+                self.store.log(f"EE no longer knows task {attempt['operation']}; "
+                               + ("its cancel is over" if attempt["state"] == EE_CANCELLING
+                                  else "the unit is sent again as a new attempt"),
+                               "warning", attempt["unit"])
 
     def _poll_interval(self, ops: list[Operation]) -> float:
         base = self.limits.poll_seconds
@@ -170,9 +228,9 @@ class Monitor(WorkerBase):
                                     f"{attempt['depth']} times; split_depth = "
                                     f"{self.limits.split_depth})")
                 self.store.log(f"failed: {message}", "error", unit)
-        elif kind is Kind.TRANSIENT and drive_full(message):
+        elif kind is Kind.DRIVE_FULL:
             self._drive_was_full(attempt, message)
-        elif kind is Kind.TRANSIENT:
+        elif kind in RETRYABLE:
             self._backoff(unit, attempt["unit_attempts"], message)
         else:
             self.store.set_unit(unit, FAILED, error=message)
@@ -204,6 +262,13 @@ class Monitor(WorkerBase):
         self.store.add_children(children)
         self.store.set_unit(unit, SPLIT, error=message)
         self.store.log(f"{message} -> split into 4 tiles", "warning", unit)
+
+
+def _newest_first_and_older_than(page: list[Operation], floor: float) -> bool:
+    """The page reads newest first and its last (oldest) operation was created before
+    `floor`: later pages hold only older ones."""
+    times = [t for t in (op.created_at() for op in page) if t is not None]
+    return len(times) >= 2 and times[0] >= times[-1] and times[-1] < floor
 
 
 def _started(op: Operation, now: float) -> float | None:

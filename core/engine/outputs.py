@@ -8,9 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.backends.drive import DriveFile
-from core.backends.failures import (
-    classify_exception,
-)
+from core.backends.failures import Kind, classify, classify_exception
 from core.engine import matching
 from core.engine.base import CLOCK_SKEW, WorkerBase
 from core.recipes import RECIPES
@@ -56,9 +54,13 @@ class Outputs(WorkerBase):
                     listing = self.drive.list_folder(sorted(folders | set(found)))
                     by_prefix = matching.by_prefix(listing, self.naming)
         except Exception as exc:
-            self._event(f"listing the Drive folder failed: {classify_exception(exc)[1]}",
-                        "warning")
+            failure = classify(exc)
+            if failure.kind is Kind.OUTAGE:
+                self._unreachable("drive", failure.message)
+            else:
+                self._event(f"listing the Drive folder failed: {failure.message}", "warning")
             return
+        self._reachable("drive")
         known = self.store.known_drive_ids()
         for row in units:
             self._take_outputs(row["id"], attempts[row["id"]], by_prefix, known, count_miss=True)

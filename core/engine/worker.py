@@ -24,12 +24,10 @@ from core.engine.outputs import Outputs
 from core.limits import PAUSED
 from core.spec import JobSpec
 from core.states import (
-    BACKOFF,
     CANCELLED,
     DOWNLOADING,
     EXPORTED,
     FAILED,
-    IN_EE,
     UNFINISHED,
 )
 from core.store import Store
@@ -67,6 +65,7 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads):
         # and logged when it starts and ends.
         self.waits: dict[str, str] = {}
         self.loud_waits: set[str] = set()  # waits that were logged (their end is, too)
+        self.down: dict[str, float] = {}  # services not answering, since when
         self.finished: deque[float] = deque()  # times units finished, for throughput
         self.started = time.time()
         self.said_finished = False  # the job's end was logged (again after a retry's work)
@@ -75,6 +74,7 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads):
         self.polls = 0  # polls made, to count a unit's missing files once per poll
         self.next_poll = 0.0
         # Each room sets up the state it owns.
+        self._init_monitor()
         self._init_admission()
         self._init_outputs()
         self._init_downloads()
@@ -155,18 +155,15 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads):
             store.units_downloading_back_to_exported()
         unsent, live = store.count_unsent_and_live()
         if unsent or live:
-            forgotten = self.poll(search_unsent=True)  # adopts by operation name or description
+            # Adopts by operation name or description; one EE no longer knows (a restarted
+            # emulator; an operation EE has dropped) is sent again as a new attempt.
+            lost = self.poll(search_unsent=True)
             # An export whose request may never have reached EE is sent again under the same
-            # requestId: EE answers with the existing operation if it did. So is one EE does
-            # not list at all (a restarted emulator; an operation EE has dropped): left as it
-            # was, its unit waited for it for ever.
+            # requestId: EE answers with the existing operation if it did.
             with store.tx():
-                for attempt in forgotten:
-                    store.attempt_forgotten(attempt)
-                    store.set_unit(attempt["unit"], BACKOFF, not_before=None, only_from=IN_EE)
                 store.unsent_units_to_backoff()
-            self._event(f"recovered: {live - len(forgotten)} live EE tasks adopted, "
-                        f"{unsent + len(forgotten)} exports to resend")
+            self._event(f"recovered: {live - len(lost)} live EE tasks adopted, "
+                        f"{unsent + len(lost)} exports to resend")
         self._learn_ratio()
         self.manifest_due = True  # files verified just before a crash: list them now
 

@@ -78,12 +78,12 @@ class AttemptOps:
         self.conn.execute("UPDATE attempts SET state = ?, updated = ? WHERE id = ?",
                           (EE_CANCELLING, time.time(), attempt_id))
 
-    def attempt_forgotten(self, attempt: Any) -> None:
-        """An attempt EE no longer lists: one being cancelled is over; any other is sent
-        again under its requestId, and the resent export's own createTime and folder will
-        decide which files are its outputs."""
+    def attempt_lost(self, attempt: Any) -> None:
+        """An attempt EE no longer knows (operations.get answers 404): one being cancelled is
+        over; any other has failed, and its unit is sent again as a new attempt (a new
+        requestId: the old one may still be remembered by EE's deduplication)."""
+        cancelling = attempt["state"] == EE_CANCELLING
         self.conn.execute(
-            "UPDATE attempts SET state = ?, operation = NULL, ee_created = NULL,"
-            " folder_id = NULL, updated = ? WHERE id = ?",
-            (EE_CANCELLED if attempt["state"] == EE_CANCELLING else A_SUBMITTING, time.time(),
-             attempt["id"]))
+            "UPDATE attempts SET state = ?, error = ?, updated = ? WHERE id = ?",
+            (EE_CANCELLED if cancelling else EE_FAILED, "EE no longer knows this task",
+             time.time(), attempt["id"]))

@@ -85,7 +85,7 @@ def test_cancel_of_an_exported_unit_removes_its_files_from_drive(tmp_path: Path,
     # Downloads fail, so the unit waits exported (between download retries) with its file in
     # Drive.
     inject(emulator.url, method="GET", route="drive files.get", query_contains="alt=media",
-           kind="status", status=503, count=-1)
+           kind="status", status=500, count=-1)
     worker = start_worker(store.path)
     try:
         unit = wait_for(lambda: store.conn.execute(

@@ -89,8 +89,9 @@ def test_units_exported_before_a_restart_do_not_count_as_this_runs_throughput(
 
 def test_tasks_the_emulator_forgot_are_sent_again_on_resume(tmp_path: Path) -> None:
     """A demo quit with exports in EE, reopened on a fresh emulator (which knows none of
-    them): the exports are sent again under their requestIds and the job finishes, instead of
-    waiting for ever on tasks no one runs."""
+    them): operations.get answers 404 for each, the loss is logged, and each unit is sent
+    again as a new attempt, so the job finishes instead of waiting for ever on tasks no one
+    runs."""
     from tests.engine.test_safety import accept_exports_without_running_them
 
     with emulator_with() as first:
@@ -102,8 +103,12 @@ def test_tasks_the_emulator_forgot_are_sent_again_on_resume(tmp_path: Path) -> N
         assert_all_done_and_verified(store, fresh.url)
         tasks = admin(fresh.url, "/_emulator/state")["ee"]["tasks"]
         assert sorted(t["state"] for t in tasks) == ["SUCCEEDED", "SUCCEEDED"]
-        requests = {r[0] for r in store.conn.execute("SELECT request_id FROM attempts")}
-        assert len(requests) == 2  # the same two attempts, sent again
+        attempts = store.conn.execute("SELECT unit, n, state FROM attempts ORDER BY unit, n")
+        assert [(n, state) for _, n, state in attempts] == [
+            (1, "FAILED"), (2, "SUCCEEDED"), (1, "FAILED"), (2, "SUCCEEDED")]
+        lost = store.conn.execute("SELECT COUNT(*) FROM events WHERE message LIKE"
+                                  " 'EE no longer knows task %'").fetchone()[0]
+        assert lost == 2
 
 
 def test_a_session_moved_to_a_fresh_emulator_finishes(tmp_path: Path) -> None:

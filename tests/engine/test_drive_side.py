@@ -74,7 +74,7 @@ def test_a_drive_almost_full_of_other_files_is_waited_on_not_overfilled(tmp_path
         assert store.counts() == {"done": 8}
         # The first wave is admitted on estimates, so some exports did find Drive full.
         full = store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error LIKE"
-                                  " 'Google Drive quota exceeded%'").fetchone()[0]
+                                  " 'The user''s Drive storage quota has been exceeded%'").fetchone()[0]
         assert full > 0
         assert [f["title"] for f in drive_files(emu.url)] == ["thesis.pdf"]
         files = store.conn.execute("SELECT * FROM files").fetchall()

@@ -326,7 +326,7 @@ def test_a_drive_too_full_for_one_output_waits_says_why_and_resumes(room: str,
             # Failed exports are few: the first wave (max_tasks) and one sent alone teach
             # what a unit needs.
             full = store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error LIKE"
-                                      " 'Google Drive quota exceeded%'").fetchone()[0]
+                                      " 'The user''s Drive storage quota has been exceeded%'").fetchone()[0]
             assert full <= 4 + 1, full
             if room == "half the estimate":
                 assert full == 0  # not even the estimate fits: nothing is sent
@@ -335,7 +335,7 @@ def test_a_drive_too_full_for_one_output_waits_says_why_and_resumes(room: str,
             wait_for(lambda: (store.worker_status() or {}).get("updated", 0) > later,
                      "a few more polls")
             assert store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error LIKE"
-                                      " 'Google Drive quota exceeded%'").fetchone()[0] == full
+                                      " 'The user''s Drive storage quota has been exceeded%'").fetchone()[0] == full
             # The user makes room.
             drive.CreateFile({"id": thesis["id"]}).Delete()
             wait_for(lambda: store.counts() == {"done": 4}, "the job to finish")
@@ -357,5 +357,5 @@ def test_drive_full_with_no_quota_to_learn_from_is_counted_not_resent_forever(
         store = make_session(tmp_path, emu.url, bbox="[0, 0, 0.5, 0.5]", max_attempts=2)
         with worker_thread(store):
             wait_for(lambda: store.counts() == {"failed": 1}, "the unit to fail")
-        assert "Google Drive quota exceeded" in store.units()[0]["error"]
+        assert "The user's Drive storage quota has been exceeded" in store.units()[0]["error"]
         assert store.conn.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 2
