@@ -95,6 +95,9 @@ class LimitsSpec:
     split_depth: int = 2
     poll_seconds: float = 30.0
     download_workers: int = 4
+    # How long an exported unit's files may be missing from Drive's listing before the export
+    # is redone: Drive's search index lags new files (undocumented by how much).
+    listing_grace_minutes: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -154,11 +157,13 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "max_tasks": ((int,), False), "drive_budget": ((str, int, float), False),
         "max_attempts": ((int,), False), "split_depth": ((int,), False),
         "poll_seconds": (_NUM, False), "download_workers": ((int,), False),
+        "listing_grace_minutes": (_NUM, False),
     },
     "backend": {"kind": ((str,), False), "project": ((str,), False), "url": ((str,), False)},
 }
 REQUIRED_SECTIONS = ("job", "region", "grid", "recipe")
 MAX_UNITS = 1_000_000
+MAX_GRACE_MINUTES = 24 * 60.0  # listing_grace_minutes: a day at most
 MAX_NAME = 64  # job.name names the session file and, through the prefix, every exported file
 MAX_FILE_NAME = 200  # an exported file's name before its "-0000000000-0000000000.tif" suffix
 UNIT_ID_MAX = 41  # "r1234567c1234567" + 8 quadtree levels ".0" + "_20230601"
@@ -664,8 +669,12 @@ def _limits(sec: dict[str, Any], p: _Problems) -> LimitsSpec:
         p.add("limits.poll_seconds", f"must be > 0 and at most {MAX_POLL:g}, got {poll:g}")
     if budget <= 0:
         p.add("limits.drive_budget", "must be more than 0 bytes")
+    grace = float(sec.get("listing_grace_minutes", d.listing_grace_minutes))
+    if not 0 <= grace <= MAX_GRACE_MINUTES:
+        p.add("limits.listing_grace_minutes",
+              f"must be from 0 to {MAX_GRACE_MINUTES:g} minutes, got {grace:g}")
     return LimitsSpec(values["max_tasks"], budget, values["max_attempts"], values["split_depth"],
-                      poll, values["download_workers"])
+                      poll, values["download_workers"], grace)
 
 
 def _backend(sec: dict[str, Any], given: bool, p: _Problems) -> BackendSpec:

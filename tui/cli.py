@@ -315,6 +315,8 @@ def _status_line(store: Store, started: float) -> str:
             f"{_progress(done, total)}{' | ' + busy if busy else ''} | {rate:.0f} units/h"
             f"{', ETA ' + _eta_words(eta) if eta and not paused else ''} | {drive}"
             f" | {humanize.naturaldelta(time.time() - started)} elapsed"
+            f"{' | ' + status['down_why'] if status.get('down_why') else ''}"
+            f"{' | EE restricted mode' if status.get('restricted') else ''}"
             f"{' | ' + status['waiting'] if status.get('waiting') else ''}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ _EE_LOCK = threading.RLock()
 # What ee.data.listOperations asks for; the most the service returns in one page.
 OPERATIONS_PAGE_SIZE = 500
 OPERATION_GET_RETRIES = 2  # the worker retries at its next poll anyway
+QUOTA_STATUS_HEADER = "x-earth-engine-quota-status"
+RESTRICTED_WARNING = "Your project has exceeded its noncommercial compute quota"
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,17 @@ class EarthEngine:
 
     def __init__(self, project: str) -> None:
         self.project = project
+        # EE's x-earth-engine-quota-status header on our last answer said the project ran
+        # over its noncommercial tier (restricted mode); None: no answer read yet.
+        self.restricted: bool | None = None
+        # earthengine-api prints its own warning for it (to stderr, under a dashboard); the
+        # worker says it once, in the log and the header, instead.
+        warnings.filterwarnings("ignore", message=RESTRICTED_WARNING)
+
+    def _inspect(self, response: Any) -> None:
+        """A response callback on our own requests: read the quota-status header."""
+        status = response.get(QUOTA_STATUS_HEADER, "") if hasattr(response, "get") else ""
+        self.restricted = "parallelism_restricted=true" in status
 
     @classmethod
     def for_emulator(cls, url: str, project: str = "eebatch-demo") -> EarthEngine:
@@ -126,6 +140,7 @@ class EarthEngine:
             request = operations.list(name=f"projects/{self.project}",
                                       pageSize=OPERATIONS_PAGE_SIZE)
         while request is not None:
+            request.add_response_callback(self._inspect)
             with _EE_LOCK:
                 response = ee.data._execute_cloud_call(request)
                 request = operations.list_next(request, response)
@@ -140,6 +155,7 @@ class EarthEngine:
 
         with _EE_LOCK:
             request = ee.data._get_cloud_projects().operations().get(name=name)
+            request.add_response_callback(self._inspect)
             try:
                 return Operation.from_json(request.execute(num_retries=OPERATION_GET_RETRIES))
             except HttpError as exc:

@@ -84,7 +84,7 @@ class Commands(WorkerBase):
         with self.store.tx():
             self.store.set_unit(row["id"], EXPORTED if fetch else PENDING, error=None,
                                 attempts=0, download_failures=0, priority=1, not_before=None)
-        self.missing_polls.pop(row["id"], None)
+        self.missing_since.pop(row["id"], None)
         self._look_for_deletes(0.0)  # a verified file may wait in Drive to be deleted
         if fetch:
             return "its export is still in Drive: downloading it again"

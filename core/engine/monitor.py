@@ -42,6 +42,11 @@ from core.states import (
 
 MAX_PAGES = 4  # operations.list pages read a poll (500 operations each)
 MAX_GETS = 20  # operations.get a poll, for live tasks the pages did not show
+RESTRICTED_TEXT = (
+    "Earth Engine says the project is in restricted mode: it has used more EECU-hours this "
+    "month than its noncommercial tier allows, so EE runs fewer of its tasks at once until "
+    "the month ends or the tier is raised. The job goes on, slower. See "
+    "https://developers.google.com/earth-engine/guides/noncommercial_tiers#restricted_mode")
 
 
 class Monitor(WorkerBase):
@@ -65,6 +70,7 @@ class Monitor(WorkerBase):
             return []
         self._reachable("ee")
         self.ee_failures = 0
+        self._say_restricted()
         by_name.update(fetched)
         # Other jobs' queued tasks count against the project's queue; those on later pages
         # are older than all of ours and are not counted (a rare undercount).
@@ -99,6 +105,20 @@ class Monitor(WorkerBase):
     def _init_monitor(self) -> None:
         self.ee_failures = 0  # listings failed in a row
         self.get_turn = 0  # where the operations.get round-robin goes on at the next poll
+        self.restricted = False  # EE says the project is in restricted mode
+
+    def _say_restricted(self) -> None:
+        """EE's x-earth-engine-quota-status header (read by the adapter on our polls) says
+        the project ran over its noncommercial tier: said once in the log, and in the header
+        for as long as it lasts."""
+        restricted = bool(self.ee.restricted)
+        if restricted == self.restricted:
+            return
+        self.restricted = restricted
+        if restricted:
+            self._event(RESTRICTED_TEXT, "warning")
+        else:
+            self._event("Earth Engine no longer reports restricted mode for the project")
 
     def _list_ours(self, attempts: list[Any], search_unsent: bool) -> list[Operation]:
         """Page through operations.list until every live task of ours has been seen, at most

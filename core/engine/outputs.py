@@ -5,6 +5,7 @@ unit's outputs (only files it made)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from core.backends.drive import DriveFile
@@ -20,13 +21,11 @@ from core.states import (
     VERIFIED,
 )
 
-MISSING_FILE_POLLS = 5  # an exported unit whose files never show up is retried
-
 
 class Outputs(WorkerBase):
     def _init_outputs(self) -> None:
         spec = self.spec
-        self.missing_polls: dict[str, tuple[int, int]] = {}  # unit -> (misses, at poll n)
+        self.missing_since: dict[str, float] = {}  # unit -> when its files were first missed
         self.folder_ids: list[str] = []  # Drive folders of the export's name, once looked up
         self.naming = matching.naming_for(
             RECIPES[spec.recipe.name].output(spec.recipe.params), spec.export.file_format)
@@ -94,7 +93,7 @@ class Outputs(WorkerBase):
             if count_miss:
                 self._count_miss(unit)
             return
-        self.missing_polls.pop(unit, None)
+        self.missing_since.pop(unit, None)
         if not new:
             return
         with self.store.tx():
@@ -119,18 +118,19 @@ class Outputs(WorkerBase):
                              not_before)
 
     def _count_miss(self, unit: str) -> None:
-        """One miss per poll at most: the folder is listed at every tick while files are
-        awaited, and five ticks (a second) is no time for Drive's listing to catch up."""
-        misses, at_poll = self.missing_polls.get(unit, (0, -1))
-        if at_poll == self.polls:
-            return
-        misses += 1
-        self.missing_polls[unit] = (misses, self.polls)
-        if misses >= MISSING_FILE_POLLS:
-            self.missing_polls.pop(unit)
+        """An exported unit's files are not listed yet. Drive's search index lags new files
+        (by how much Google does not say: a lag of 2-3 s once re-exported every unit of a
+        trial that gave up after five looks), so the export is redone only once its files
+        have been missed for limits.listing_grace_minutes."""
+        now = time.time()
+        since = self.missing_since.setdefault(unit, now)
+        grace = self.limits.listing_grace_minutes * 60
+        if now - since >= grace:
+            self.missing_since.pop(unit)
             with self.store.tx():
                 self._redo_export(unit, "its files never appeared in Drive folder "
-                                        f"{self.spec.export.folder!r}")
+                                        f"{self.spec.export.folder!r} (looked for "
+                                        f"{grace / 60:g} minutes)")
 
     def _redo_export(self, unit: str, why: str) -> None:
         row = self.store.unit(unit)

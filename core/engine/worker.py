@@ -195,7 +195,13 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads):
             "eta_seconds": left * 3600 / per_hour if per_hour > 0 and left and not
             self.store.setting(PAUSED) else None,
             "project_pending": self.project_pending, "updated": now,
-            "waiting": "; ".join(self.waits.values()) or None,
+            "waiting": "; ".join(v for k, v in self.waits.items()
+                                 if not k.endswith("-down")) or None,
+            # Services not answering, since when (the header says so first), and why.
+            "down": dict(self.down) or None,
+            "down_why": "; ".join(v for k, v in self.waits.items()
+                                  if k.endswith("-down")) or None,
+            "restricted": self.restricted,
         }
         with self.store.tx():
             self.store.set_worker_status(status)

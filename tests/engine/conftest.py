@@ -37,14 +37,15 @@ def emulator_with(**changes: Any) -> Emulator:
 def make_session(tmp_path: Path, url: str, *, name: str = "t", bbox: str = "[0, 0, 2, 1]",
                  size: float = 0.5, scale: int = 2000, folder: str = "eebatch-test",
                  max_tasks: int = 4, max_attempts: int = 5, split_depth: int = 2,
-                 recipe: str = "", extra: str = "") -> Store:
+                 recipe: str = "", extra: str = "",
+                 export: dict[str, Any] | None = None) -> Store:
     """A session of a job on the emulator at `url`; `recipe` is TOML added to its [recipe]
     section, `extra` is TOML appended to it (a [time] section, say)."""
     job = tmp_path / f"{name}.toml"
     job.write_text(job_text(
         name, output_dir="out", region={"bbox": toml_value(bbox)}, grid={"size": size},
         recipe={"name": "composite", **tomllib.loads(recipe)},
-        export={"folder": folder, "scale": scale},
+        export={"folder": folder, "scale": scale, **(export or {})},
         limits={"max_tasks": max_tasks, "poll_seconds": 0.2, "max_attempts": max_attempts,
                 "split_depth": split_depth, "download_workers": 3},
         emulator=url) + extra)

@@ -10,6 +10,9 @@ from core.connect import make_drive
 from core.engine.runner import run_session
 from tests.engine.conftest import drive_files, emulator_with, make_session, md5
 
+# EE's task error when Drive is full: Drive's own text (storageQuotaExceeded).
+DRIVE_FULL_LIKE = "The user's Drive storage quota has been exceeded%"
+
 
 def test_split_files_are_all_fetched_and_verified(tmp_path: Path) -> None:
     # Outputs above 100 kB are split into 256-pixel prefix-RRRRRRRRRR-CCCCCCCCCC.tif shards;
@@ -73,8 +76,8 @@ def test_a_drive_almost_full_of_other_files_is_waited_on_not_overfilled(tmp_path
         assert summary.ok, summary.failed
         assert store.counts() == {"done": 8}
         # The first wave is admitted on estimates, so some exports did find Drive full.
-        full = store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error LIKE"
-                                  " 'The user''s Drive storage quota has been exceeded%'").fetchone()[0]
+        full = store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error LIKE ?",
+                                  (DRIVE_FULL_LIKE,)).fetchone()[0]
         assert full > 0
         assert [f["title"] for f in drive_files(emu.url)] == ["thesis.pdf"]
         files = store.conn.execute("SELECT * FROM files").fetchall()

@@ -34,6 +34,8 @@ from tests.engine.conftest import (
 )
 
 PROJECT = "eebatch-demo"
+# EE's task error when Drive is full: Drive's own text (storageQuotaExceeded).
+DRIVE_FULL_LIKE = "The user's Drive storage quota has been exceeded%"
 MEDIA_FAULT = {"method": "GET", "route": "drive files.get", "query_contains": "alt=media"}
 
 
@@ -325,8 +327,8 @@ def test_a_drive_too_full_for_one_output_waits_says_why_and_resumes(room: str,
             assert store.counts().get("failed", 0) == 0
             # Failed exports are few: the first wave (max_tasks) and one sent alone teach
             # what a unit needs.
-            full = store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error LIKE"
-                                      " 'The user''s Drive storage quota has been exceeded%'").fetchone()[0]
+            full = store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error LIKE ?",
+                                      (DRIVE_FULL_LIKE,)).fetchone()[0]
             assert full <= 4 + 1, full
             if room == "half the estimate":
                 assert full == 0  # not even the estimate fits: nothing is sent
@@ -334,8 +336,8 @@ def test_a_drive_too_full_for_one_output_waits_says_why_and_resumes(room: str,
             later = time.time() + 2
             wait_for(lambda: (store.worker_status() or {}).get("updated", 0) > later,
                      "a few more polls")
-            assert store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error LIKE"
-                                      " 'The user''s Drive storage quota has been exceeded%'").fetchone()[0] == full
+            assert store.conn.execute("SELECT COUNT(*) FROM attempts WHERE error LIKE ?",
+                                      (DRIVE_FULL_LIKE,)).fetchone()[0] == full
             # The user makes room.
             drive.CreateFile({"id": thesis["id"]}).Delete()
             wait_for(lambda: store.counts() == {"done": 4}, "the job to finish")

@@ -3,6 +3,7 @@ why it waits, if it does."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -25,6 +26,7 @@ class HeaderState:
     paused: bool | None = None
 
 
+SERVICE_LABEL = {"ee": "EE", "drive": "Drive"}
 WORKER_LABEL = {
     "here": ("● worker", "header--ok"),
     "attached": ("● worker elsewhere", "header--ok"),
@@ -82,6 +84,13 @@ class StatusHeader(Static):
         label, style = WORKER_LABEL.get(st.worker, WORKER_LABEL["unknown"])
         text.append("  ")
         text.append(label, self._s(style))
+        for service, since in sorted((status.get("down") or {}).items()):
+            # First, as the one thing the user must know: nothing moves, and nothing is lost.
+            text.append(f"  ✗ {SERVICE_LABEL.get(service, service)} unreachable since "
+                        f"{time.strftime('%H:%M', time.localtime(since))}",
+                        self._s("header--bad"))
+        if status.get("restricted"):
+            text.append("  EE restricted mode", self._s("header--warn"))
         # Floored: 263 of 264 is 99%, and the bar fills only when all is done.
         pct = 100 * done // total if total else 0
         text.append("  ")
