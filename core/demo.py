@@ -14,8 +14,11 @@ from core.store import Store
 
 # EE's batch model at 15 times its speed with 4 slots, so the demo finishes in about a minute,
 # and limits that make the southern tiles (the biggest, at 1 km) run out of memory and split.
+# As strict as Google may be: names beyond [A-Za-z0-9_-] refused (strict_names, the default),
+# and new files reaching Drive's listing 3 s late.
 DEMO_EMULATOR = EmulatorConfig(slots=4, speed=15.0, task_overhead_seconds=20.0, seed=7,
-                               memory_limit_pixels=5_950, internal_error_rate=0.05)
+                               memory_limit_pixels=5_950, internal_error_rate=0.05,
+                               drive_listing_lag=3.0)
 
 
 def demo_dir() -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from core.emulator.batch import SUCCEEDED
@@ -168,3 +169,22 @@ def test_restricted_mode_is_said_once_and_shown_while_it_lasts(tmp_path: Path) -
         assert store.worker_status()["restricted"] is True
     finally:
         emu.stop()
+
+
+def test_the_demo_with_its_listing_lag_and_strict_names_exports_no_unit_twice() -> None:
+    """The demo's own emulator (strict names, files listed 3 s late, 5 % internal errors,
+    tiles that split), only faster: every unit done, none exported twice."""
+    from core.demo import DEMO_EMULATOR, prepare_demo
+
+    assert DEMO_EMULATOR.strict_names and DEMO_EMULATOR.drive_listing_lag >= 2
+    emulator, path = prepare_demo(config=replace(DEMO_EMULATOR, speed=100.0))
+    try:
+        summary = run_session(path, emulator_url=emulator.url)
+        assert summary.ok, (summary.counts, summary.failed)
+        store = Store(path)
+        counts = exports_per_unit(emulator.url, store)
+        assert counts and set(counts.values()) == {1}
+        assert set(counts) == {u["id"] for u in store.units() if u["state"] == "done"}
+        store.close()
+    finally:
+        emulator.stop()
