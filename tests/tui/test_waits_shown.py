@@ -49,3 +49,30 @@ def test_the_headless_line_says_under_a_minute_not_a_count_of_seconds(tmp_path: 
     with store.tx():
         store.set_worker_status({"units_per_hour": 50.0, "eta_seconds": 7200.0})
     assert ", ETA 2 hours |" in _status_line(store, time.time())
+
+
+async def test_an_unreachable_service_and_restricted_mode_lead_the_header_at_80_columns() -> None:
+    """During an outage nothing moves and nothing fails: the header says so first, with since
+    when, where an 80-column terminal still shows it."""
+    since = time.mktime((2026, 12, 1, 14, 2, 0, 0, 0, -1))
+    app = HeaderOnly()
+    async with app.run_test(size=(80, 3)):
+        header = app.query_one(StatusHeader)
+        state = HeaderState(session="california-summer-2023-1",
+                            counts={"pending": 3, "done": 1}, settings={"max_tasks": 4},
+                            worker="here", status={"down": {"ee": since}, "restricted": True})
+        text = header.compose_text(state).plain
+        assert text.index("✗ EE unreachable since 14:02") + 30 < 80, text
+        assert "EE restricted mode" in text
+        state.status = {"down": None, "restricted": False}
+        text = header.compose_text(state).plain
+        assert "unreachable" not in text and "restricted" not in text
+
+
+def test_the_headless_status_line_says_what_is_unreachable(tmp_path: Path) -> None:
+    store, _ = create_session(write_job(tmp_path, BASE_JOB))
+    why = ("Earth Engine unreachable since 14:02:00 (The service is currently unavailable.); "
+           "nothing fails meanwhile, retrying")
+    with store.tx():
+        store.set_worker_status({"down": {"ee": 0.0}, "down_why": why, "drive_used": 0})
+    assert f"| {why}" in _status_line(store, time.time())
