@@ -180,6 +180,12 @@ class Probe:
                                 f"({how}): eebatch still finds its tasks, asking for those "
                                 "past its pages by name, at more requests a poll"))
 
+    def _operation(self, name: str) -> Operation:
+        op = self.backends.ee.get_operation(name)
+        if op is None:
+            raise LookupError(f"EE does not know task {name}")
+        return op
+
     def _wait(self) -> None:
         """Until both exports have finished or the timeout; a progress line on every change
         of state and at least every PROGRESS_EVERY seconds."""
@@ -193,7 +199,7 @@ class Probe:
                 break
             for x in live:
                 try:
-                    op = probe_calls.get_operation(x.name or "")
+                    op = self._operation(x.name or "")
                 except Exception as exc:
                     self.progress(f"  operations.get failed ({classify_exception(exc)[1]}); "
                                   "trying again")
@@ -390,7 +396,7 @@ class Probe:
             if x.name is None:
                 continue
             try:
-                op = probe_calls.get_operation(x.name)
+                op = self._operation(x.name)
                 if op.state in (EE_PENDING, EE_RUNNING):  # CANCELLING is on its way
                     self.backends.ee.cancel(x.name)
                     cancelled += 1

@@ -1,5 +1,5 @@
 """The few raw calls `eebatch doctor --probe` makes that the worker's adapters do not: a
-constant image over a few pixels, operations.get, Drive's about fields as Google sends them,
+constant image over a few pixels, Drive's about fields as Google sends them,
 files.get and a files.list that keeps every field. On the same clients (and locks, and
 retries) as core/backends/earthengine.py and drive.py."""
 
@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from core.backends.drive import Drive, _q
-from core.backends.earthengine import _EE_LOCK, Operation
+from core.backends.earthengine import _EE_LOCK
 from core.backends.failures import http_status
 
 # Drive v2 about fields the probe reports, in this order.
@@ -35,14 +35,6 @@ def tiny_region(lon: float, lat: float, scale: float) -> Any:
     with _EE_LOCK:
         return ee.Geometry.Rectangle([lon - half_lon, lat - half_lat, lon + half_lon,
                                       lat + half_lat], "EPSG:4326", False)
-
-
-def get_operation(name: str) -> Operation:
-    """operations.get: one operation by name (a request of its own)."""
-    import ee
-
-    with _EE_LOCK:
-        return Operation.from_json(ee.data.getOperation(name))
 
 
 def about(drive: Drive) -> dict[str, Any]:
