@@ -82,8 +82,8 @@ class Downloads(WorkerBase):
         self.band_names = RECIPES[spec.recipe.name].band_names(spec.recipe.params)
 
     def schedule_downloads(self) -> None:
-        if self.drive is None:
-            return
+        if self.drive is None or "drive" in self.down:
+            return  # while Drive is down, the polls' quota reads find out when it is back
         store = self.store
         now = time.time()
         exported = store.exported_units_due(now, 64)
@@ -97,8 +97,6 @@ class Downloads(WorkerBase):
             return
         if "disk" in self.waits and not self._disk_has_room(self.disk_need):
             return
-        if "drive" in self.down:
-            return  # the polls read the quota to find out when Drive answers again
         rows = store.files_to_download(now, free)
         # Bytes the downloads under way will still write: the disk must hold them too.
         reserved = sum(size for size, _ in self.download_targets.values())
