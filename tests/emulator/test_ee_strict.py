@@ -14,26 +14,17 @@ from typing import Any
 import pytest
 
 from core.connect import init_ee
+from tests.emulator.test_ee import RFC3339, TERMINAL, TILE_BOX, composite
 
 ee = pytest.importorskip("ee")
 
 PROJECT = "test-project"
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
-TILE_BOX = [10.0, 45.0, 10.05, 45.04]
-RFC3339 = "%Y-%m-%dT%H:%M:%S.%fZ"
 DRIVE_FULL = "The user's Drive storage quota has been exceeded."
 QUEUE_FULL = "Too many tasks already in the queue (3). Please wait for some of them to complete."
 
 
 def ndvi() -> Any:
-    region = ee.Geometry.Rectangle(TILE_BOX)
-    return (
-        ee.ImageCollection("LANDSAT/LC08/C02/T1_L2")
-        .filterDate("2023-06-01", "2023-09-01")
-        .filterBounds(region)
-        .median()
-        .normalizedDifference(["SR_B4", "SR_B3"])
-    )
+    return composite().normalizedDifference(["SR_B4", "SR_B3"])
 
 
 def image_task(description: str = "strict", **kw: Any) -> Any:
