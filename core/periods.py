@@ -1,5 +1,6 @@
 """A job's periods: the [time] section cut into steps, each a unit's dates, and the unit id a
-tile and a period make. Below the planner and the job-file check, which both count units."""
+tile, a period (and a batch, core/batches.py) make. Below the planner and the job-file check,
+which both count units."""
 
 from __future__ import annotations
 
@@ -47,5 +48,7 @@ def periods(time: TimeSpec | None) -> list[Period]:
     return out
 
 
-def unit_id(tile: str, period: Period) -> str:
-    return tile if period.id == "all" else f"{tile}_{period.id}"
+def unit_id(tile: str, period: Period, batch: int | None = None) -> str:
+    """`r12c40_20230601`, `r12c40` without [time]; with [batches], `_b{k}` after it."""
+    base = tile if period.id == "all" else f"{tile}_{period.id}"
+    return base if batch is None else f"{base}_b{batch}"

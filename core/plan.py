@@ -1,5 +1,5 @@
-"""JobSpec -> units (tile x period) with stable ids and size, time and Drive estimates, and
-the warnings of a job that is valid but likely a mistake."""
+"""JobSpec -> units (tile x period [x batch]) with stable ids and size, time and Drive
+estimates, and the warnings of a job that is valid but likely a mistake."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.batches import Slice, slices
 from core.emulator.config import EmulatorConfig
 from core.grid import Tiles, make_tiles, pixel_size, tile_pixels
 from core.periods import Period, periods, unit_id
@@ -38,14 +39,26 @@ class Plan:
     periods: list[Period]
     tile_pixels: np.ndarray  # per tile, at the export scale
     bytes_per_pixel: int  # all bands together
+    # What each tile is exported for: every period, or every batch of every period
+    slices: list[Slice]
 
     @property
     def units(self) -> int:
-        return len(self.tiles) * len(self.periods)
+        return len(self.tiles) * len(self.slices)
+
+    @property
+    def batches(self) -> list[int]:
+        """How many batches each period has ([] without [batches])."""
+        if self.spec.batches is None:
+            return []
+        counts: dict[str, int] = {}
+        for s in self.slices:
+            counts[s.period.id] = counts.get(s.period.id, 0) + 1
+        return list(counts.values())
 
     @property
     def pixels(self) -> int:
-        return int(self.tile_pixels.sum()) * len(self.periods)
+        return int(self.tile_pixels.sum()) * len(self.slices)
 
     @property
     def est_bytes(self) -> int:
@@ -73,23 +86,24 @@ class Plan:
         """The most Drive space the job holds at once: the max_tasks largest exports waiting
         for download together, never more than the budget (admission keeps it below)."""
         k = self.spec.limits.max_tasks
-        largest = np.sort(self.tile_pixels)[::-1][:k]  # each tile is a unit in every period
-        in_flight = float(np.repeat(largest, len(self.periods))[:k].sum()) * self.bytes_per_pixel
+        largest = np.sort(self.tile_pixels)[::-1][:k]  # each tile is a unit in every slice
+        in_flight = float(np.repeat(largest, len(self.slices))[:k].sum()) * self.bytes_per_pixel
         return int(min(self.spec.limits.drive_budget, in_flight))
 
     def unit_rows(self):  # type: ignore[no-untyped-def]
-        """(id, tile, row, col, period, start, end, west, south, east, north, pixels, bytes)
-        for every unit, biggest first within a period order that is stable."""
+        """(id, tile, row, col, period, start, end, west, south, east, north, pixels, bytes,
+        batch) for every unit, in a stable order: by period, batch, then tile."""
         bounds = self.tiles.bounds()
-        for period in self.periods:
-            start = period.start.isoformat() if period.start else None
-            end = period.end.isoformat() if period.end else None
+        for piece in self.slices:
+            period, batch = piece.period, piece.batch
+            start = piece.start.isoformat() if piece.start else None
+            end = piece.end.isoformat() if piece.end else None
             for i, tile in enumerate(self.tile_ids):
                 px = int(self.tile_pixels[i])
                 w, s, e, n = bounds[i]
-                yield (unit_id(tile, period), tile, int(self.tiles.rows[i]),
+                yield (unit_id(tile, period, batch), tile, int(self.tiles.rows[i]),
                        int(self.tiles.cols[i]), period.id, start, end, float(w), float(s),
-                       float(e), float(n), px, px * self.bytes_per_pixel)
+                       float(e), float(n), px, px * self.bytes_per_pixel, batch)
 
 
 def plan_warnings(plan: Plan) -> list[str]:
@@ -111,7 +125,7 @@ def small_tiles(plan: Plan) -> str | None:
     limit = MAX_TILE_DEGREES if plan.tiles.frame.geographic else MAX_TILE_METRES
     size = min(float(f"{GOOD_TILE_SIDE * pixel_size(spec):.2g}"), limit)
     better = dataclasses.replace(spec, grid=dataclasses.replace(spec.grid, size=size))
-    tasks = len(make_tiles(better)) * len(plan.periods)
+    tasks = len(make_tiles(better)) * len(plan.slices)
     if tasks >= plan.units:
         return None  # the region is no bigger than a good tile: nothing to gain
     good = round(size / pixel_size(spec))
@@ -122,8 +136,9 @@ def small_tiles(plan: Plan) -> str | None:
 
 def make_plan(spec: JobSpec) -> Plan:
     tiles = make_tiles(spec)
-    return Plan(spec, tiles, tiles.ids(), periods(spec.time), tile_pixels(tiles, spec.export.scale),
-                bytes_per_pixel(spec))
+    steps = periods(spec.time)
+    return Plan(spec, tiles, tiles.ids(), steps, tile_pixels(tiles, spec.export.scale),
+                bytes_per_pixel(spec), slices(steps, spec.batches))
 
 
 def preview(plan: Plan, width: int = 60, height: int = 18) -> list[str]:

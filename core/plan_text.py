@@ -28,6 +28,29 @@ def ee_text(plan: Plan) -> str:
             "(the emulator's batch model)")
 
 
+def _slices(plan: Plan) -> str:
+    """"12 periods", "12 periods x 4 batches", or "53 batches over 12 periods" when the
+    periods hold different numbers of batches (by date)."""
+    periods = _count(len(plan.periods), "period")
+    counts = plan.batches
+    if not counts:
+        return periods
+    if len(set(counts)) == 1:
+        return f"{periods} x {counts[0]:,} batch{'es' * (counts[0] != 1)}"
+    return f"{sum(counts):,} batches over {periods}"
+
+
+def batches_lines(plan: Plan) -> list[str]:
+    """The [batches] line: how many a period, and what a batch is."""
+    batches, counts = plan.spec.batches, plan.batches
+    if batches is None:
+        return []
+    low, high = min(counts), max(counts)
+    many = f"{low:,}" if low == high else f"{low:,}-{high:,}"
+    given = f" ({batches.images:,} images given)" if batches.images else ""
+    return [f"Batches  {many} a period: {batches}{given}"]
+
+
 def describe_plan(plan: Plan) -> list[str]:
     """The plan's summary, its warnings ("warning: key: …"), a blank line, and the map."""
     spec = plan.spec
@@ -45,8 +68,8 @@ def describe_plan(plan: Plan) -> list[str]:
         f"Grid     {plan.tiles.frame.size:g}{unit} tiles on {spec.grid.crs}"
         f"{' aligned to the pixel grid' if spec.grid.align else ''}: {len(plan.tiles):,} tiles",
         f"Periods  {len(plan.periods):,}  {when}",
-        f"Units    {plan.units:,}  ({_count(len(plan.tiles), 'tile')} x "
-        f"{_count(len(plan.periods), 'period')})",
+        *batches_lines(plan),
+        f"Units    {plan.units:,}  ({_count(len(plan.tiles), 'tile')} x {_slices(plan)})",
         f"Pixels   {humanize.intword(plan.pixels)} at {spec.export.scale:g} m",
         f"Recipe   {recipe.name}: {recipe.help}",
         *(["         " + ", ".join(settings)] if settings else []),

@@ -16,6 +16,7 @@ from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
 from shapely.geometry.base import BaseGeometry
 
+from core.batches import BY, MAX_EE_INT, MAX_SIZE, BatchSpec, date_cuts
 from core.limits import BOUNDS, MAX_POLL
 from core.naming import WORKLOAD_TAG, default_workload_tag
 from core.places import overlaps, places_named
@@ -129,6 +130,7 @@ class JobSpec:
     backend: BackendSpec
     # "key: message" for what is valid but likely a mistake; `eebatch plan` shows them
     warnings: tuple[str, ...] = ()
+    batches: BatchSpec | None = None  # [batches]: each period's collection cut into batches
 
 
 # -- the schema: section -> key -> (accepted types, required) ---------------------------------
@@ -160,6 +162,10 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "listing_grace_minutes": (_NUM, False),
     },
     "backend": {"kind": ((str,), False), "project": ((str,), False), "url": ((str,), False)},
+    "batches": {
+        "by": ((str,), True), "size": ((int,), False), "count": ((int,), False),
+        "images": ((int,), False), "step": ((str,), False),
+    },
 }
 REQUIRED_SECTIONS = ("job", "region", "grid", "recipe")
 MAX_UNITS = 1_000_000
@@ -293,7 +299,8 @@ def parse_spec(text: str, path: Path) -> JobSpec:
         raw = doc.get(section, {})
         if not isinstance(raw, dict):
             p.add(section, "must be a table ([section])")
-            raw = {}
+            sections[section] = {}  # and no "is required" for its keys: one line
+            continue
         clean: dict[str, Any] = {}
         for key, value in raw.items():
             if _non_finite(value):
@@ -341,6 +348,9 @@ def parse_spec(text: str, path: Path) -> JobSpec:
     export = _export(sections["export"], name, recipe, p)
     limits = _limits(sections["limits"], p)
     backend = _backend(sections["backend"], "backend" in doc, p)
+    batches = _batches(sections["batches"], doc.get("batches"), time, "time" in doc, recipe, p)
+    if batches is not None:
+        _batch_prefix(batches, export.prefix, name, p)
     if grid and grid.align and _same_crs(grid.crs, export.crs) is False:
         p.add("grid.align", f"needs grid.crs ({grid.crs}) to equal export.crs ({export.crs}): "
                             "tiles can only share the export's pixel grid in its own CRS")
@@ -350,7 +360,7 @@ def parse_spec(text: str, path: Path) -> JobSpec:
     assert region is not None and grid is not None and recipe is not None
     assert output_dir is not None
     spec = JobSpec(path, text, name, output_dir, region, region_source, grid, time, recipe,
-                   export, limits, backend, tuple(p.warnings))
+                   export, limits, backend, tuple(p.warnings), batches)
     _check_units(spec)
     return spec
 
@@ -358,19 +368,27 @@ def parse_spec(text: str, path: Path) -> JobSpec:
 def _check_units(spec: JobSpec) -> None:
     """Counting units needs the validated grid, so it is the last check. The unit cap bounds
     the work: make_tiles stops as soon as the tiles exceed it, often before building any."""
+    from core.batches import count_slices
     from core.grid import GridError, TooManyTiles, make_tiles, tile_pixels
     from core.periods import periods
     from core.recipes import bytes_per_pixel
 
     p, size = _Problems(spec.path, spec.text), spec.grid.size
-    n_periods = len(periods(spec.time))
+    n_periods = count_slices(periods(spec.time), spec.batches)  # x batches, if any
+    if n_periods > MAX_UNITS:  # only batches make this many: periods are fewer than days
+        assert spec.batches is not None
+        key = "batches.count" if spec.batches.by == "count" else "batches.step"
+        p.add(key, f"makes {n_periods:,} batches in all, more than {MAX_UNITS:,} units even on "
+                   "one tile; use fewer batches")
+        raise SpecError(p.problems)
     try:
         tiles = make_tiles(spec, limit=MAX_UNITS // n_periods)
     except TooManyTiles as exc:
         units = exc.at_least * n_periods
         count = f"at least {math.ceil(units):,}" if math.isfinite(units) else "uncountably many"
+        fewer = " or fewer batches" if spec.batches else ""
         p.add("grid.size", f"{size:g} gives {count} units, more than {MAX_UNITS:,}; use larger "
-                           "tiles or a longer time step")
+                           f"tiles or a longer time step{fewer}")
         raise SpecError(p.problems) from None
     except GridError as exc:
         p.add(exc.key, str(exc))
@@ -697,3 +715,114 @@ def _backend(sec: dict[str, Any], given: bool, p: _Problems) -> BackendSpec:
     else:
         p.add("backend.kind", f"{kind!r} is not \"earthengine\" or \"emulator\"")
     return BackendSpec(kind, sec.get("project"), sec.get("url"))
+
+
+def _batches(sec: dict[str, Any], raw: Any, time: TimeSpec | None, has_time: bool,
+             recipe: RecipeSpec | None, p: _Problems) -> BatchSpec | None:
+    """[batches]: by = "count" with size and count (or images), or by = "date" with step.
+    Planning never asks EE how big the collection is: the job file says it."""
+    if not isinstance(raw, dict) or "by" not in sec:
+        return None  # no [batches], or its by is missing or of the wrong type: said already
+    by = sec["by"]
+    if by not in BY:
+        p.add("batches.by", f"{by!r} is not \"count\" (so many images a batch) or \"date\" "
+                            "(a step of days or months)")
+        return None
+    other = "date" if by == "count" else "count"
+    for key in ("step",) if by == "count" else ("size", "count", "images"):
+        if key in raw:
+            p.add(f"batches.{key}", f"only applies with by = \"{other}\"")
+    if by == "count":
+        return _count_batches(sec, raw, recipe, p)
+    return _date_batches(sec, raw, time, has_time, p)
+
+
+def _count_batches(sec: dict[str, Any], raw: dict[str, Any], recipe: RecipeSpec | None,
+                   p: _Problems) -> BatchSpec | None:
+    if recipe is not None and not RECIPES[recipe.name].count_batches:
+        cutters = ", ".join(n for n, r in RECIPES.items() if r.count_batches)
+        p.add("batches.by", f"recipe {recipe.name!r} does not cut its collection by count "
+                            f"(recipes that do: {cutters}); by = \"date\" works with every "
+                            "recipe")
+    size, count, images = sec.get("size"), sec.get("count"), sec.get("images")
+    if "size" not in raw:
+        p.add("batches.size", "is required with by = \"count\": how many images a batch holds")
+    elif size is not None and not 1 <= size <= MAX_SIZE:
+        p.add("batches.size", f"must be from 1 to {MAX_SIZE:,} images, got {size:,}")
+        size = None
+    if "count" in raw and "images" in raw:
+        p.add("batches.images", "give count (how many batches) or images (how many images the "
+                                "collection holds), not both")
+        return None
+    if "count" not in raw and "images" not in raw:
+        p.add("batches.count", "is required with by = \"count\": how many batches (or give "
+                               "images = the collection's size, and the count is worked out; "
+                               "planning never asks Earth Engine)")
+        return None
+    if count is not None and not 1 <= count <= MAX_UNITS:
+        p.add("batches.count", f"must be from 1 to {MAX_UNITS:,} batches, got {count:,}")
+        return None
+    if images is not None and not 1 <= images <= MAX_EE_INT:
+        p.add("batches.images", f"must be from 1 to {MAX_EE_INT:,} images, got {images:,}")
+        return None
+    if size is None or (count is None and images is None):
+        return None  # said already
+    if images is not None:
+        count = -(-images // size)
+        if count > MAX_UNITS:
+            p.add("batches.images", f"{images:,} images in batches of {size:,} make {count:,} "
+                                    f"batches, more than {MAX_UNITS:,}; use larger batches")
+            return None
+    assert count is not None
+    if count * size > MAX_EE_INT:
+        p.add("batches.count", f"{count:,} batches of {size:,} images reach image "
+                               f"{count * size:,}, past what EE's toList offsets can "
+                               f"({MAX_EE_INT:,})")
+        return None
+    return BatchSpec("count", size=size, count=count, images=images)
+
+
+def _date_batches(sec: dict[str, Any], raw: dict[str, Any], time: TimeSpec | None,
+                  has_time: bool, p: _Problems) -> BatchSpec | None:
+    if not has_time:
+        p.add("batches.by", "\"date\" needs a [time] section: its dates are what the batches "
+                            "cut")
+    if "step" not in raw:
+        p.add("batches.step", "is required with by = \"date\", e.g. \"1 month\" or "
+                              "\"16 days\"")
+        return None
+    if "step" not in sec:
+        return None  # of the wrong type: said already
+    text = sec["step"]
+    m = _STEP.match(text)
+    if not m or int(m.group(1)) == 0:
+        p.add("batches.step", f"{text!r} is not a step such as \"16 days\" or \"1 month\"")
+        return None
+    n, unit = int(m.group(1)), m.group(2).rstrip("s")
+    step = Step(n * 12, "months") if unit == "year" else Step(n, unit + "s")
+    if step.count > MAX_STEP[step.unit]:
+        p.add("batches.step", f"{text!r} is longer than 1000 years")
+        return None
+    if time is None:
+        return None
+    from core.periods import periods
+
+    if all(sum(1 for _ in date_cuts(q.start, q.end, step)) == 1 for q in periods(time)
+           if q.start and q.end):
+        span = f"time.step = {str(time.step)!r}" if time.step else "the [time] span"
+        p.add("batches.step", f"{text!r} is not shorter than {span}: each period would be one "
+                              "batch, the very units of a job without [batches]; give a "
+                              "shorter step")
+        return None
+    return BatchSpec("date", step=step)
+
+
+def _batch_prefix(batches: BatchSpec, prefix: str, job: str, p: _Problems) -> None:
+    """A batch's unit id is longer by `_bK`: the file names must still fit."""
+    if any(problem.key == "export.prefix" for problem in p.problems):
+        return  # the prefix is wrong already
+    extra = len(f"_b{(batches.count or MAX_UNITS) - 1}")
+    longest = len(prefix.format(job=job, unit="")) + UNIT_ID_MAX + extra
+    if longest > MAX_FILE_NAME:
+        p.add("export.prefix", f"gives file names of up to {longest} characters with the "
+                               f"batch in the unit id; at most {MAX_FILE_NAME}")

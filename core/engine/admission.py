@@ -16,6 +16,7 @@ from core.backends.failures import (
     Kind,
     classify,
 )
+from core.batches import unit_batch
 from core.engine.base import WorkerBase, _size
 from core.limits import LiveLimits
 from core.naming import file_prefix, task_description
@@ -141,7 +142,8 @@ class Admission(WorkerBase):
             self.store.set_unit(unit, SUBMITTING, attempts=row["attempts"] + 1)
         assert attempt is not None
         work = UnitWork(unit, (row["west"], row["south"], row["east"], row["north"]),
-                        row["start"], row["end"])
+                        row["start"], row["end"],
+                        unit_batch(self.spec, row["batch"], row["start"], row["end"]))
         prefix = self._prefix(unit, attempt)
         try:
             kind, obj = build(self.spec, work)

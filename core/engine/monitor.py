@@ -275,10 +275,10 @@ class Monitor(WorkerBase):
         for q, (w, s, e, n) in enumerate(split_bounds((row["west"], row["south"], row["east"],
                                                         row["north"]))):
             tile = child_id(row["tile"], q)
-            children.append((unit_id(tile, period), tile, row["row"], row["col"],
+            children.append((unit_id(tile, period, row["batch"]), tile, row["row"], row["col"],
                              row["depth"] + 1, unit, row["period"], row["start"], row["end"],
                              w, s, e, n, row["est_pixels"] // 4, row["est_bytes"] // 4,
-                             row["priority"], time.time()))
+                             row["priority"], time.time(), row["batch"]))
         self.store.add_children(children)
         self.store.set_unit(unit, SPLIT, error=message)
         self.store.log(f"{message} -> split into 4 tiles", "warning", unit)

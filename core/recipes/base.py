@@ -20,6 +20,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from core.batches import Batch
+
 Output = Literal["image", "table"]
 MAX_BANDS = 5000  # more than any EE image holds; estimates build one entry per band
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -43,8 +45,12 @@ class UnitWork:
 
     id: str
     bounds: tuple[float, float, float, float]  # in the grid CRS
-    start: str | None  # ISO dates, end exclusive
+    start: str | None  # ISO dates, end exclusive (by date, the batch's: every recipe follows)
     end: str | None
+    # The unit's batch of its collection ([batches], core/batches.py): by count, a recipe
+    # with `count_batches` reduces only `batch.size` images from `batch.offset`, of its
+    # collection over `batch.region` in date order. None without [batches].
+    batch: Batch | None = None
 
 
 class RecipeError(Exception):
@@ -81,6 +87,9 @@ class Recipe(ABC):
     name: ClassVar[str]  # as the job file's recipe.name says it
     help: ClassVar[str]  # one line: what a unit exports
     parameters: ClassVar[tuple[Param, ...]]  # in the order they are listed
+    # True when `build` cuts its image collection to `unit.batch` by count (toList(size,
+    # offset)); the job-file check refuses [batches] by = "count" for a recipe without it.
+    count_batches: ClassVar[bool] = False
 
     @cached_property
     def params(self) -> dict[str, Param]:

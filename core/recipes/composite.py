@@ -1,5 +1,5 @@
 """The composite recipe: a reduced (median by default) image collection over each tile and
-period, its bands kept, normalized differences added."""
+period (and batch of the collection), its bands kept, normalized differences added."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def _percent(value: Any) -> str | None:
 class Composite(Recipe):
     name = "composite"
     help = "a reduced (median by default) image collection over each tile and period"
+    count_batches = True
     parameters = (
         Param("collection", str, "LANDSAT/LC08/C02/T1_L2", "image collection id"),
         Param("bands", list, ["SR_B4", "SR_B3", "SR_B2"], "bands to keep", _str_list),
@@ -58,10 +59,20 @@ class Composite(Recipe):
         import ee
 
         p = params
-        collection = ee.ImageCollection(p["collection"]).filterBounds(geometry)
+        batch = unit.batch if unit.batch is not None and unit.batch.by == "count" else None
+        # A batch by count is taken of the images over the job's whole region, so batch k is
+        # the same images on every tile (its mosaic has no seams); by date the unit's own
+        # dates are the batch's.
+        where = geometry if batch is None else ee.Geometry.Rectangle(
+            list(batch.region or ()), proj="EPSG:4326", geodesic=False)
+        collection = ee.ImageCollection(p["collection"]).filterBounds(where)
         if unit.start and unit.end:
             collection = collection.filterDate(unit.start, unit.end)
         collection = collection.filter(ee.Filter.lt(p["cloud_property"], p["max_cloud"]))
+        if batch is not None:
+            assert batch.size is not None
+            collection = ee.ImageCollection(
+                collection.sort("system:time_start").toList(batch.size, batch.offset))
         reducer = p["reducer"]
         if reducer == "qualityMosaic":
             reduced = collection.qualityMosaic(p["nir"])

@@ -145,6 +145,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE attempts ADD COLUMN prefix TEXT;
     """,
+    # version 8: a unit's batch of its collection ([batches], core/batches.py), from 0 in its
+    # period; NULL for units of a job without batches, and for every unit of earlier versions
+    """
+    ALTER TABLE units ADD COLUMN batch INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -323,14 +328,21 @@ def _build(tmp: Path, session_id: str, name: str, job_path: Path, job_text: str,
                          [(k, json.dumps(v)) for k, v in settings.items()])
         conn.executemany(
             "INSERT INTO units (id, tile, row, col, period, start, end, west, south, east,"
-            " north, est_pixels, est_bytes, updated) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " + str(now) + ")", units)
+            " north, est_pixels, est_bytes, batch, updated) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " + str(now) + ")",
+            (_with_batch(unit) for unit in units))
         conn.execute("INSERT INTO events (ts, level, message) VALUES (?, 'info', ?)",
                       (now, f"session created from {job_path}"))
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
+
+
+def _with_batch(unit: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A unit row as Plan.unit_rows gives it: 14 values, the batch last; 13 is a unit of no
+    batch."""
+    return unit if len(unit) == 14 else (*unit, None)
 
 
 def _rename_session(tmp: Path, session_id: str) -> None:

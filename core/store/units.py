@@ -82,11 +82,12 @@ class UnitOps:
 
     def add_children(self, children: list[tuple[Any, ...]]) -> None:
         """A split unit's four children: (id, tile, row, col, depth, parent, period, start,
-        end, west, south, east, north, est_pixels, est_bytes, priority, updated)."""
+        end, west, south, east, north, est_pixels, est_bytes, priority, updated, batch); each
+        is its parent's batch on a quarter of its tile."""
         self.conn.executemany(
             "INSERT OR IGNORE INTO units (id, tile, row, col, depth, parent, period, start, end,"
-            " west, south, east, north, est_pixels, est_bytes, priority, updated) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", children)
+            " west, south, east, north, est_pixels, est_bytes, priority, updated, batch) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", children)
 
     def raise_need_bytes(self, needs: list[tuple[int, str]]) -> None:
         """(bytes, unit): what Drive-full failures taught each unit it needs at least."""

@@ -1,0 +1,147 @@
+"""Collection batches run end to end on the emulator, through the real worker and
+earthengine-api: one output per tile x batch, each export cut to its batch of the collection,
+split children that stay in their batch, and sessions of schema 7 (before batches) that still
+run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from core.batches import unit_batch
+from core.emulator.app import Emulator
+from core.engine.runner import run_session
+from core.recipes.build import UnitWork, build
+from core.session import load_session_spec
+from core.store import Store
+from tests.engine.conftest import assert_all_done_and_verified, emulator_with, make_session
+
+THREE_BY_COUNT = '\n[batches]\nby = "count"\nsize = 2\ncount = 3\n'
+
+
+def _calls(obj: Any, name: str) -> list[dict[str, Any]]:
+    """The arguments of every call of `name` in an ee object's serialized graph."""
+    graph = json.loads(obj.serialize())
+    found = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            call = node.get("functionInvocationValue")
+            if isinstance(call, dict) and call.get("functionName") == name:
+                found.append(call["arguments"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(graph)
+    return found
+
+
+def _constant(graph_args: dict[str, Any], key: str, obj: Any) -> Any:
+    """An argument's constant, following valueReferences of the graph."""
+    values = json.loads(obj.serialize())["values"]
+    node = graph_args[key]
+    while "valueReference" in node:
+        node = values[node["valueReference"]]
+    return node["constantValue"]
+
+
+def test_three_batches_make_one_output_per_tile_and_batch(tmp_path: Path,
+                                                          emulator: Emulator) -> None:
+    store = make_session(tmp_path, emulator.url, bbox="[0, 0, 1, 0.5]", extra=THREE_BY_COUNT)
+    units = store.units()
+    tiles = sorted({u["tile"] for u in units})
+    assert len(tiles) == 2 and len(units) == 6
+    summary = run_session(store.path)
+    assert summary.ok, summary.failed
+    assert_all_done_and_verified(store, emulator.url)
+    files = store.conn.execute(
+        "SELECT f.local_path, u.tile, u.batch FROM files f JOIN units u ON u.id = f.unit"
+        " ORDER BY u.tile, u.batch").fetchall()
+    assert [(f["tile"], f["batch"]) for f in files] == [(t, k) for t in tiles for k in range(3)]
+    for f in files:
+        assert Path(f["local_path"]).name == f"t_{f['tile']}_b{f['batch']}.tif"
+
+    # Each unit's export takes its own batch of the collection: the images 2k and 2k + 1 of
+    # the collection over the job's region, in date order (graphs as earthengine-api builds
+    # them for the worker; the emulator's client is initialized by the run).
+    spec = load_session_spec(store)
+    for row in units:
+        work = UnitWork(row["id"], (row["west"], row["south"], row["east"], row["north"]),
+                        row["start"], row["end"],
+                        unit_batch(spec, row["batch"], row["start"], row["end"]))
+        _, image = build(spec, work)
+        (to_list,) = _calls(image, "Collection.toList")
+        assert (_constant(to_list, "count", image), _constant(to_list, "offset", image)) == (
+            2, 2 * row["batch"])
+        # sort("system:time_start"), which earthengine-api sends as a limit by that key
+        (sort,) = _calls(image, "Collection.limit")
+        assert _constant(sort, "key", image) == "system:time_start" and "limit" not in sort
+    store.close()
+
+
+def test_date_batches_export_each_batch_of_days(tmp_path: Path, emulator: Emulator) -> None:
+    extra = ('\n[time]\nstart = 2023-01-01\nend = 2023-04-01\n'
+             '\n[batches]\nby = "date"\nstep = "1 month"\n')
+    store = make_session(tmp_path, emulator.url, bbox="[0, 0, 0.5, 0.5]", extra=extra)
+    assert run_session(store.path).ok
+    assert_all_done_and_verified(store, emulator.url)
+    rows = store.units()
+    assert [(r["id"], r["start"], r["end"], r["batch"]) for r in rows] == [
+        ("r179c360_20230101_b0", "2023-01-01", "2023-02-01", 0),
+        ("r179c360_20230101_b1", "2023-02-01", "2023-03-01", 1),
+        ("r179c360_20230101_b2", "2023-03-01", "2023-04-01", 2),
+    ]
+    spec = load_session_spec(store)
+    row = rows[1]
+    work = UnitWork(row["id"], (row["west"], row["south"], row["east"], row["north"]),
+                    row["start"], row["end"],
+                    unit_batch(spec, row["batch"], row["start"], row["end"]))
+    _, image = build(spec, work)
+    assert _calls(image, "Collection.toList") == []  # by date, the dates are the batch
+    graph = image.serialize()
+    assert "2023-02-01" in graph and "2023-03-01" in graph and "2023-01-01" not in graph
+    store.close()
+
+
+def test_a_split_child_stays_in_its_batch(tmp_path: Path) -> None:
+    # 0.5° tiles at 2 km hold about 770 pixels; the limit lets only quarter tiles through.
+    with emulator_with(memory_limit_pixels=400) as emu:
+        store = make_session(tmp_path, emu.url, bbox="[0, 0, 0.5, 0.5]", split_depth=1,
+                             extra='\n[batches]\nby = "count"\nsize = 5\ncount = 2\n')
+        summary = run_session(store.path)
+        assert summary.ok, summary.failed
+        units = {r["id"]: r for r in store.units()}
+        children = [u for u in units.values() if u["parent"]]
+        assert len(children) == 8
+        for child in children:
+            parent = units[child["parent"]]
+            assert parent["state"] == "split" and child["batch"] == parent["batch"]
+            assert child["id"] == f"{child['tile']}_b{parent['batch']}"
+        assert sorted(c["id"] for c in children if c["batch"] == 1) == [
+            f"r179c360.{q}_b1" for q in range(4)]
+        assert_all_done_and_verified(store, emu.url)
+        store.close()
+
+
+def test_a_session_of_schema_7_still_runs(tmp_path: Path, emulator: Emulator) -> None:
+    """A session as eebatch wrote it before batches: the batch column dropped again and the
+    schema version put back to 7 (the columns of units are then exactly schema 7's)."""
+    store = make_session(tmp_path, emulator.url, bbox="[0, 0, 1, 0.5]")
+    path = store.path
+    store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ALTER TABLE units DROP COLUMN batch")
+    conn.execute("PRAGMA user_version=7")
+    conn.close()
+    assert run_session(path).ok
+    again = Store(path)
+    assert again.conn.execute("PRAGMA user_version").fetchone()[0] == 8
+    assert {(r["id"], r["batch"]) for r in again.units()} == {("r179c360", None),
+                                                              ("r179c361", None)}
+    assert_all_done_and_verified(again, emulator.url)
+    again.close()
