@@ -167,6 +167,34 @@ class EarthEngine:
         """Every operation of the project, newest first (every page)."""
         return [op for page in self.operation_pages() for op in page]
 
+    def list_assets(self, parent: str) -> list[str]:
+        """The ids of the assets directly in folder `parent` (every page)."""
+        import ee
+
+        with _EE_LOCK:
+            listed = ee.data.listAssets({"parent": parent})
+        return [str(a.get("id") or a.get("name", "")) for a in listed.get("assets", [])]
+
+    def delete_asset(self, asset_id: str) -> None:
+        import ee
+
+        with _EE_LOCK:
+            ee.data.deleteAsset(asset_id)
+
+    def start_table_merge(self, request_id: str, parts: list[str], asset_id: str, *,
+                          description: str, workload_tag: str) -> str:
+        """Export the union of table assets `parts` to one table asset (the parts' features,
+        properties kept) under our requestId; returns the operation name."""
+        import ee
+
+        with _EE_LOCK:
+            merged = ee.FeatureCollection([ee.FeatureCollection(p) for p in parts]).flatten()
+            task = ee.batch.Export.table.toAsset(merged, description=description,
+                                                 assetId=asset_id)
+            task.config["workloadTag"] = workload_tag
+            op = ee.data.exportTable(request_id, task.config)
+        return str(op["name"])
+
     def cancel(self, name: str) -> None:
         import ee
 

@@ -16,6 +16,7 @@ from core.states import (
     EE_FAILED,
     EE_LIVE,
     EE_PENDING,
+    EE_SUCCEEDED,
 )
 from core.store.units import marks
 
@@ -87,3 +88,10 @@ class AttemptOps:
             "UPDATE attempts SET state = ?, error = ?, updated = ? WHERE id = ?",
             (EE_CANCELLED if cancelling else EE_FAILED, "EE no longer knows this task",
              time.time(), attempt["id"]))
+
+    def succeeded_prefixes(self) -> list[tuple[str, str | None]]:
+        """(unit, prefix) of every attempt EE finished: for exports to assets, the assets
+        eebatch made (prefix None for attempts of versions that kept none)."""
+        return [(r[0], r[1]) for r in self.conn.execute(
+            "SELECT unit, prefix FROM attempts WHERE state = ? ORDER BY unit, n",
+            (EE_SUCCEEDED,))]
