@@ -344,7 +344,7 @@ def parse_spec(text: str, path: Path) -> JobSpec:
         _warn_far_from_named_place(region.bounds, where, region_source, (name, path.stem), p)
     grid = _grid(sections["grid"], p)
     time = _time(sections["time"], p) if "time" in doc else None
-    recipe = _recipe(doc.get("recipe"), sections["recipe"], rejected, p)
+    recipe = _recipe(doc.get("recipe"), sections["recipe"], rejected, p, path.resolve().parent)
     export = _export(sections["export"], name, recipe, p)
     limits = _limits(sections["limits"], p)
     backend = _backend(sections["backend"], "backend" in doc, p)
@@ -580,7 +580,8 @@ def _time(sec: dict[str, Any], p: _Problems) -> TimeSpec | None:
     return TimeSpec(start, end, step, folders) if start and end else None
 
 
-def _recipe(raw: Any, sec: dict[str, Any], rejected: set[str], p: _Problems) -> RecipeSpec | None:
+def _recipe(raw: Any, sec: dict[str, Any], rejected: set[str], p: _Problems,
+            job_dir: Path) -> RecipeSpec | None:
     if not isinstance(raw, dict) or "name" not in sec:
         return None
     name = sec["name"]
@@ -588,7 +589,8 @@ def _recipe(raw: Any, sec: dict[str, Any], rejected: set[str], p: _Problems) -> 
         p.add("recipe.name", f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
         return None
     params, problems = validate_params(
-        name, {k: v for k, v in raw.items() if k != "name" and f"recipe.{k}" not in rejected})
+        name, {k: v for k, v in raw.items() if k != "name" and f"recipe.{k}" not in rejected},
+        job_dir)
     for key, problem in problems:
         p.add(f"recipe.{key}", problem)
     return RecipeSpec(name, params)

@@ -138,9 +138,11 @@ class Recipe(ABC):
                          f"{p.help}")
         return lines
 
-    def validate(self, raw: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    def validate(self, raw: dict[str, Any], job_dir: Path | None = None
+                 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         """The job file's parameters -> (params with defaults, [(key, problem)]). A recipe
-        whose parameters depend on each other extends this."""
+        whose parameters depend on each other, or name files (relative to `job_dir`, the job
+        file's folder; None when unknown), extends this."""
         problems: list[tuple[str, str]] = []
         params: dict[str, Any] = {}
         for key, value in raw.items():

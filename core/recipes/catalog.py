@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from pathlib import Path
 from typing import Any
 
 from core.recipes.base import Recipe
@@ -40,6 +41,8 @@ def discover(package: str = __package__) -> dict[str, Recipe]:
 RECIPES: dict[str, Recipe] = discover()
 
 
-def validate_params(name: str, raw: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """Return (params with defaults, [(key, problem)])."""
-    return RECIPES[name].validate(raw)
+def validate_params(name: str, raw: dict[str, Any], job_dir: Path | None = None
+                    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Return (params with defaults, [(key, problem)]); files the parameters name are
+    relative to `job_dir`, the job file's folder."""
+    return RECIPES[name].validate(raw, job_dir)

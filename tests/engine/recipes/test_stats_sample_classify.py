@@ -231,9 +231,6 @@ def test_relative_files_are_read_beside_the_job_file(tmp_path: Path) -> None:
                                        "classifier needs at least two classes")]
 
 
-@pytest.mark.xfail(strict=True, reason="core/spec.py does not pass the job file's folder to "
-                   "Recipe.validate yet: a relative training_file, zones_file or points_file "
-                   "is read at build (a failed unit), not at plan")
 def test_a_relative_file_is_checked_at_plan(tmp_path: Path) -> None:
     (tmp_path / "t.geojson").write_text(feature_collection(
         (point(0.1, 0.1), {"class": 1}), (point(0.2, 0.2), {"class": 1})))
