@@ -2,7 +2,11 @@
 
 Routes: the discovery document, the algorithms list from the wheel, the
 export endpoints feeding the batch model (batch.py), operations list/get/cancel, assets,
-value:compute for constant expressions, project config, and a fake OAuth token endpoint.
+value:compute (evaluate.py: constants, statistics, sizes, samples, ... of the synthetic world),
+project config, and a fake OAuth token endpoint. Image exports are the world's values at each
+pixel (world.py), table exports the features the expression computes (or, for what the
+emulator does not model, made-up rows as outputs.py describes); table assets exported here can
+be loaded again with ee.FeatureCollection(asset id).
 Exports are checked as Google documents (requestId, description, file-name prefixes, workload
 tag, the pending-task cap). `POST /_emulator/ee/quota_status` puts the project in restricted
 mode: every EE response then carries `x-earth-engine-quota-status`.
@@ -24,10 +28,12 @@ from core.emulator import outputs
 from core.emulator.assets import AssetError, AssetStore, is_root, parent_of, split_name
 from core.emulator.batch import DONE_STATES, BatchModel, QueueFull, Task
 from core.emulator.clock import SimClock, rfc3339
+from core.emulator.compute import Coll, Feat, Unsupported
 from core.emulator.config import EmulatorConfig
 from core.emulator.discovery import document_bytes
 from core.emulator.drive_port import DriveForExports
 from core.emulator.drive_types import QUOTA_EXCEEDED
+from core.emulator.evaluate import evaluator, to_json
 from core.emulator.expression import (
     ExpressionError,
     ImageSpec,
@@ -35,7 +41,6 @@ from core.emulator.expression import (
     analyze_image,
     analyze_table,
     analyze_video,
-    constant_value,
 )
 from core.emulator.http import Handler, Request, Response, Router, error_response, json_response
 
@@ -81,6 +86,7 @@ class ExportJob:
     selectors: list[str] | None = None
     file_dims: tuple[int, int] | None = None
     nodata: float | None = None
+    expression: dict[str, Any] | None = None  # the export's graph (tables are computed from it)
     est_bytes: int = 0
     files: list[str] = field(default_factory=list)  # names written (for state/tests)
 
@@ -100,6 +106,9 @@ class EarthEngineService:
         self.clock = clock or SimClock(config.speed)
         self.model = BatchModel(config, self.clock, self._finish)
         self.assets = AssetStore(self.clock)
+        # The features of table assets the emulator's exports wrote, by asset name (the asset
+        # store holds their metadata; an asset deleted there is gone here too).
+        self.tables: dict[str, TableSpec] = {}
         self._algorithms: bytes | None = None
         # Restricted mode (a project over its noncommercial tier): service state, set through
         # POST /_emulator/ee/quota_status.
@@ -279,9 +288,61 @@ class EarthEngineService:
     def _value_compute(self, req: Request, project: str) -> Response:
         body = req.json()
         try:
-            return json_response({"result": constant_value(body.get("expression") or {})})
+            value = self._evaluator().graph(body.get("expression") or {})
+            return json_response({"result": to_json(value)})
         except ExpressionError as exc:
             return error_response(400, str(exc))
+
+    # -- the synthetic world --------------------------------------------------------------------
+
+    def _evaluator(self) -> Any:
+        return evaluator(self.config.seed, self._table_features)
+
+    def _table_features(self, name: str) -> list[Feat] | None:
+        """The features of a table asset an export of this emulator wrote (None: no such
+        table, or its asset was deleted)."""
+        spec = self.tables.get(name)
+        if spec is None:
+            return None
+        try:
+            self.assets.get(name)
+        except AssetError:
+            return None
+        _, rows = outputs.table_rows(spec, 0)
+        return [Feat(dict(r["props"]), r["geometry"], r["system:index"]) for r in rows]
+
+    def _computed_table(self, job: ExportJob) -> TableSpec:
+        """The table an export's expression computes; what the emulator does not model gets the
+        made-up table of the plan (analyze_table)."""
+        assert job.table is not None
+        if job.expression is None:
+            return job.table
+        try:
+            value = self._evaluator().graph(job.expression)
+        except Unsupported:
+            return job.table
+        if not isinstance(value, Coll) or value.kind != "feature":
+            raise ExpressionError("A table export needs a FeatureCollection.")
+        feats = [f for f in value.items if isinstance(f, Feat)]
+        columns = sorted({str(k) for f in feats for k in f.props})
+        return TableSpec(
+            len(feats),
+            columns,
+            [dict(f.props) for f in feats],
+            [f.geometry for f in feats],
+            ids=[f.id for f in feats],
+            computed=True,
+        )
+
+    def _image_render(self, job: ExportJob) -> Any:
+        """Pixels → band values of the export's image."""
+        assert job.image is not None
+        bands = list(job.image.bands)
+        try:
+            img = self._evaluator().image(job.image.core)
+        except Unsupported:
+            return outputs.named_render(bands)
+        return lambda px: img.render(px)
 
     def _config_get(self, req: Request, project: str) -> Response:
         return json_response(self._config_json(project))
@@ -435,6 +496,7 @@ class EarthEngineService:
         fail: str | None = None
         if kind == "table":
             job.table = analyze_table(expression)
+            job.expression = expression
             sel = body.get("selectors")
             job.selectors = [str(s) for s in sel] if isinstance(sel, list) and sel else None
             est = max(job.table.count, 1) * (64 + 24 * len(job.selectors or job.table.columns))
@@ -568,7 +630,10 @@ class EarthEngineService:
             return DRIVE_QUOTA_MSG
         tmp = Path(tempfile.mkdtemp(prefix=f"{task.id}-", dir=self.state_dir))
         try:
-            files = self._write_files(task, job, tmp)
+            try:
+                files = self._write_files(task, job, tmp)
+            except ExpressionError as exc:  # EE fails the task with its computation's error
+                return str(exc)
             total = sum(p.stat().st_size for p, _, _ in files)
             free = self.drive.free_bytes()
             if free is not None and total > free:
@@ -596,6 +661,7 @@ class EarthEngineService:
             windows = outputs.shard_plan(
                 grid, bands, dtype, self.config.file_split_bytes, job.file_dims
             )
+            render = self._image_render(job)
             for row0, col0, h, w in windows:
                 title = (
                     f"{job.prefix}.tif"
@@ -604,7 +670,14 @@ class EarthEngineService:
                 )
                 path = tmp / title
                 outputs.write_geotiff(
-                    path, grid, bands, dtype, seed, (row0, col0, h, w), job.nodata
+                    path,
+                    grid,
+                    bands,
+                    dtype,
+                    render,
+                    (row0, col0, h, w),
+                    job.nodata,
+                    self.config.seed,
                 )
                 out.append((path, title, "image/tiff"))
         elif job.kind == "video":
@@ -614,10 +687,11 @@ class EarthEngineService:
             out.append((tmp / title, title, "video/mp4"))
         else:
             assert job.table is not None
+            table = self._computed_table(job)
             fmt = job.file_format
             ext, mime = outputs.TABLE_MIME[fmt]
             if fmt == "SHP":
-                for p in outputs.write_shp(tmp, job.prefix, job.table, job.selectors, seed):
+                for p in outputs.write_shp(tmp, job.prefix, table, job.selectors, seed):
                     out.append(
                         (p, p.name, outputs.SHP_MIME.get(p.suffix, "application/octet-stream"))
                     )
@@ -629,7 +703,7 @@ class EarthEngineService:
                 "KML": outputs.write_kml,
                 "KMZ": outputs.write_kmz,
             }[fmt]
-            writer(path, job.table, job.selectors, seed)
+            writer(path, table, job.selectors, seed)
             out.append((path, path.name, mime))
         return out
 
@@ -656,14 +730,21 @@ class EarthEngineService:
             ]
         else:
             asset_type = "TABLE"
-            assert job.table is not None
-            extra["featureCount"] = str(job.table.count)
+            try:
+                table = self._computed_table(job)
+            except ExpressionError as exc:
+                return str(exc)
+            extra["featureCount"] = str(table.count)
         try:
             self.assets.create(
                 job.asset_name, asset_type, extra, overwrite=job.overwrite, allow_any_type=True
             )
         except AssetError as exc:
             return exc.message
+        if asset_type == "TABLE":
+            self.tables[job.asset_name] = table
+        else:
+            self.tables.pop(job.asset_name, None)
         task.destination_uris = [f"https://code.earthengine.google.com/?asset={job.asset_name}"]
         job.files.append(job.asset_name)
         return None
@@ -729,17 +810,26 @@ class EarthEngineService:
     def _asset_copy(self, req: Request, project: str, path: str) -> Response:
         body = req.json() or {}
         dst = str(body.get("destinationName") or "")
-        return self._asset_call(
-            self.assets.copy,
-            f"projects/{project}/assets/{path}",
-            dst,
-            bool(body.get("overwrite")),
-        )
+        src = f"projects/{project}/assets/{path}"
+        resp = self._asset_call(self.assets.copy, src, dst, bool(body.get("overwrite")))
+        if resp.status == 200:
+            self._move_tables(src, dst, keep=True)
+        return resp
 
     def _asset_move(self, req: Request, project: str, path: str) -> Response:
         body = req.json() or {}
         dst = str(body.get("destinationName") or "")
-        return self._asset_call(self.assets.move, f"projects/{project}/assets/{path}", dst)
+        src = f"projects/{project}/assets/{path}"
+        resp = self._asset_call(self.assets.move, src, dst)
+        if resp.status == 200:
+            self._move_tables(src, dst, keep=False)
+        return resp
+
+    def _move_tables(self, src: str, dst: str, keep: bool) -> None:
+        """Table features follow their assets (and the assets inside a moved folder)."""
+        for name in [n for n in self.tables if n == src or n.startswith(src + "/")]:
+            spec = self.tables[name] if keep else self.tables.pop(name)
+            self.tables[dst + name[len(src) :]] = spec
 
 
 def _workload_tag(body: dict[str, Any]) -> str:

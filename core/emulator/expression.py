@@ -343,7 +343,19 @@ _FLOAT_OPS = {
     "Image.atan2",
     "Image.float",
 }
-_IMAGE_ARGS = ("input", "image", "image1", "dstImg", "collection", "source", "value", "object")
+_IMAGE_ARGS = (
+    "input",
+    "image",
+    "image1",
+    "dstImg",
+    "collection",
+    "source",
+    "value",
+    "object",
+    "list",
+    "collection1",
+    "images",
+)
 
 
 def _promote(a: str, b: str) -> str:
@@ -447,6 +459,8 @@ class _Analyzer:
             if isinstance(imgs, list) and imgs:
                 first = self.info(imgs[0], env)
                 return ImageInfo(first.bands, first.dtype, first.native_scale, len(imgs))
+            if isinstance(imgs, (Call, ArgRef)):  # a computed list, e.g. Collection.toList
+                return self.info(imgs, env)
             return ImageInfo(["B0"], "float32", DEFAULT_SCALE, 0)
         if n in _CASTS:
             src = self.info(a.get("value") or a.get("input"), env)
@@ -464,6 +478,17 @@ class _Analyzer:
             coll = self.info(a.get("collection"), env)
             dtype = "float32" if n in _FLOAT_OPS else coll.dtype
             return ImageInfo(coll.bands, dtype, coll.native_scale)
+        if n == "Image.classify":
+            name = a.get("outputName")
+            src = self.info(a.get("image"), env)
+            return ImageInfo([str(name) if name else "classification"], "int32", src.native_scale)
+        if n == "Image.pixelLonLat":
+            return ImageInfo(["longitude", "latitude"], "float64")
+        if n == "ImageCollection.reduce":
+            coll = self.info(a.get("collection"), env)
+            outs = reducer_outputs(a.get("reducer"))
+            names = [f"{b}_{o}" for b in coll.bands for o in outs]
+            return ImageInfo(names, "float32", coll.native_scale)
         if n == "<function>" and node.func is not None:
             inner_env = dict(env)
             for i, arg_name in enumerate(node.func.arg_names):
@@ -506,6 +531,7 @@ class ImageSpec:
     dtype: str = "float32"
     native_scale: float = DEFAULT_SCALE
     frames: int = 1  # video
+    core: Any = None  # the image expression under the export wrappers (a resolved tree)
 
 
 _WRAPPERS = {
@@ -574,6 +600,7 @@ def analyze_image(graph: dict[str, Any]) -> ImageSpec:
     core = _peel(tree, spec)
     info = _Analyzer().info(core)
     spec.bands, spec.dtype, spec.native_scale = info.bands, info.dtype, info.native_scale
+    spec.core = core
     return spec
 
 
@@ -604,9 +631,11 @@ class TableSpec:
     geometries: list[dict[str, Any] | None] | None = None
     region: Region | None = None  # a bbox seen in the graph, to place made-up geometries
     index_width: int = 0  # 20 for loaded tables ("00000000000000000000"), 0 = "0", "1", ...
+    ids: list[str] | None = None  # computed tables: each feature's system:index
+    computed: bool = False  # rows computed from the world (no geometry stays no geometry)
 
 
-_REDUCER_OUTPUTS = {
+_REDUCER_OUTPUTS: dict[str, list[str]] = {
     "Reducer.mean": ["mean"],
     "Reducer.median": ["median"],
     "Reducer.sum": ["sum"],
@@ -619,6 +648,48 @@ _REDUCER_OUTPUTS = {
     "Reducer.mode": ["mode"],
     "Reducer.variance": ["variance"],
 }
+
+
+def _percentile_name(p: Any) -> str:
+    return f"p{float(p):g}" if isinstance(p, (int, float)) else f"p{p}"
+
+
+def reducer_outputs(reducer: Any) -> list[str]:
+    """A reducer node's output names, as EE names them (mean → ["mean"], percentile([10, 90])
+    → ["p10", "p90"], a.combine(b, outputPrefix) → a's then prefix + b's)."""
+    if not isinstance(reducer, Call):
+        return ["value"]
+    a = reducer.args
+    if reducer.name == "Reducer.percentile":
+        names = a.get("outputNames")
+        pcts = a.get("percentiles") or []
+        if isinstance(names, list) and names:
+            return [str(x) for x in names]
+        return [_percentile_name(p) for p in (pcts if isinstance(pcts, list) else [pcts])]
+    if reducer.name == "Reducer.combine":
+        prefix = a.get("outputPrefix") or ""
+        return reducer_outputs(a.get("reducer1")) + [
+            f"{prefix}{o}" for o in reducer_outputs(a.get("reducer2"))
+        ]
+    if reducer.name == "Reducer.setOutputs":
+        outs = a.get("outputs")
+        if isinstance(outs, list) and outs:
+            return [str(x) for x in outs]
+        return reducer_outputs(a.get("reducer"))
+    if reducer.name == "Reducer.forEach":
+        return reducer_outputs(a.get("reducer"))
+    return list(_REDUCER_OUTPUTS.get(reducer.name, ["value"]))
+
+
+def region_output_names(bands: list[str], outputs: list[str], per_feature: bool) -> list[str]:
+    """EE's names for a region reduction's results: a single-output reducer gives the band
+    names, several outputs give "<band>_<output>"; reduceRegions (`per_feature`) over a
+    one-band image gives the reducer's own output names."""
+    if per_feature and len(bands) == 1:
+        return list(outputs)
+    if len(outputs) == 1:
+        return list(bands)
+    return [f"{b}_{o}" for b in bands for o in outputs]
 
 
 def _find_region(node: Any, seen: set[int] | None = None) -> Region | None:
@@ -678,21 +749,26 @@ def _table(node: Any, an: _Analyzer) -> TableSpec:
         return inner
     if n in ("Image.reduceRegions",):
         inner = _table(a.get("collection"), an)
-        reducer = a.get("reducer")
-        outs = (
-            _REDUCER_OUTPUTS.get(reducer.name, ["value"])
-            if isinstance(reducer, Call)
-            else ["value"]
-        )
+        outs = reducer_outputs(a.get("reducer"))
         bands = an.info(a.get("image")).bands
-        new = outs if len(bands) == 1 else [f"{b}_{o}" for b in bands for o in outs]
-        inner.columns = inner.columns + [c for c in new if c not in inner.columns]
+        new = region_output_names(bands, outs, per_feature=True)
+        inner.columns = sorted(set(inner.columns) | set(new))
         inner.rows = None  # values are computed: made up per row
         return inner
-    if n in ("Image.sample", "Image.sampleRegions", "Image.stratifiedSample"):
+    if n == "Image.sampleRegions":
+        inner = _table(a.get("collection"), an)
+        bands = an.info(a.get("image")).bands
+        props = a.get("properties")
+        keep = [str(p) for p in props] if isinstance(props, list) else inner.columns
+        return TableSpec(inner.count, sorted(set(bands) | set(keep)))
+    if n in ("Image.sample", "Image.stratifiedSample"):
         bands = an.info(a.get("image")).bands
         num = a.get("numPixels") or a.get("numPoints")
         return TableSpec(min(int(num), 1000) if isinstance(num, int) else 50, list(bands))
+    if n == "Collection.merge":
+        one = _table(a.get("collection1"), an)
+        two = _table(a.get("collection2"), an)
+        return TableSpec(one.count + two.count, sorted(set(one.columns) | set(two.columns)))
     for arg in ("collection", "input", "features"):
         if isinstance(a.get(arg), Call):
             return _table(a[arg], an)

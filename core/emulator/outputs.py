@@ -6,20 +6,22 @@ a projected CRS gets `scale` units. `crsTransform` fixes size and origin instead
 `height`/`maxDimension` fit the region's box exactly.
 
 GeoTIFFs are uncompressed, tiled 256×256, band-planar (shape (bands, H, W), or (H, W) for one
-band), with ModelPixelScale/ModelTiepoint/GeoKeyDirectory tags. Pixel values are a cheap
-deterministic pattern of (seed, band, global row, global col), so shards of one export agree
-where they meet. Data type: float32 for computed bands (normalizedDifference etc.), uint16 for
-Landsat/Sentinel-2 reflectance bands (expression.py decides).
+band), with ModelPixelScale/ModelTiepoint/GeoKeyDirectory tags. Pixel values are the synthetic
+world's (world.py) at each pixel of the grid's lattice, computed by the image's expression
+(compute.py), so shards of one export agree where they meet and a reduction or a sample on the
+same lattice sees the same values. Data type: float32 for computed bands (normalizedDifference
+etc.), uint16 for Landsat/Sentinel-2 reflectance bands (expression.py decides); integers are
+rounded and clamped to their type.
 
 An image whose uncompressed size exceeds `file_split_bytes` is written as shards
 `prefix-RRRRRRRRRR-CCCCCCCCCC.tif` (10-digit pixel row/col offsets) with square shards whose side
 is a multiple of 256; `fileDimensions` (geoTiffOptions.tileDimensions) sets the shard size
 instead, whenever the image is larger than it.
 
-Tables: CSV (`system:index`, the properties, `.geo`; with `selectors`, exactly those columns,
-as EE does), GeoJSON, KML, KMZ, and SHP as separate .shp/.shx/.dbf/.prj/.cpg files written by
-pyogrio (EE writes a shapefile's parts as separate Drive files; not verified against a live
-service).
+Tables: CSV (`system:index`, the properties in alphabetical order, `.geo`; with `selectors`,
+exactly those columns, as EE does; a feature without geometry gets EE's empty MultiPoint),
+GeoJSON, KML, KMZ, and SHP as separate .shp/.shx/.dbf/.prj/.cpg files written by pyogrio (EE
+writes a shapefile's parts as separate Drive files; not verified against a live service).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import io
 import json
 import math
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,12 +40,15 @@ import numpy as np
 from pyproj import CRS, Transformer
 
 from core.emulator.expression import ImageSpec, Region, TableSpec
+from core.emulator.world import Lattice, Pixels, world
 
 METRES_PER_DEGREE = 111_319.49  # EE's metres per degree for degree-based scales
 METRES_PER_DEGREE_LAT = 110_574.0
 TILE = 256
 MAX_SIDE = 131_072  # EE's largest fileDimensions
 CRS_ALIASES = {"SR-ORG:6627": "EPSG:3857"}  # the video default; pyproj does not know SR-ORG
+# What EE writes in a CSV's .geo for a feature without geometry (sample() without geometries).
+NULL_GEOMETRY = {"type": "MultiPoint", "coordinates": []}
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,21 @@ class Grid:
     dy: float  # pixel height, > 0 (rows go south)
     width: int
     height: int
+    # The lattice the grid sits on: pixel (0, 0) is global pixel (r0, c0) of the lattice whose
+    # global pixel (0, 0) has its top-left corner at (ox, oy). World values depend on the
+    # lattice and the global pixel only, so grids on one lattice agree where they overlap.
+    ox: float = 0.0
+    oy: float = 0.0
+    c0: int = 0
+    r0: int = 0
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+    @property
+    def lattice(self) -> Lattice:
+        return Lattice(self.crs, self.ox, self.oy, self.dx, self.dy, self.geographic)
 
 
 def resolve_crs(crs: str) -> CRS:
@@ -105,6 +121,10 @@ def image_grid(spec: ImageSpec) -> Grid:
             abs(t[4]),
             w,
             h,
+            t[2],
+            t[5],
+            round(px0),
+            round(py0),
         )
     x0, y0, x1, y1 = _to_crs(spec.region, crs)
     if spec.width or spec.height or spec.max_dimension:
@@ -118,7 +138,9 @@ def image_grid(spec: ImageSpec) -> Grid:
                 if w_ext >= h_ext
                 else (max(1, round(m * w_ext / h_ext)), m)
             )
-        return Grid(f"EPSG:{epsg}", epsg, geographic, x0, y1, w_ext / w, h_ext / h, w, h)
+        return Grid(
+            f"EPSG:{epsg}", epsg, geographic, x0, y1, w_ext / w, h_ext / h, w, h, x0, y1, 0, 0
+        )
     if spec.scale is not None or t is None:
         scale = spec.scale if spec.scale is not None else spec.native_scale
         if scale <= 0:
@@ -135,7 +157,9 @@ def image_grid(spec: ImageSpec) -> Grid:
     r0 = math.floor((oy - y1) / dy + eps)
     r1 = math.ceil((oy - y0) / dy - eps)
     w, h = max(c1 - c0, 1), max(r1 - r0, 1)
-    return Grid(f"EPSG:{epsg}", epsg, geographic, ox + c0 * dx, oy - r0 * dy, dx, dy, w, h)
+    return Grid(
+        f"EPSG:{epsg}", epsg, geographic, ox + c0 * dx, oy - r0 * dy, dx, dy, w, h, ox, oy, c0, r0
+    )
 
 
 def model_pixels(grid: Grid) -> int:
@@ -175,27 +199,59 @@ def geotiff_tags(
     return tags
 
 
-def _tiles(
-    dtype: np.dtype, bands: int, row0: int, col0: int, h: int, w: int, seed: int
-) -> Iterator[np.ndarray]:
-    """256×256 tiles in TIFF order (band planes, then rows of tiles); values depend only on
-    the global pixel position, band and seed."""
-    rr = np.arange(TILE, dtype=np.int64)[:, None]
-    cc = np.arange(TILE, dtype=np.int64)[None, :]
-    is_float = np.issubdtype(dtype, np.floating)
-    hi = 255 if dtype.itemsize == 1 else 4096
-    for b in range(bands):
-        for tr in range(0, h, TILE):
-            for tc in range(0, w, TILE):
-                r = rr + (row0 + tr)
-                c = cc + (col0 + tc)
-                v = (r * 7 + c * 13 + (r // 64) * (c // 64) + b * 977 + seed * 31) % 1000
-                if is_float:
-                    yield (v.astype(np.float32) * 0.0011 - 0.2).astype(dtype)
-                elif hi == 255:
-                    yield (v % 256).astype(dtype)
-                else:
-                    yield (v * 4 + 7000).astype(dtype)
+Render = Callable[[Pixels], list[np.ndarray]]
+MEMMAP_BYTES = 64 * 1024 * 1024  # larger windows are assembled in a file, not in memory
+
+
+def cast_pixels(values: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
+    """Values → pixels of `dtype`: integers rounded and clamped to the type's range (NaN: 0)."""
+    dt = np.dtype(dtype)
+    v = np.asarray(values)
+    if np.issubdtype(dt, np.floating):
+        return v.astype(dt, copy=False)
+    # float32 holds every integer of the small types exactly; wider types need float64.
+    work = np.float32 if dt.itemsize <= 2 and v.dtype == np.float32 else np.float64
+    out = np.rint(v.astype(work, copy=False))
+    info = np.iinfo(dt)
+    np.clip(out, info.min, info.max, out=out)
+    nan = np.isnan(out)
+    if nan.any():
+        out[nan] = 0
+    return out.astype(dt)
+
+
+def named_render(names: list[str]) -> Render:
+    """The world's bands of these names (for callers with no image expression)."""
+
+    def render(px: Pixels) -> list[np.ndarray]:
+        return [px.band(name) for name in names]
+
+    return render
+
+
+def render_window(
+    grid: Grid,
+    bands: int,
+    dtype: np.dtype,
+    render: Render,
+    window: tuple[int, int, int, int],
+    seed: int,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """The typed pixels (bands, h, w) of `window` = (row0, col0, h, w) of the grid in the world
+    of `seed`: the render's values at each pixel, computed in row strips."""
+    row0, col0, h, w = window
+    if out is None:
+        out = np.empty((bands, h, w), dtype=dtype)
+    px = Pixels.grid_window(world(seed), grid.lattice, grid.r0 + row0, grid.c0 + col0, h, w)
+    r = 0
+    for strip in px.strips():
+        values = render(strip)
+        n = strip.shape[0]
+        for b in range(bands):
+            out[b, r : r + n] = cast_pixels(values[b], dtype)
+        r += n
+    return out
 
 
 def write_geotiff(
@@ -203,29 +259,42 @@ def write_geotiff(
     grid: Grid,
     bands: int,
     dtype: str,
-    seed: int,
+    render: Render | int,
     window: tuple[int, int, int, int] | None = None,
     nodata: float | None = None,
+    seed: int = 0,
 ) -> int:
-    """Write `window` = (row0, col0, height, width) of the grid; returns the file size."""
+    """Write `window` = (row0, col0, height, width) of the grid, its pixels from `render`
+    (`Pixels` → one array per band) in the world of `seed` (an int `render` is that seed, with
+    the world's bands B0, B1, ...); returns the file size."""
     import tifffile
 
+    if isinstance(render, int):
+        seed, render = render, named_render([f"B{b}" for b in range(bands)])
     row0, col0, h, w = window or (0, 0, grid.height, grid.width)
     dt = np.dtype(dtype)
-    shape = (bands, h, w) if bands > 1 else (h, w)
-    big = h * w * bands * dt.itemsize > 3_900_000_000
-    with tifffile.TiffWriter(path, bigtiff=big) as tw:
-        tw.write(
-            _tiles(dt, bands, row0, col0, h, w, seed),
-            shape=shape,
-            dtype=dt,
-            tile=(TILE, TILE),
-            photometric="minisblack",
-            planarconfig="separate" if bands > 1 else None,
-            metadata=None,
-            software=False,
-            extratags=geotiff_tags(grid, col0, row0, nodata),
-        )
+    nbytes = h * w * bands * dt.itemsize
+    big = nbytes > 3_900_000_000
+    scratch = path.with_name(path.name + ".pixels.npy")
+    if nbytes > MEMMAP_BYTES:
+        data = np.lib.format.open_memmap(scratch, mode="w+", dtype=dt, shape=(bands, h, w))
+    else:
+        data = np.empty((bands, h, w), dtype=dt)
+    try:
+        render_window(grid, bands, dt, render, (row0, col0, h, w), seed, out=data)
+        with tifffile.TiffWriter(path, bigtiff=big) as tw:
+            tw.write(
+                data if bands > 1 else data[0],
+                tile=(TILE, TILE),
+                photometric="minisblack",
+                planarconfig="separate" if bands > 1 else None,
+                metadata=None,
+                software=False,
+                extratags=geotiff_tags(grid, col0, row0, nodata),
+            )
+    finally:
+        del data
+        scratch.unlink(missing_ok=True)
     return path.stat().st_size
 
 
@@ -293,9 +362,12 @@ def table_rows(spec: TableSpec, seed: int) -> tuple[list[str], list[dict[str, An
         geom = None
         if spec.geometries is not None and i < len(spec.geometries):
             geom = spec.geometries[i]
-        if geom is None:
+        if geom is None and not spec.computed:
             geom = _made_up_geometry(i, spec.region)
-        idx = f"{i:0{spec.index_width}d}" if spec.index_width else str(i)
+        if spec.ids is not None and i < len(spec.ids):
+            idx = spec.ids[i]
+        else:
+            idx = f"{i:0{spec.index_width}d}" if spec.index_width else str(i)
         rows.append({"system:index": idx, "props": props, "geometry": geom})
     return list(spec.columns), rows
 
@@ -318,7 +390,7 @@ def write_csv(path: Path, spec: TableSpec, selectors: list[str] | None, seed: in
             values = {
                 **row["props"],
                 "system:index": row["system:index"],
-                ".geo": json.dumps(row["geometry"], separators=(",", ":")),
+                ".geo": json.dumps(row["geometry"] or NULL_GEOMETRY, separators=(",", ":")),
             }
             out.writerow([_cell(values.get(c)) for c in header])
 
@@ -354,7 +426,7 @@ def _kml(spec: TableSpec, selectors: list[str] | None, seed: int) -> str:
             for k, v in f["properties"].items()
         )
         coords = []
-        g = f["geometry"]
+        g = f["geometry"] or {"type": None}
         ring = g["coordinates"][0] if g["type"] == "Polygon" else None
         if ring:
             coords = [f"{x},{y}" for x, y, *_ in ring]
@@ -391,13 +463,16 @@ def write_shp(
 
     feats = _features(spec, selectors, seed)
     names = [c for c in (selectors or spec.columns) if c not in (".geo", "system:index")]
-    geoms = np.array([shape(f["geometry"]).wkb for f in feats], dtype=object)
+    geoms = np.array(
+        [shape(f["geometry"]).wkb if f["geometry"] else None for f in feats], dtype=object
+    )
     fields = [np.array([_cell(f["properties"].get(c)) for f in feats], dtype=object) for c in names]
     # dBASE field names are at most 10 characters.
     short = [n[:10] for n in names]
     path = directory / f"{stem}.shp"
+    first = next((f["geometry"] for f in feats if f["geometry"]), None)
     gtype = {"Polygon": "Polygon", "Point": "Point", "LineString": "LineString"}.get(
-        feats[0]["geometry"]["type"] if feats else "Polygon", "Polygon"
+        first["type"] if first else "Point", "Polygon"
     )
     write(
         str(path),

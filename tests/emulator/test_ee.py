@@ -133,13 +133,18 @@ def test_initialize_fetches_discovery_twice_and_the_full_algorithm_list(emulator
     assert ee.data.getInfo("users/nobody/missing") is None
 
 
-def test_value_compute_constants_only(ee_emulator: Any) -> None:
+def test_value_compute_constants_and_what_the_emulator_does_not_compute(
+    ee_emulator: Any,
+) -> None:
     assert ee.Number(3).getInfo() == 3
     assert ee.String("abc").getInfo() == "abc"
     assert ee.List([1, 2, "x"]).getInfo() == [1, 2, "x"]
     assert ee.Dictionary({"a": 1}).getInfo() == {"a": 1}
-    with pytest.raises(ee.EEException, match="supports only constant expressions"):
-        ee.Number(1).add(2).getInfo()
+    assert ee.Number(1).add(2).getInfo() == 3  # computed (test_world has the rest)
+    before = count(ee_emulator, "POST ee value.compute")
+    with pytest.raises(ee.EEException, match=r"cannot compute Geometry\.area"):
+        ee.Geometry.Point([1, 2]).area().getInfo()
+    assert count(ee_emulator, "POST ee value.compute") - before == 1  # a 400, not retried
 
 
 def test_unsupported_calls_fail_fast_with_400(ee_emulator: Any) -> None:
