@@ -10,6 +10,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import ee
+import pytest
+import rasterio
+
 from core.batches import unit_batch
 from core.emulator.app import Emulator
 from core.engine.runner import run_session
@@ -19,6 +23,21 @@ from core.store import Store
 from tests.engine.conftest import assert_all_done_and_verified, emulator_with, make_session
 
 THREE_BY_COUNT = '\n[batches]\nby = "count"\nsize = 2\ncount = 3\n'
+BANDS = ["SR_B4", "SR_B3", "SR_B2"]  # the composite's defaults
+
+
+def _box(bounds: Any) -> Any:
+    return ee.Geometry.Rectangle(list(bounds), "EPSG:4326", False)
+
+
+def _means(path: str, image: Any) -> tuple[list[float], list[float]]:
+    """The mean of each band of an exported GeoTIFF, and what the emulator's world says the
+    mean of `image` is on that file's very pixel grid (reduceRegion, EE's semantics)."""
+    with rasterio.open(path) as tif:
+        pixels, grid, bounds = tif.read().astype(float), tif.transform, tif.bounds
+    said = image.reduceRegion(ee.Reducer.mean(), _box(bounds), crs="EPSG:4326",
+                              crsTransform=list(grid)[:6]).getInfo()
+    return [float(band.mean()) for band in pixels], [said[b] for b in BANDS]
 
 
 def _calls(obj: Any, name: str) -> list[dict[str, Any]]:
@@ -66,6 +85,19 @@ def test_three_batches_make_one_output_per_tile_and_batch(tmp_path: Path,
     for f in files:
         assert Path(f["local_path"]).name == f"t_{f['tile']}_b{f['batch']}.tif"
 
+    # Each file is its batch's composite: the median of the images 2k and 2k + 1 of the
+    # collection over the job's region (below the composite's max_cloud), in date order, as
+    # the emulator's world computes it independently of the export; not another batch's.
+    collection = (ee.ImageCollection("LANDSAT/LC08/C02/T1_L2").filterBounds(_box([0, 0, 1, 0.5]))
+                  .filter(ee.Filter.lt("CLOUD_COVER", 30)).sort("system:time_start"))
+    batch = [ee.ImageCollection(collection.toList(2, 2 * k)).median().select(BANDS)
+             for k in range(3)]
+    for f in files:
+        got, said = _means(f["local_path"], batch[f["batch"]])
+        assert got == pytest.approx(said, rel=1e-12), f["local_path"]
+        _, other = _means(f["local_path"], batch[(f["batch"] + 1) % 3])
+        assert got != pytest.approx(other, rel=1e-7)
+
     # Each unit's export takes its own batch of the collection: the images 2k and 2k + 1 of
     # the collection over the job's region, in date order (graphs as earthengine-api builds
     # them for the worker; the emulator's client is initialized by the run).
@@ -78,6 +110,9 @@ def test_three_batches_make_one_output_per_tile_and_batch(tmp_path: Path,
         (to_list,) = _calls(image, "Collection.toList")
         assert (_constant(to_list, "count", image), _constant(to_list, "offset", image)) == (
             2, 2 * row["batch"])
+        # of the images over the job's region, not the unit's tile: the same on every tile
+        (box,) = _calls(image, "GeometryConstructors.Rectangle")
+        assert _constant(box, "coordinates", image) == [0, 0, 1, 0.5]
         # sort("system:time_start"), which earthengine-api sends as a limit by that key
         (sort,) = _calls(image, "Collection.limit")
         assert _constant(sort, "key", image) == "system:time_start" and "limit" not in sort
@@ -105,6 +140,14 @@ def test_date_batches_export_each_batch_of_days(tmp_path: Path, emulator: Emulat
     assert _calls(image, "Collection.toList") == []  # by date, the dates are the batch
     graph = image.serialize()
     assert "2023-02-01" in graph and "2023-03-01" in graph and "2023-01-01" not in graph
+    # and the file is February's composite, as the emulator's world computes it
+    (path,) = [f["local_path"] for f in store.conn.execute(
+        "SELECT local_path FROM files WHERE unit = ?", (row["id"],))]
+    february = (ee.ImageCollection("LANDSAT/LC08/C02/T1_L2").filterBounds(_box([0, 0, 0.5, 0.5]))
+                .filterDate("2023-02-01", "2023-03-01").filter(ee.Filter.lt("CLOUD_COVER", 30))
+                .median().select(BANDS))
+    got, said = _means(path, february)
+    assert got == pytest.approx(said, rel=1e-12)
     store.close()
 
 
