@@ -587,6 +587,39 @@ def cmd_log(args: argparse.Namespace) -> int:
         store.close()
 
 
+def cmd_assets(args: argparse.Namespace) -> int:
+    """A job's own EE assets (destination = "asset"): list them, merge a table job's parts
+    into one asset (then delete the parts, after asking), or delete them (after asking)."""
+    from core.assets import AssetsError, job_assets, merge, remove
+    from core.engine.runner import open_backends
+
+    store = Store.open(args.session)
+    try:
+        with _reading(store):
+            spec = load_session_spec(store)
+        try:
+            ee = open_backends(spec).ee
+            if args.action == "list":
+                assets = job_assets(store, spec, ee)
+                for name in [*assets.parts, assets.merged]:
+                    if name in assets.present or name != assets.merged:
+                        state = "in EE" if name in assets.present else "gone"
+                        print(f"{name}  {state}")
+                return 0
+            def ask(question: str) -> bool:
+                return _agreed(question, args.yes)
+
+            if args.action == "merge":
+                print(merge(store, spec, ee, progress=print, confirm=ask))
+            else:
+                print(remove(store, spec, ee, confirm=ask))
+        except AssetsError as exc:
+            raise BadInput(str(exc)) from None
+    finally:
+        store.close()
+    return 0
+
+
 # How long retry/cancel/pause/resume wait for a running worker to answer before saying so.
 COMMAND_ANSWER_SECONDS = 15.0
 
@@ -866,6 +899,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(verb, help=what)
         p.add_argument("session", help="session id (or a unique prefix)")
         p.set_defaults(func=cmd_steer)
+
+    p = sub.add_parser("assets", help="a job's own EE assets: list, merge the table parts, "
+                       "delete")
+    p.add_argument("action", choices=("list", "merge", "rm"),
+                   help="list them; merge a table job's parts into one asset (then delete the "
+                        "parts, after asking); rm: delete them (after asking)")
+    p.add_argument("session", help="session id (or a unique prefix)")
+    p.add_argument("--yes", action="store_true", help="delete without asking")
+    p.set_defaults(func=cmd_assets)
 
     p = sub.add_parser("doctor", help="check EE, Drive, the export folder and the quota")
     p.add_argument("target", nargs="?", help="a job file or a session id")
