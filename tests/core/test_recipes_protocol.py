@@ -30,6 +30,10 @@ TOML_KINDS = (str, int, float, bool, list, dict)  # what a job file's value can 
 ONES_JOB = job_text(recipe={"name": "ones"})
 
 
+# The recipe modules eebatch ships, in name order; a test plug-in adds "ones".
+BUILT_IN = ["classify", "composite", "python", "sample", "stats"]
+WITH_ONES = sorted([*BUILT_IN, "ones"])
+
 def assert_keeps_protocol(key: str, recipe: Recipe) -> None:
     assert isinstance(recipe, Recipe)
     assert recipe.name == key and key.isidentifier()
@@ -66,9 +70,10 @@ def test_every_recipe_keeps_the_protocol(key: str) -> None:
 
 
 def test_the_catalog_lists_the_recipe_modules_in_name_order() -> None:
-    assert list(RECIPES) == ["composite", "python"]
+    assert list(RECIPES) == BUILT_IN
     assert {type(r).__module__ for r in RECIPES.values()} == {
-        "core.recipes.composite", "core.recipes.python_function"}
+        "core.recipes.classify", "core.recipes.composite", "core.recipes.python_function",
+        "core.recipes.sample", "core.recipes.stats"}
 
 
 def test_planning_never_imports_earthengine(tmp_path: Path) -> None:
@@ -84,8 +89,8 @@ def test_planning_never_imports_earthengine(tmp_path: Path) -> None:
 
 def test_a_new_module_is_a_new_recipe(tmp_path: Path) -> None:
     with plugged_in(tmp_path / "plugins") as found:
-        assert list(found) == ["composite", "ones", "python"]
-        assert list(RECIPES) == ["composite", "ones", "python"]
+        assert list(found) == WITH_ONES
+        assert list(RECIPES) == WITH_ONES
         assert_keeps_protocol("ones", RECIPES["ones"])
     assert "ones" not in RECIPES  # put back
 
@@ -118,7 +123,7 @@ def test_a_new_recipe_is_estimated_from_its_bands(tmp_path: Path) -> None:
 
 def test_a_new_recipe_is_listed_among_the_known(tmp_path: Path) -> None:
     with plugged_in(tmp_path / "plugins"), pytest.raises(
-            SpecError, match="unknown recipe 'nope'; known: composite, ones, python"):
+            SpecError, match=f"unknown recipe 'nope'; known: {', '.join(WITH_ONES)}"):
         load_spec(write_job(tmp_path, ONES_JOB.replace('"ones"', '"nope"')))
 
 
@@ -131,12 +136,12 @@ def test_a_module_that_is_no_recipe_is_an_error(tmp_path: Path, modules: dict[st
     with (pytest.raises(TypeError, match=re.escape(problem)),
           plugged_in(tmp_path / "plugins", modules)):
         pass
-    assert list(RECIPES) == ["composite", "python"]
+    assert list(RECIPES) == BUILT_IN
 
 
 def test_private_modules_are_not_recipes(tmp_path: Path) -> None:
     with plugged_in(tmp_path / "plugins", {"ones": ONES, "_shared": "Y = 2\n"}) as found:
-        assert list(found) == ["composite", "ones", "python"]
+        assert list(found) == WITH_ONES
 
 
 TOML_VALUES = st.recursive(
