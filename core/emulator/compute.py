@@ -868,11 +868,28 @@ def _h_collection(ev: Evaluator, node: Call, env: dict[str, Any], a: dict[str, A
     if isinstance(feats, Coll):
         return feats
     items = feats if isinstance(feats, list) else []
-    out = []
+    out: list[Any] = []
     for i, f in enumerate(items):
+        if isinstance(f, Coll):  # a collection of collections (flatten() joins them)
+            out.append(f)
+            continue
         feat = _as_feature(f, i)
         out.append(replace(feat, id=str(i)) if feat.id in ("", "0") else feat)
     return Coll(out, "feature")
+
+
+@handles("Collection.flatten")
+def _h_flatten(ev: Evaluator, node: Call, env: dict[str, Any], a: dict[str, Any]) -> Any:
+    """The elements of a collection of collections; ids "<outer index>_<inner id>"."""
+    outer = _coll(a.get("collection"))
+    items: list[Any] = []
+    kind = "feature"
+    for i, inner in enumerate(outer.items):
+        if not isinstance(inner, Coll):
+            raise EvalError("Collection.flatten: the collection must hold collections.")
+        kind = inner.kind
+        items += [_with_id(x, f"{i}_{_item_id(x, j)}") for j, x in enumerate(inner.items)]
+    return Coll(items, kind)
 
 
 @handles("Collection.loadTable")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -400,18 +401,26 @@ class Lattice:
         return rows, cols
 
 
-@lru_cache(maxsize=32)
+_TRANSFORMERS = threading.local()  # pyproj transformers are not shared between threads
+
+
+def _transformer(src: str, dst: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    cache = getattr(_TRANSFORMERS, "cache", None)
+    if cache is None:
+        cache = _TRANSFORMERS.cache = {}
+    if (src, dst) not in cache:
+        from pyproj import Transformer
+
+        cache[(src, dst)] = Transformer.from_crs(src, dst, always_xy=True).transform
+    return cache[(src, dst)]
+
+
 def _to_lonlat(crs: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
-    from pyproj import Transformer
-
-    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform
+    return _transformer(crs, "EPSG:4326")
 
 
-@lru_cache(maxsize=32)
 def _from_lonlat(crs: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
-    from pyproj import Transformer
-
-    return Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform
+    return _transformer("EPSG:4326", crs)
 
 
 @dataclass

@@ -471,6 +471,10 @@ def test_merge_of_geojson_and_a_table_asset_exports_both(ee_emulator: Any, tmp_p
     assert [r["name"] for r in rows] == ["zone", "well", "a", "b", "c", "d"]
     assert [r["plot"] for r in rows] == ["", "", "1", "2", "3", "4"]
     assert json.loads(rows[2][".geo"]) == {"type": "Point", "coordinates": list(POINTS[0][:2])}
+    # flatten() of a collection of collections holds them all too (ids "<outer>_<inner>").
+    both = [ee.FeatureCollection(geojson), ee.FeatureCollection(f"{root}/tables/points")]
+    flat = ee.FeatureCollection(both).flatten().getInfo()["features"]
+    assert [f["id"] for f in flat] == ["0_0", "0_1", "1_0", "1_1", "1_2", "1_3"]
     # A table asset that does not exist fails the export, as EE's would.
     missing = ee.FeatureCollection(f"{root}/tables/nope")
     task = ee.batch.Export.table.toDrive(missing, description="missing", folder="merge")
