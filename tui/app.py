@@ -31,6 +31,7 @@ from tui.screens.details import DetailsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.job import JobScreen
 from tui.screens.quit import QuitChoice, QuitScreen
+from tui.screens.results import ResultsScreen
 from tui.widgets.drive_meter import DriveMeter
 from tui.widgets.event_log import EventLog
 from tui.widgets.header import HeaderState, StatusHeader
@@ -75,6 +76,7 @@ class EEBatchApp(App[Path | None]):
         Binding("minus", "max_tasks(-1)", "fewer tasks",
                 group=Binding.Group("Tasks", compact=True), key_display="-"),
         Binding("e", "job", "Job"),
+        Binding("v", "results", "Results", show=False),
         Binding("1", "focus_pane('#map')", "Tiles", show=False),
         Binding("2", "focus_pane('#tasks')", "Tasks", show=False),
         Binding("3", "focus_pane('#log')", "Log", show=False),
@@ -430,6 +432,9 @@ class EEBatchApp(App[Path | None]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    def action_results(self) -> None:
+        self.push_screen(ResultsScreen(self.session_path, f"Results · {self.session_id}"))
+
     # -- quitting -------------------------------------------------------------------------------
 
     def live_work(self) -> int:
@@ -539,6 +544,8 @@ class EEBatchApp(App[Path | None]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        yield SystemCommand("Results", "Each period's mosaic and quicklook, the merged table, "
+                            "what is still missing", self.action_results)
         yield SystemCommand("Pause or resume", "Stop or restart submitting new tasks",
                             self.action_pause)
         yield SystemCommand("More tasks at once", "max_tasks + 1",

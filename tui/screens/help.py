@@ -28,6 +28,7 @@ reopen with `eebatch open SESSION`.
 | `p` | pause or resume submitting new tasks (running tasks go on) |
 | `+` / `-` | one more / one less task at once (max_tasks) |
 | `e` | the Job pane: the job file as a form, its plan, and Start for a new session |
+| `v` | results: each period's mosaic and its quicklook, the merged table, what is missing |
 | `tab` `1` `2` `3` | next pane / Tiles / Tasks / Log |
 | `z` | maximise the focused pane (`esc` restores) |
 | `ctrl+r` | read the store now |
