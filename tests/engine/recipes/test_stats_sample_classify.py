@@ -6,6 +6,7 @@ to the end on the emulator."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -470,3 +471,150 @@ def test_classify_from_an_asset_trains_on_the_asset(ee_on_emulator: Emulator,
     assert train["inputProperties"] == ["NDVI"]
     dates = calls(train["features"]["image"], "DateRange")[0]
     assert (dates["start"], dates["end"]) == ("2022-06-01", "2022-09-01")
+
+
+# -- the examples, run to the end on the emulator ---------------------------------------------
+
+
+def run_example(name: str, tmp_path: Path, emulator: Emulator) -> tuple[JobSpec, dict[str, Path]]:
+    """Run the example on the emulator; (its spec, each unit's verified file)."""
+    from core.engine.runner import run_session
+    from core.session import create_session
+    from tests.engine.conftest import assert_all_done_and_verified
+
+    job = copy_example(name, tmp_path, emulator.url)
+    job.write_text(job.read_text().replace("poll_seconds = 2", "poll_seconds = 0.2")
+                   .replace("max_tasks = 8", "max_tasks = 16"))
+    store, _ = create_session(job)
+    summary = run_session(store.path)
+    assert summary.ok, summary.failed[:3]
+    assert_all_done_and_verified(store, emulator.url)
+    files = {row["unit"]: Path(row["local_path"])
+             for row in store.conn.execute("SELECT unit, local_path FROM files")}
+    return load_spec(job), files
+
+
+def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def number(text: str) -> float:
+    value = float(text)
+    assert math.isfinite(value), text
+    return value
+
+
+@pytest.mark.slow
+def test_the_stats_example_gives_a_row_per_zone_part_and_month(tmp_path: Path,
+                                                               emulator: Emulator) -> None:
+    from core.recipes._vector import read_features, zone_parts
+
+    spec, files = run_example(STATS, tmp_path, emulator)
+    zones = read_features(tmp_path / "california-zones.geojson", "zones")
+    stats = [f"NDVI_{s}" for s in ("mean", "stdDev", "count", "p10", "p90")]
+    rows_per_month: dict[str, int] = {}
+    for row in make_plan(spec).unit_rows():
+        unit, tile, start, end, bounds = row[0], row[1], row[5], row[6], row[7:11]
+        columns, rows = read_rows(files[unit])
+        assert set(columns) == {"system:index", "zone", "tile", "start", "end", *stats, ".geo"}
+        expected = sorted(zones.properties[i]["zone"] for i, _ in
+                          zone_parts(zones, bounds, "EPSG:4326"))
+        assert sorted(r["zone"] for r in rows) == expected, unit
+        for r in rows:
+            assert (r["tile"], r["start"], r["end"]) == (tile, start, end)
+            values = {s: number(r[s]) for s in stats}
+            assert values["NDVI_count"] > 0 and values["NDVI_stdDev"] >= 0
+            assert -1 <= values["NDVI_p10"] <= values["NDVI_p90"] <= 1
+            assert -1 <= values["NDVI_mean"] <= 1
+        rows_per_month[start] = rows_per_month.get(start, 0) + len(rows)
+    assert len(rows_per_month) == 12 and len(set(rows_per_month.values())) == 1
+    assert next(iter(rows_per_month.values())) > len(zones)  # zones cut by the grid
+    assert_parts_recombine(spec, files, zones, "2023-03-01", "2023-04-01", emulator)
+
+
+def assert_parts_recombine(spec: JobSpec, files: dict[str, Path], zones: Any, start: str,
+                           end: str, emulator: Emulator) -> None:
+    """A month's rows of each zone, recombined (counts summed, means weighted by count, the
+    pooled standard deviation), are the statistics of the whole zone, as EE computes them
+    (`reduceRegion` over the zone, uncut, on the same emulator)."""
+    import ee
+
+    from core.connect import init_ee
+    from core.recipes import _image
+
+    parts: dict[str, list[tuple[float, float, float]]] = {}
+    for path in files.values():
+        for r in read_rows(path)[1]:
+            if r["start"] == start:
+                parts.setdefault(r["zone"], []).append(
+                    (number(r["NDVI_count"]), number(r["NDVI_mean"]), number(r["NDVI_stdDev"])))
+    init_ee(emulator.url)
+    reducer = ee.Reducer.mean().combine(ee.Reducer.count(), sharedInputs=True).combine(
+        ee.Reducer.stdDev(), sharedInputs=True)
+    for geometry, props in zip(zones.geometries, zones.properties, strict=True):
+        zone = ee.Geometry(shapely.geometry.mapping(geometry), None, False)
+        image = _image.composite_image(spec.recipe.params, zone, start, end)
+        whole = image.reduceRegion(reducer, zone, 500, maxPixels=1e9).getInfo()
+        rows = parts[props["zone"]]
+        count = sum(c for c, _, _ in rows)
+        mean = sum(c * m for c, m, _ in rows) / count
+        pooled = math.sqrt(sum(c * (s * s + (m - mean) ** 2) for c, m, s in rows) / count)
+        assert count == whole["NDVI_count"], props
+        assert mean == pytest.approx(whole["NDVI_mean"], abs=1e-9), props
+        assert pooled == pytest.approx(whole["NDVI_stdDev"], abs=1e-9), props
+
+
+@pytest.mark.slow
+def test_the_sample_example_gives_a_row_per_point_and_month(tmp_path: Path,
+                                                            emulator: Emulator) -> None:
+    spec, files = run_example(SAMPLE, tmp_path, emulator)
+    sites = {f["properties"]["site"]: f for f in
+             json.loads((tmp_path / "field-points.geojson").read_text())["features"]}
+    bands = ["SR_B2", "SR_B3", "SR_B4", "SR_B5", "NDVI"]
+    seen: dict[str, list[str]] = {}
+    for row in make_plan(spec).unit_rows():
+        unit, tile, start, end = row[0], row[1], row[5], row[6]
+        columns, rows = read_rows(files[unit])
+        if not rows:
+            continue  # a tile without points
+        assert set(columns) == {"system:index", "site", "crop", "tile", "start", "end",
+                                *bands, ".geo"}
+        for r in rows:
+            assert (r["tile"], r["start"], r["end"]) == (tile, start, end)
+            site = sites[r["site"]]
+            assert r["crop"] == site["properties"]["crop"]
+            assert json.loads(r[".geo"])["coordinates"] == site["geometry"]["coordinates"]
+            nir, red = number(r["SR_B5"]), number(r["SR_B4"])
+            # the index is of the same composite the bands are sampled from
+            assert number(r["NDVI"]) == pytest.approx((nir - red) / (nir + red), abs=1e-5)
+            assert all(number(r[b]) > 0 for b in bands[:4])
+            seen.setdefault(r["site"], []).append(start)
+    assert set(seen) == set(sites)
+    assert all(sorted(v) == sorted(set(v)) and len(v) == 6 for v in seen.values())
+
+
+@pytest.mark.slow
+def test_the_classify_example_holds_only_the_trained_classes(tmp_path: Path,
+                                                             emulator: Emulator) -> None:
+    import numpy as np
+    import rasterio
+
+    from core.outputs.bands import read_band_names
+
+    _, files = run_example(CLASSIFY, tmp_path, emulator)
+    assert len(files) == 12
+    trained = {f["properties"]["class"] for f in
+               json.loads((tmp_path / "landcover-training.geojson").read_text())["features"]}
+    found: set[int] = set()
+    for path in files.values():
+        with rasterio.open(path) as tif:
+            assert tif.count == 1 and tif.dtypes == ("uint8",)
+            values = set(np.unique(tif.read(1)).tolist())
+        assert values <= trained, (path.name, values - trained)
+        assert read_band_names(path) == ["classification"]
+        found |= values
+    assert len(found) >= 2  # a forest that tells the classes apart, not one class everywhere
