@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from core.engine.admission import Admission
+from core.engine.assembly import Assembly
 from core.engine.base import Backends, _size
 from core.engine.commands import Commands
 from core.engine.downloads import MANIFEST_EVERY, Downloads
@@ -47,7 +48,7 @@ class Summary:
         return all(self.counts.get(s, 0) == 0 for s in (FAILED, CANCELLED, *UNFINISHED))
 
 
-class Worker(Commands, Monitor, Admission, Outputs, Downloads):
+class Worker(Commands, Monitor, Admission, Outputs, Downloads, Assembly):
     def __init__(self, store: Store, spec: JobSpec, backends: Backends, *,
                  stay_alive: bool = False, tick: float = 0.2,
                  rng: random.Random | None = None) -> None:
@@ -78,6 +79,7 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads):
         self._init_admission()
         self._init_outputs()
         self._init_downloads()
+        self._init_assembly()
 
     def run(self, stop: threading.Event | None = None) -> Summary:
         stop = stop or threading.Event()
@@ -86,6 +88,8 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads):
         try:
             self.recover()
             self.said_finished = self.idle()  # finished before this start: said then
+            if self.said_finished:  # its products, if a crash left one undone
+                self.assemble_job()
             while not stop.is_set():
                 self.handle_commands()
                 if time.time() >= self.next_poll:
@@ -93,10 +97,12 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads):
                 self.submit()
                 self.collect()
                 self.schedule_downloads()
+                self.assemble_settled()
                 self.write_status()
                 finished = self.idle()
                 if finished and not self.said_finished:
                     self._say_finished()
+                    self.assemble_job()
                 self.said_finished = finished
                 if finished and not self.stay_alive:
                     break
@@ -112,6 +118,7 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads):
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.delete_pool.shutdown(wait=True, cancel_futures=True)
             self.collect()
+            self.finish_assembly(wait=not stop.is_set())
             self.write_status(force=True)
         summary = self.summary()
         self._event(f"worker stopped: {self._counts_text(summary.counts)}")
