@@ -1,4 +1,5 @@
-"""The demo: the built-in emulator in this process, a fresh demo session on it."""
+"""The demo: the built-in emulator in this process, a fresh demo session on it; it ends with
+the summer's mosaic and its quicklook (core/assembly)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from importlib import resources
 from pathlib import Path
 
 from core import paths
+from core.assembly.products import mosaic_paths
 from core.emulator.app import Emulator
 from core.emulator.config import EmulatorConfig
-from core.session import create_session
+from core.session import create_session, load_session_spec
 from core.store import Store
 
 # EE's batch model at 15 times its speed with 4 slots, so the demo finishes in about a minute,
@@ -64,3 +66,15 @@ def prepare_demo(state_dir: Path | None = None,
     path = store.path
     store.close()
     return emulator, path
+
+
+def demo_products(path: Path) -> list[tuple[Path, Path]]:
+    """(mosaic, quicklook) of each period the demo session at `path` assembled."""
+    store = Store(path)
+    try:
+        spec = load_session_spec(store)
+        periods = sorted({row["period"] for row in store.product_files()})
+    finally:
+        store.close()
+    made = [mosaic_paths(spec, period, None) for period in periods]
+    return [(m.vrt, m.quicklook) for m in made if m.vrt.exists() and m.quicklook.exists()]

@@ -443,7 +443,7 @@ def _run_demo_again(path: Path, every: float) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from core.demo import prepare_demo
+    from core.demo import demo_products, prepare_demo
 
     if not args.headless:
         from tui.launch import demo
@@ -458,6 +458,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         retried = store.count_retried_units()
         print(f"{splits} tiles ran out of memory and were split in four; {retried} units were "
               "retried after transient failures; the Drive folder was emptied as files landed.")
+        for mosaic, quicklook in demo_products(path):
+            print(f"the summer's mosaic: {mosaic} (a look at it: {quicklook})")
         print(f"look at it: eebatch status {store.id}   (its log: eebatch log {store.id})")
         store.close()
         return code
@@ -618,6 +620,27 @@ def cmd_assets(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def cmd_assemble(args: argparse.Namespace) -> int:
+    """The session's products made again from its verified files: a mosaic (VRT, quicklook,
+    and with --cog a Cloud-Optimized GeoTIFF) per period, the merged table of a table
+    recipe. One line per product; exit 1 when one failed."""
+    from core.assembly.products import assemble_session
+
+    store = Store.open(args.session)
+    try:
+        with _reading(store):
+            spec = load_session_spec(store)
+            outcomes = assemble_session(store, spec, cog=args.cog)
+    finally:
+        store.close()
+    if not outcomes:
+        print(f"nothing to assemble: no verified files in session {store.id} yet")
+    for outcome in outcomes:
+        print(outcome.line if not outcome.made else f"assembled {outcome.line}",
+              file=sys.stderr if outcome.problem and not outcome.made else sys.stdout)
+    return 1 if any(o.problem and not o.made for o in outcomes) else 0
 
 
 # How long retry/cancel/pause/resume wait for a running worker to answer before saying so.
@@ -899,6 +922,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(verb, help=what)
         p.add_argument("session", help="session id (or a unique prefix)")
         p.set_defaults(func=cmd_steer)
+
+    p = sub.add_parser("assemble", help="make a session's mosaics, quicklooks and merged table "
+                       "again from its verified files")
+    p.add_argument("session", help="session id (or a unique prefix)")
+    p.add_argument("--cog", action="store_true",
+                   help="also a Cloud-Optimized GeoTIFF of each mosaic")
+    p.set_defaults(func=cmd_assemble)
 
     p = sub.add_parser("assets", help="a job's own EE assets: list, merge the table parts, "
                        "delete")
