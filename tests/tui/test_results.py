@@ -162,3 +162,15 @@ async def test_the_palette_opens_the_results(image_run: tuple[Path, Path]) -> No
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen)
                        and app.screen.loads, "showing the results")
+
+
+async def test_under_no_color_the_quicklook_is_grey_and_says_why(
+        image_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    session, _ = image_run
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = EEBatchApp(session, poll_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.no_color
+        screen = await open_results(pilot)
+        assert screen.lines.count("(grey: NO_COLOR is set)") == 2
+        assert len(screen.query(Quicklook)) == 2
