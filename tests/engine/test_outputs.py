@@ -44,8 +44,10 @@ def test_period_folders_can_be_turned_off(tmp_path: Path, emulator: Emulator) ->
     assert run_session(store.path).ok
     out = tmp_path / "out"
     titles = [f["title"] for f in store.conn.execute("SELECT title FROM files")]
+    periods = {u["period"] for u in store.units()}
+    mosaics = [f"mosaic_{period}.{ext}" for period in periods for ext in ("vrt", "png")]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [*titles, *(t + ".aux.xml" for t in titles), "manifest.csv"])
+        [*titles, *(t + ".aux.xml" for t in titles), "manifest.csv", *mosaics])
 
 
 def test_each_geotiff_gets_its_band_names(tmp_path: Path, emulator: Emulator) -> None:
