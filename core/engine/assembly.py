@@ -53,6 +53,15 @@ class Assembly(WorkerBase):
         """At the job's end (or at a start that finds it finished): every product that is not
         made of exactly the files now verified."""
         self.assembly_since = time.time()
+        if self.spec.export.destination == "asset":
+            # The parts are EE assets: merging them is an EE export of its own, which deletes
+            # (the parts) only when the user agrees; so it is asked for, not done here.
+            if self.makes_tables and "assets" not in self.assembly_said:
+                self.assembly_said.add("assets")
+                self._event(f"the job's tables are assets in {self.spec.export.asset_folder}; "
+                            f"`eebatch assets merge {self.store.id}` merges them into one and "
+                            "then deletes the parts, after asking")
+            return
         self._hand_over(plan(self.store.product_files(), self.spec, tables=True))
 
     def _hand_over(self, works: list) -> None:  # type: ignore[type-arg]

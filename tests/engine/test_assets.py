@@ -44,6 +44,11 @@ def test_a_table_job_in_assets_is_merged_then_its_parts_deleted_and_nothing_else
                              recipe='name = "stats"\nindices = ["NDVI"]\nbands = []',
                              export={"destination": "asset", "asset_folder": FOLDER})
         assert run_session(store.path).ok
+        said = [r[0] for r in store.conn.execute(
+            "SELECT message FROM events WHERE message LIKE '%eebatch assets merge%'")]
+        assert said == [f"the job's tables are assets in {FOLDER}; `eebatch assets merge "
+                        f"{store.id}` merges them into one and then deletes the parts, after "
+                        "asking"]
         parts = assets_in(emu.url) - {MINE}
         assert len(parts) == 2  # one table per unit
 
