@@ -28,6 +28,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 
 from core.outputs.bands import read_band_names
+from core.processes import pid_alive
 
 DIGEST_KEY = "EEBATCH_SOURCES"  # dataset metadata item of the VRT (and the COG made from it)
 QUICKLOOK_LONG = (256, 1024)  # the quicklook's long side: the mosaic's, within these bounds
@@ -199,18 +200,10 @@ def remove_stale_temporaries(targets: Sequence[Path]) -> None:
         for tmp in target.parent.glob(f".{glob.escape(target.name)}*.tmp"):
             m = re.fullmatch(rf"\.{re.escape(target.name)}(?:\.staged\.vrt)?\.(\d+)-\d+\.tmp",
                              tmp.name)
-            if m and not _alive(int(m[1])):
+            if m and not pid_alive(int(m[1])):
                 tmp.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 
 from core import paths
 from core.limits import LimitError, check_live
+from core.processes import pid_alive
 from core.states import (
     CMD_DONE,
     CMD_ERROR,
@@ -283,14 +284,6 @@ def _host() -> str:
     return _slug(socket.gethostname())
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _remove_stale_temporaries(directory: Path) -> None:
@@ -299,7 +292,7 @@ def _remove_stale_temporaries(directory: Path) -> None:
     pids mean nothing here."""
     for path in directory.glob(".*.tmp*"):
         m = _TEMPORARY.match(path.name)
-        if m and m["host"] in (None, _host()) and not _pid_alive(int(m["pid"])):
+        if m and m["host"] in (None, _host()) and not pid_alive(int(m["pid"])):
             path.unlink(missing_ok=True)
 
 
