@@ -182,6 +182,14 @@ def zone_parts(features: Features, bounds: tuple[float, float, float, float],
     return parts
 
 
+def region_part(region: BaseGeometry, bounds: tuple[float, float, float, float],
+                crs: str) -> BaseGeometry | None:
+    """The part of the job's region (EPSG:4326) within the tile (`bounds` in the grid CRS
+    `crs`), in EPSG:4326; None when they share no area."""
+    part = _polygonal(to_grid(region, crs).intersection(shapely.box(*bounds)))
+    return None if part is None else to_wgs84(part, crs)
+
+
 def _polygonal(geometry: BaseGeometry) -> BaseGeometry | None:
     """The areas of an intersection (a zone touching a tile's edge leaves a line there)."""
     polygons = [g for g in shapely.get_parts(geometry)

@@ -51,6 +51,9 @@ class UnitWork:
     # with `count_batches` reduces only `batch.size` images from `batch.offset`, of its
     # collection over `batch.region` in date order. None without [batches].
     batch: Batch | None = None
+    # The job's region (a shapely geometry in EPSG:4326; build() sets it), for a recipe that
+    # keeps to the region within its tile (stats without zones). None: not known.
+    region: Any = None
 
 
 class RecipeError(Exception):

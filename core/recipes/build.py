@@ -6,6 +6,7 @@ earthengine-api is imported inside the functions: planning never needs it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from core.recipes.base import RecipeError, UnitWork
@@ -27,4 +28,6 @@ def build(spec: JobSpec, unit: UnitWork) -> tuple[str, Any]:
     recipe = RECIPES[spec.recipe.name]
     params = spec.recipe.params
     geometry = tile_geometry(spec, unit.bounds)
+    if unit.region is None:
+        unit = replace(unit, region=spec.region)
     return recipe.output(params), recipe.build(params, geometry, unit, spec.path.parent)

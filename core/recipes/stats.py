@@ -97,8 +97,11 @@ class Stats(Recipe):
             collection = _vector.ee_collection([
                 (part, {p["zone_id"]: zones.properties[i][p["zone_id"]], **unit_props})
                 for i, part in _vector.zone_parts(zones, unit.bounds, crs)])
-        else:
-            collection = ee.FeatureCollection([ee.Feature(geometry, unit_props)])
+        else:  # the tile clipped to the region: a tile at its edge reaches beyond it
+            part = None if unit.region is None else _vector.region_part(
+                unit.region, unit.bounds, _vector.grid_crs(geometry))
+            collection = _vector.ee_collection([(part, unit_props)]) if part is not None \
+                else ee.FeatureCollection([ee.Feature(geometry, unit_props)])
         reducer, image = _reducer(p["statistics"], image, names)
         return image.reduceRegions(collection=collection, reducer=reducer, scale=p["scale"])
 

@@ -353,22 +353,28 @@ def test_stats_reduces_each_tiles_zone_parts_with_one_combined_reducer(
     assert sum(len(p) for p in parts.values()) > 12 * len(zones)  # zones cut by the grid
 
 
-def test_stats_without_zones_reduces_the_tile(ee_on_emulator: Emulator, tmp_path: Path) -> None:
+def test_stats_without_zones_reduces_the_region_within_each_tile(ee_on_emulator: Emulator,
+                                                                  tmp_path: Path) -> None:
+    """The region ends halfway through the second tile: that tile's row is of the region's
+    part of it, not of the whole tile."""
     job = tmp_path / "tiles.toml"
-    job.write_text(job_text("tiles", region={"bbox": [0, 0, 2, 1]}, grid={"size": 1},
+    job.write_text(job_text("tiles", region={"bbox": [0, 0, 1.5, 1]}, grid={"size": 1},
                             recipe={"name": "stats", "bands": ["SR_B4", "SR_B5"],
                                     "indices": [], "statistics": ["median"]}))
     graphs = list(unit_graphs(load_spec(job)))
     assert len(graphs) == 2
+    areas = []
     for unit, _, graph in graphs:
         # two bands, one statistic: EE names the outputs by band, so the bands are renamed
         assert graph["reducer"] == {"fn": "Reducer.median"}
         assert graph["image"]["fn"] == "Image.rename"
         assert graph["image"]["names"] == ["SR_B4_median", "SR_B5_median"]
-        (feature,) = graph["collection"]["features"]
-        assert feature["geometry"]["fn"] == "GeometryConstructors.Rectangle"
-        assert feature["geometry"]["coordinates"] == list(unit.bounds)
-        assert feature["metadata"] == {"tile": unit.id, "start": "", "end": ""}
+        ((geometry, properties),) = features_of(graph["collection"])
+        assert properties == {"tile": unit.id, "start": "", "end": ""}
+        region_part = shapely.box(*unit.bounds).intersection(shapely.box(0, 0, 1.5, 1))
+        assert geometry.symmetric_difference(region_part).area < 1e-9
+        areas.append(round(geometry.area, 6))
+    assert sorted(areas) == [0.5, 1.0]
 
 
 def test_sample_sends_each_point_to_exactly_one_tile(ee_on_emulator: Emulator) -> None:
