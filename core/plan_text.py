@@ -73,15 +73,44 @@ def describe_plan(plan: Plan) -> list[str]:
         f"Pixels   {humanize.intword(plan.pixels)} at {spec.export.scale:g} m",
         f"Recipe   {recipe.name}: {recipe.help}",
         *(["         " + ", ".join(settings)] if settings else []),
-        f"Output   ~{size_text(plan.est_bytes)} estimated ({spec.export.file_format},"
-        f" {plan.bands} bands)",
+        _output_line(plan),
         f"EE       {ee_text(plan)}",
-        f"Drive    peak ~{size_text(plan.drive_peak)} (the {limits.max_tasks} largest exports at"
-        f" once, within the {size_text(limits.drive_budget)} budget): files are deleted from"
-        " Drive as soon as they are downloaded",
+        _drive_line(plan),
         f"Limits   {limits.max_tasks} tasks at once, {limits.max_attempts} attempts,"
         f" split depth {limits.split_depth}",
         *plan_warnings(plan),
         "",
     ]
     return lines + ["  " + line for line in preview(plan)]
+
+
+def _output_line(plan: Plan) -> str:
+    """What the units export: an image's estimated size, or for a table recipe what its rows
+    are (a table's size is not known before the first ones arrive; they are small)."""
+    spec = plan.spec
+    if _table(plan):
+        fmt = spec.export.file_format if spec.export.file_format.upper() != "GEOTIFF" else "CSV"
+        merged = {"drive": "merged at the end into table.csv and table.parquet",
+                  "asset": "`eebatch assets merge` joins them into one asset"}.get(
+                      spec.export.destination, "left where they are written")
+        return (f"Output   a table ({fmt}) per unit, {merged}; their sizes are learned as "
+                "they arrive")
+    return (f"Output   ~{size_text(plan.est_bytes)} estimated ({spec.export.file_format},"
+            f" {plan.bands} bands)")
+
+
+def _drive_line(plan: Plan) -> str:
+    limits = plan.spec.limits
+    if plan.spec.export.destination != "drive":
+        return f"Drive    not used: the exports go to {plan.spec.export.destination}"
+    if _table(plan):
+        return ("Drive    a table a unit, deleted from Drive as soon as it is downloaded "
+                f"(within the {size_text(limits.drive_budget)} budget)")
+    return (f"Drive    peak ~{size_text(plan.drive_peak)} (the {limits.max_tasks} largest "
+            f"exports at once, within the {size_text(limits.drive_budget)} budget): files are "
+            "deleted from Drive as soon as they are downloaded")
+
+
+def _table(plan: Plan) -> bool:
+    recipe = plan.spec.recipe
+    return RECIPES[recipe.name].output(recipe.params) == "table"

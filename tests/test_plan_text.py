@@ -57,3 +57,13 @@ def test_warnings_are_part_of_the_summary(tmp_path: Path) -> None:
     path = write_job(tmp_path, BASE_JOB.replace("[0, 0, 4, 2]", "[25, -87, 31, -80]"))
     warnings = [x for x in summary(path) if x.startswith("warning: ")]
     assert [w.split(":")[1] for w in warnings] == [" region.bbox", " [backend]"]
+
+
+def test_a_table_recipe_says_what_its_tables_are_not_zero_bytes() -> None:
+    """A table's size is not known before the first arrive: the plan says what they are and
+    where they are merged, not "~0 Bytes estimated (CSV, 0 bands)"."""
+    lines = summary(EXAMPLES / "california-ndvi-stats.toml")
+    assert line(lines, "Output") == (
+        "Output   a table (CSV) per unit, merged at the end into table.csv and table.parquet; "
+        "their sizes are learned as they arrive")
+    assert "0 Bytes" not in line(lines, "Drive")
