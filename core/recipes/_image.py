@@ -62,16 +62,25 @@ def band_names(params: dict[str, Any]) -> list[str]:
 
 
 def composite_image(params: dict[str, Any], bounds: Any, start: str | None,
-                    end: str | None) -> Any:
+                    end: str | None, batch: Any = None) -> Any:
     """The reduced collection over `bounds` (an ee.Geometry or ee.FeatureCollection) and the
-    dates [start, end), as float32 bands: the bands, then the indices."""
+    dates [start, end), as float32 bands: the bands, then the indices. With a `batch` by
+    count ([batches], core/batches.py), only its `size` images from `offset`, of the
+    collection over the job's region in date order, as the composite recipe takes them (so
+    batch k is the same images on every tile)."""
     import ee
 
     p = params
-    collection = ee.ImageCollection(p["collection"]).filterBounds(bounds)
+    by_count = batch is not None and batch.by == "count"
+    where = ee.Geometry.Rectangle(list(batch.region or ()), proj="EPSG:4326",
+                                  geodesic=False) if by_count else bounds
+    collection = ee.ImageCollection(p["collection"]).filterBounds(where)
     if start and end:
         collection = collection.filterDate(start, end)
     collection = collection.filter(ee.Filter.lt(p["cloud_property"], p["max_cloud"]))
+    if by_count:
+        collection = ee.ImageCollection(
+            collection.sort("system:time_start").toList(batch.size, batch.offset))
     reducer = p["reducer"]
     reduced = (collection.qualityMosaic(p["nir"]) if reducer == "qualityMosaic"
                else getattr(collection, reducer)())

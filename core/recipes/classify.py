@@ -52,6 +52,7 @@ def _asset(value: Any) -> str | None:
 class Classify(Recipe):
     name = "classify"
     help = "a random forest trained on labelled points, applied to each tile (one band)"
+    count_batches = True  # its image is cut to the unit's batch (_image.composite_image)
     parameters = (
         Param("training_file", str, None,
               "GeoJSON, GeoPackage or Shapefile of labelled points, sent with the job (or "
@@ -105,7 +106,7 @@ class Classify(Recipe):
         classifier = ee.Classifier.smileRandomForest(
             numberOfTrees=p["trees"], seed=p["seed"]).train(
             features=samples, classProperty=p["class_property"], inputProperties=names)
-        image = _image.composite_image(p, geometry, unit.start, unit.end)
+        image = _image.composite_image(p, geometry, unit.start, unit.end, unit.batch)
         return image.classify(classifier, "classification").toUint8()
 
 

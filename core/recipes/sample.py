@@ -27,6 +27,7 @@ def _names(value: Any) -> str | None:
 class Sample(Recipe):
     name = "sample"
     help = "an image's values at points from a local file, split by tile, as a table"
+    count_batches = True  # its image is cut to the unit's batch (_image.composite_image)
     parameters = (
         Param("points_file", str, None, "GeoJSON, GeoPackage or Shapefile of points",
               required=True),
@@ -67,7 +68,7 @@ class Sample(Recipe):
         collection = _vector.ee_collection([
             (points.geometries[i], {**{c: points.properties[i][c] for c in keep}, **unit_props})
             for i in _vector.points_in_tile(points, unit.bounds, crs)])
-        image = _image.composite_image(p, geometry, unit.start, unit.end)
+        image = _image.composite_image(p, geometry, unit.start, unit.end, unit.batch)
         return image.sampleRegions(collection=collection,
                                    properties=[*keep, *_vector.UNIT_COLUMNS],
                                    scale=p["scale"], geometries=True)

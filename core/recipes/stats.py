@@ -53,6 +53,7 @@ class Stats(Recipe):
     name = "stats"
     help = ("statistics (mean, stdDev, …, percentiles) of bands or indices over each tile or "
             "zones, as a table")
+    count_batches = True  # its image is cut to the unit's batch (_image.composite_image)
     parameters = (
         Param("statistics", list, ["mean", "stdDev"],
               "mean, stdDev, min, max, median, count, sum, p0-p100", _statistics),
@@ -89,7 +90,7 @@ class Stats(Recipe):
 
         p = params
         names = _image.band_names(p)
-        image = _image.composite_image(p, geometry, unit.start, unit.end)
+        image = _image.composite_image(p, geometry, unit.start, unit.end, unit.batch)
         unit_props = _vector.unit_properties(unit)
         if p["zones_file"]:
             zones = _zones(p, job_dir)

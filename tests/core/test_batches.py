@@ -110,7 +110,8 @@ def test_batches_section_must_be_a_table(tmp_path: Path) -> None:
 def test_count_batches_need_a_recipe_that_cuts_by_count(tmp_path: Path) -> None:
     python = BASE_JOB.replace('name = "composite"', 'name = "python"\nfunction = "m:f"')
     one(tmp_path, batches(BY_COUNT.removeprefix("[batches]\n"), base=python), "batches.by",
-        "recipe 'python' does not cut its collection by count (recipes that do: composite)")
+        "recipe 'python' does not cut its collection by count (recipes that do: classify, "
+        "composite, sample, stats)")
     # By date, every recipe follows the batch through its unit's dates.
     spec = load_spec(write_job(tmp_path, batches('by = "date"\nstep = "1 month"', base=python)))
     assert spec.batches is not None and spec.batches.by == "date"

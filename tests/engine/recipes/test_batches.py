@@ -188,3 +188,35 @@ def test_a_session_of_schema_7_still_runs(tmp_path: Path, emulator: Emulator) ->
                                                               ("r179c361", None)}
     assert_all_done_and_verified(again, emulator.url)
     again.close()
+
+
+@pytest.mark.parametrize("recipe", ["stats", "sample", "classify"])
+def test_the_table_and_classify_recipes_take_their_units_batch(tmp_path: Path,
+                                                               emulator: Emulator,
+                                                               recipe: str) -> None:
+    """stats, sample and classify cut their image to the unit's batch as the composite does:
+    batch k reduces the images 2k and 2k + 1 of the collection over the job's region."""
+    from core.connect import init_ee
+
+    data = tmp_path / "points.geojson"
+    data.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"id": i, "class": i % 2},
+         "geometry": {"type": "Point", "coordinates": [0.1 + 0.2 * i, 0.2]}}
+        for i in range(4)]}))
+    params = {"stats": 'name = "stats"', "sample": f'name = "sample"\npoints_file = "{data}"',
+              "classify": f'name = "classify"\ntraining_file = "{data}"'}[recipe]
+    store = make_session(tmp_path, emulator.url, bbox="[0, 0, 1, 0.5]", extra=THREE_BY_COUNT,
+                         recipe=params + '\nindices = ["NDVI"]\nbands = []')
+    init_ee(emulator.url)
+    spec = load_session_spec(store)
+    offsets = []
+    for row in store.units():
+        work = UnitWork(row["id"], (row["west"], row["south"], row["east"], row["north"]),
+                        row["start"], row["end"],
+                        unit_batch(spec, row["batch"], row["start"], row["end"]))
+        _, obj = build(spec, work)
+        to_list = _calls(obj, "Collection.toList")
+        assert to_list, f"{recipe} ignored its unit's batch"
+        offsets.append(sorted(_constant(c, "offset", obj) for c in to_list))
+    assert sorted({o for found in offsets for o in found}) == [0, 2, 4]
+    store.close()
