@@ -88,11 +88,23 @@ def child_id(parent: str, quadrant: int) -> str:
     return f"{parent}.{quadrant}"
 
 
-def split_bounds(bounds: Bounds) -> list[Bounds]:
-    """Four quadrants in child_id order."""
+def split_bounds(bounds: Bounds, pixel: float | None = None) -> list[Bounds]:
+    """Four quadrants in child_id order. With `pixel` (an aligned grid's pixel size), the cut
+    falls on the pixel lattice, so the quarters of a tile an odd number of pixels wide still
+    mosaic without a half-pixel overlap."""
     w, s, e, n = bounds
-    mx, my = (w + e) / 2, (s + n) / 2
+    mx, my = _cut(w, e, pixel), _cut(s, n, pixel)
     return [(w, my, mx, n), (mx, my, e, n), (w, s, mx, my), (mx, s, e, my)]
+
+
+def _cut(low: float, high: float, pixel: float | None) -> float:
+    middle = (low + high) / 2
+    if pixel is None:
+        return middle
+    snapped = round(middle / pixel) * pixel
+    if not low < snapped < high:  # a tile one pixel wide: no lattice line inside it
+        return middle
+    return snapped
 
 
 def pixel_size(spec: JobSpec) -> float:

@@ -17,7 +17,7 @@ from core.backends.failures import (
     classify_message,
 )
 from core.engine.base import CLOCK_SKEW, WorkerBase
-from core.grid import child_id, split_bounds
+from core.grid import child_id, pixel_size, split_bounds
 from core.periods import Period, unit_id
 from core.states import (
     A_SUBMITTING,
@@ -272,8 +272,10 @@ class Monitor(WorkerBase):
         assert row is not None
         period = Period(row["period"], None, None)
         children = []
+        # On an aligned grid the cut stays on the pixel lattice: the quarters mosaic seamlessly.
+        pixel = pixel_size(self.spec) if self.spec.grid.align else None
         for q, (w, s, e, n) in enumerate(split_bounds((row["west"], row["south"], row["east"],
-                                                        row["north"]))):
+                                                        row["north"]), pixel)):
             tile = child_id(row["tile"], q)
             children.append((unit_id(tile, period, row["batch"]), tile, row["row"], row["col"],
                              row["depth"] + 1, unit, row["period"], row["start"], row["end"],

@@ -150,3 +150,17 @@ def test_limit_stops_building_once_passed(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(TooManyTiles) as info:
         make_tiles(spec, limit=5)
     assert info.value.at_least == 6  # stopped at the first chunk past the limit
+
+
+def test_an_aligned_tile_of_odd_pixels_splits_on_the_pixel_lattice() -> None:
+    """1,667 pixels of 30 m a side: the halfway cut would fall inside a pixel, and the two
+    halves' exports would both hold it (a half-pixel overlap in the mosaic). On the lattice,
+    the quarters are whole pixels, tile the parent, and share no pixel."""
+    parent = (300_000.0, 3_700_020.0, 350_010.0, 3_750_030.0)
+    quads = split_bounds(parent, 30.0)
+    for w, s, e, n in quads:
+        for edge in (w, s, e, n):
+            assert edge / 30 == pytest.approx(round(edge / 30))
+    assert shapely.union_all(shapely.box(*np.array(quads).T)).equals(shapely.box(*parent))
+    assert sum((e - w) * (n - s) for w, s, e, n in quads) == pytest.approx(50_010.0 ** 2)
+    assert split_bounds((0.0, 0.0, 30.0, 30.0), 30.0)[0] == (0.0, 15.0, 15.0, 30.0)  # one pixel
