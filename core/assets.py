@@ -22,7 +22,7 @@ from core.states import EE_FAILED, EE_SUCCEEDED
 from core.store import Store
 
 MERGE_REQUEST = "merge_request_id"  # session setting: the merge export's requestId
-MERGE_POLL = 5.0  # seconds between looks at the merge export
+MERGE_POLL = 5.0  # the most seconds between looks at the merge export (sooner at first)
 
 
 class AssetsError(Exception):
@@ -59,7 +59,7 @@ def job_assets(store: Store, spec: JobSpec, ee: EarthEngine) -> JobAssets:
 
 def merge(store: Store, spec: JobSpec, ee: EarthEngine, *,
           progress: Callable[[str], None], confirm: Callable[[str], bool],
-          timeout: float = 6 * 3600.0) -> str:
+          timeout: float = 6 * 3600.0, stopped: Callable[[], bool] = lambda: False) -> str:
     """Merge the job's table parts into one asset, then (if `confirm` agrees) delete the
     parts. Returns what was done, in one line."""
     if spec.recipe is not None and _output(spec) != "table":
@@ -75,7 +75,7 @@ def merge(store: Store, spec: JobSpec, ee: EarthEngine, *,
         if missing:
             raise AssetsError(f"{missing} of the job's {len(assets.parts)} parts are gone from "
                               f"{_folder(spec)}; a merge without them would be incomplete")
-        _run_merge(store, spec, ee, parts, assets.merged, progress, timeout)
+        _run_merge(store, spec, ee, parts, assets.merged, progress, timeout, stopped)
         progress(f"merged {len(parts)} parts into {assets.merged}")
     leftover = assets.parts_present
     if not leftover:
@@ -103,7 +103,8 @@ def remove(store: Store, spec: JobSpec, ee: EarthEngine, *,
 
 
 def _run_merge(store: Store, spec: JobSpec, ee: EarthEngine, parts: list[str], target: str,
-               progress: Callable[[str], None], timeout: float) -> None:
+               progress: Callable[[str], None], timeout: float,
+               stopped: Callable[[], bool]) -> None:
     request_id = store.setting(MERGE_REQUEST)
     if not request_id:
         request_id = str(uuid.uuid4())
@@ -113,6 +114,7 @@ def _run_merge(store: Store, spec: JobSpec, ee: EarthEngine, parts: list[str], t
         request_id, parts, target, description=f"eebatch_{ee_safe(store.id)}_merge",
         workload_tag=spec.export.workload_tag)
     deadline = time.monotonic() + timeout
+    looks = 0
     while True:
         op = ee.get_operation(name)
         if op is not None and op.state == EE_SUCCEEDED:
@@ -122,12 +124,16 @@ def _run_merge(store: Store, spec: JobSpec, ee: EarthEngine, parts: list[str], t
                 store.set_setting(MERGE_REQUEST, None)
             why = op.error if op is not None and op.error else "EE no longer knows it"
             raise AssetsError(f"the merge export failed: {why}")
+        if stopped():
+            raise AssetsError("stopped before the merge export finished; it goes on in EE, "
+                              "and the next start (or `eebatch assets merge`) adopts it")
         if time.monotonic() > deadline:
             raise AssetsError(f"the merge export is still {op.state} after {timeout:.0f} s; "
                               "run the command again to keep waiting for it")
         progress(f"merging {len(parts)} parts into {target}: {op.state.lower()} "
                  f"{op.progress:.0%}")
-        time.sleep(MERGE_POLL)  # EE's pace: nothing to wake up for sooner
+        looks += 1
+        time.sleep(min(MERGE_POLL, 0.25 * 2 ** looks))  # EE's pace: nothing to wake for
 
 
 def _folder(spec: JobSpec) -> str:

@@ -17,6 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from core.assembly.products import Outcome, make, output_kind, plan
 from core.assembly.rasters import Cancelled
+from core.assets import AssetsError, merge
+from core.backends.failures import classify_exception
 from core.engine.base import WorkerBase
 
 LOOK_EVERY = 1.0  # seconds between looks for periods that settled
@@ -54,15 +56,28 @@ class Assembly(WorkerBase):
         made of exactly the files now verified."""
         self.assembly_since = time.time()
         if self.spec.export.destination == "asset":
-            # The parts are EE assets: merging them is an EE export of its own, which deletes
-            # (the parts) only when the user agrees; so it is asked for, not done here.
-            if self.makes_tables and "assets" not in self.assembly_said:
-                self.assembly_said.add("assets")
-                self._event(f"the job's tables are assets in {self.spec.export.asset_folder}; "
-                            f"`eebatch assets merge {self.store.id}` merges them into one and "
-                            "then deletes the parts, after asking")
+            if self.makes_tables:
+                self._merge_assets()
             return
         self._hand_over(plan(self.store.product_files(), self.spec, tables=True))
+
+    def _merge_assets(self) -> None:
+        """A table job exported to EE assets: its parts merged into one asset (an EE export
+        of its own, waited for here: the job has nothing else left to do), then the parts,
+        which eebatch made, deleted once the merged asset exists. A failure fails no unit;
+        `eebatch assets merge` tries again, and so does the next start."""
+        def say(line: str) -> None:
+            if line.startswith("merged "):
+                self._event(line)
+
+        try:
+            self._event(merge(self.store, self.spec, self.ee, progress=say,
+                              confirm=lambda _question: True,
+                              stopped=lambda: self.stop_event.is_set()))
+        except Exception as exc:
+            why = str(exc) if isinstance(exc, AssetsError) else classify_exception(exc)[1]
+            self._event(f"merging the job's table assets: {why}; `eebatch assets merge "
+                        f"{self.store.id}` tries again", "warning")
 
     def _hand_over(self, works: list) -> None:  # type: ignore[type-arg]
         for work in works:

@@ -56,6 +56,7 @@ class WorkerBase:
     waits: dict[str, str]
     loud_waits: set[str]
     down: dict[str, float]  # "ee" / "drive" -> since when it has not answered
+    stop_event: threading.Event  # set when the worker is to stop (run's `stop`)
 
     def _event(self, message: str, level: str = "info", unit: str | None = None) -> None:
         getattr(log, level if level != "warning" else "warning")(

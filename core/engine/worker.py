@@ -83,6 +83,7 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads, Assembly):
 
     def run(self, stop: threading.Event | None = None) -> Summary:
         stop = stop or threading.Event()
+        self.stop_event = stop  # long steps (an asset merge) give up when it is set
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._event(f"worker started (pid {os.getpid()})")
         try:

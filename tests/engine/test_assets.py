@@ -1,6 +1,7 @@
-"""`eebatch assets list|merge|rm SESSION`: a table job exported to EE assets is merged into one
-asset, its parts deleted only after the merged asset exists and only when the user agrees, and
-nothing in the folder that eebatch did not make is ever touched."""
+"""A table job exported to EE assets is merged into one asset at its end, its parts deleted only
+after the merged asset exists; `eebatch assets list|merge|rm SESSION` shows them, merges again
+(after a failure) and deletes them after asking; nothing in the folder that eebatch did not make
+is ever touched."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_a_table_job_in_assets_is_merged_then_its_parts_deleted_and_nothing_else(
+def test_a_table_job_in_assets_is_merged_at_its_end_and_nothing_else_is_touched(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any) -> None:
     import ee
 
@@ -44,28 +45,27 @@ def test_a_table_job_in_assets_is_merged_then_its_parts_deleted_and_nothing_else
                              recipe='name = "stats"\nindices = ["NDVI"]\nbands = []',
                              export={"destination": "asset", "asset_folder": FOLDER})
         assert run_session(store.path).ok
+        # At the job's end its two table parts were merged into one asset and then deleted
+        # (eebatch made them); the user's folder beside them is untouched.
+        merged = f"{FOLDER}/t_merged"
+        assert assets_in(emu.url) == {MINE, merged}
+        assert ee.FeatureCollection(merged).size().getInfo() == 2  # both units' rows
         said = [r[0] for r in store.conn.execute(
-            "SELECT message FROM events WHERE message LIKE '%eebatch assets merge%'")]
-        assert said == [f"the job's tables are assets in {FOLDER}; `eebatch assets merge "
-                        f"{store.id}` merges them into one and then deletes the parts, after "
-                        "asking"]
-        parts = assets_in(emu.url) - {MINE}
-        assert len(parts) == 2  # one table per unit
+            "SELECT message FROM events WHERE message LIKE '%t_merged%'")]
+        assert said == [f"merged 2 parts into {merged}",
+                        f"{merged} holds the job's table; deleted its 2 parts"]
 
         code, out, _ = run(capsys, "assets", "list", store.id)
-        assert code == 0 and sorted(out.split("\n")[:-1]) == sorted(f"{p}  in EE" for p in parts)
+        lines = out.splitlines()
+        assert code == 0 and lines[-1] == f"{merged}  in EE" and len(lines) == 3
+        assert all(line.endswith("  gone") for line in lines[:2])  # the parts, deleted
+        code, out, _ = run(capsys, "assets", "merge", store.id)  # again: nothing to do
+        assert code == 0 and out == f"{merged} holds the job's table; no part is left\n"
 
         monkeypatch.setattr("sys.stdin.isatty", lambda: False)
-        code, out, err = run(capsys, "assets", "merge", store.id)  # no terminal, no --yes
+        code, out, err = run(capsys, "assets", "rm", store.id)  # no terminal, no --yes
         assert code == 2 and len(err.strip().splitlines()) == 1 and "--yes" in err
-        merged = f"{FOLDER}/t_merged"
-        assert assets_in(emu.url) == parts | {MINE, merged}  # merged, nothing deleted yet
-
-        code, out, _ = run(capsys, "assets", "merge", store.id, "--yes")
-        assert code == 0 and "deleted its 2 parts" in out
         assert assets_in(emu.url) == {MINE, merged}
-        rows = ee.FeatureCollection(merged).size().getInfo()
-        assert rows == 2  # both units' rows
 
         code, out, _ = run(capsys, "assets", "rm", store.id, "--yes")
         assert code == 0 and out == f"deleted 1 assets of session {store.id}\n"
