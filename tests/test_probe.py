@@ -5,14 +5,15 @@ and leaves nothing of its own behind (and nothing of the user's disturbed)."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from core.connect import make_drive
 from core.emulator.app import Emulator
 from tests.engine.conftest import admin, drive_files, emulator_with
+from tests.engine.test_safety import wait_for
 from tests.jobs import job_text
 from tui.cli import main
 
@@ -58,13 +59,20 @@ def user_file(emu: Emulator, tmp_path: Path) -> str:
     return emu.drive.model.add_file(folder, "probejob_mine.tif", src, "image/tiff").id
 
 
+def listed(emu: Emulator) -> set[str]:
+    """Ids of the files and titles of the folders files.list shows now (after its lag)."""
+    items = make_drive(emu.url).ListFile({"q": "trashed = false"}).GetList()
+    return {f["title"] if f["mimeType"].endswith(".folder") else f["id"] for f in items}
+
+
 def test_probe_reports_and_leaves_only_the_users_file(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lag = 2.0
     emu = emulator_with(drive_listing_lag=lag, quota_other=2_000_000)
     try:
         mine = user_file(emu, tmp_path)
-        time.sleep(lag + 0.3)  # the user's folder and file are old news to Drive's index
+        # The user's folder and file are old news to Drive's index before the probe starts.
+        wait_for(lambda: {mine, FOLDER} <= listed(emu), "the user's file in files.list")
         code, out, err = probe(write_job(tmp_path, emu.url), capsys)
         assert code == 0, err
         assert "newest first" in line(out, "task order")
@@ -116,10 +124,8 @@ def test_a_probe_that_times_out_cancels_its_tasks(
         assert code == 0, err
         assert "not finished after 2 s" in line(out, "export")
         assert "cancelled 1 task" in line(out, "clean-up")
-        deadline = time.monotonic() + 10
-        while [t for t in probe_tasks(emu.url) if t["state"] in (*LIVE, "CANCELLING")]:
-            assert time.monotonic() < deadline, probe_tasks(emu.url)
-            time.sleep(0.2)
+        wait_for(lambda: not [t for t in probe_tasks(emu.url)
+                              if t["state"] in (*LIVE, "CANCELLING")], "the cancels to end")
         assert drive_files(emu.url) == []
     finally:
         emu.stop()
