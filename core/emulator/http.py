@@ -177,6 +177,10 @@ class HttpServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        if self._thread is not None:
+            # Started already (`with emulator_with() as emu` starts a started emulator): a
+            # second serve loop on one socket outlived stop() and spun on the closed socket.
+            return
         # A short poll interval: stop() waits for the serve loop to notice (0.5 s by default).
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.05,), name="emulator-http", daemon=True
@@ -189,6 +193,8 @@ class HttpServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
     # -- internals -------------------------------------------------------------------------
 
