@@ -5,7 +5,6 @@ mode and workload tags. Every rule is driven through the real, unmodified earthe
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 import warnings
 from datetime import datetime
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from core.connect import init_ee
-from tests.emulator.test_ee import RFC3339, TERMINAL, TILE_BOX, composite
+from tests.emulator.test_ee import RFC3339, TILE_BOX, composite, wait_status
 
 ee = pytest.importorskip("ee")
 
@@ -32,16 +31,6 @@ def image_task(description: str = "strict", **kw: Any) -> Any:
     kw.setdefault("scale", 30)
     kw.setdefault("maxPixels", 1e13)
     return ee.batch.Export.image.toDrive(ndvi(), description=description, **kw)
-
-
-def wait_status(task: Any, timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = task.status()
-        if st["state"] in TERMINAL:
-            return st
-        time.sleep(0.02)
-    raise AssertionError(f"task {task.id} did not finish: {task.status()}")
 
 
 def run_seconds(task: Any) -> float:
