@@ -195,6 +195,19 @@ class EarthEngine:
             op = ee.data.exportTable(request_id, task.config)
         return str(op["name"])
 
+    def start_classifier_export(self, request_id: str, classifier: Any, asset_id: str, *,
+                                description: str, workload_tag: str) -> str:
+        """Export a trained ee.Classifier to the asset `asset_id` under our requestId (never
+        over an existing asset); returns the operation name."""
+        import ee
+
+        with _EE_LOCK:
+            task = ee.batch.Export.classifier.toAsset(classifier, description=description,
+                                                      assetId=asset_id)
+            task.config["workloadTag"] = workload_tag
+            op = ee.data.exportClassifier(request_id, task.config)
+        return str(op["name"])
+
     def cancel(self, name: str) -> None:
         import ee
 

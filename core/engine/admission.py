@@ -71,6 +71,8 @@ class Admission(WorkerBase):
         for row in candidates:
             if submitted >= room:
                 break
+            if self.model_recipe is not None and self.model_of(row["period"])[1] is None:
+                continue  # its model is being trained (training.py says so)
             need = self._need(row)
             if self.drive is not None and not self._fits(need, expected, budget):
                 self.budget_blocked = True
@@ -143,7 +145,9 @@ class Admission(WorkerBase):
         assert attempt is not None
         work = UnitWork(unit, (row["west"], row["south"], row["east"], row["north"]),
                         row["start"], row["end"],
-                        unit_batch(self.spec, row["batch"], row["start"], row["end"]))
+                        unit_batch(self.spec, row["batch"], row["start"], row["end"]),
+                        model=(self.model_of(row["period"])[1]
+                               if self.model_recipe is not None else None))
         prefix = self._prefix(unit, attempt)
         try:
             kind, obj = build(self.spec, work)

@@ -57,6 +57,8 @@ class WorkerBase:
     loud_waits: set[str]
     down: dict[str, float]  # "ee" / "drive" -> since when it has not answered
     stop_event: threading.Event  # set when the worker is to stop (run's `stop`)
+    model_recipe: Any  # the job's Recipe when it trains a model (training.py), else None
+    models_ready: dict[str, str]  # model key -> its asset, once trained (training.py)
 
     def _event(self, message: str, level: str = "info", unit: str | None = None) -> None:
         getattr(log, level if level != "warning" else "warning")(
@@ -93,6 +95,13 @@ class WorkerBase:
     def _reachable(self, service: str) -> None:
         if self.down.pop(service, None) is not None:
             self._wait(f"{service}-down", None)
+
+    def model_of(self, period: str) -> tuple[str, str | None]:
+        """(model key, its asset once it is trained, else None) for a unit of `period`, of a
+        job whose recipe trains a model (core/engine/training.py)."""
+        assert self.model_recipe is not None and self.spec.recipe is not None
+        key = self.model_recipe.model_key(self.spec.recipe.params, period)
+        return key, self.models_ready.get(key)
 
     def _wake_up(self, _future: Future[Any]) -> None:
         self.wake.set()

@@ -22,6 +22,7 @@ from core.engine.commands import Commands
 from core.engine.downloads import MANIFEST_EVERY, Downloads
 from core.engine.monitor import Monitor
 from core.engine.outputs import Outputs
+from core.engine.training import Training
 from core.limits import PAUSED
 from core.spec import JobSpec
 from core.states import (
@@ -48,7 +49,7 @@ class Summary:
         return all(self.counts.get(s, 0) == 0 for s in (FAILED, CANCELLED, *UNFINISHED))
 
 
-class Worker(Commands, Monitor, Admission, Outputs, Downloads, Assembly):
+class Worker(Commands, Monitor, Training, Admission, Outputs, Downloads, Assembly):
     def __init__(self, store: Store, spec: JobSpec, backends: Backends, *,
                  stay_alive: bool = False, tick: float = 0.2,
                  rng: random.Random | None = None) -> None:
@@ -80,6 +81,7 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads, Assembly):
         self._init_outputs()
         self._init_downloads()
         self._init_assembly()
+        self._init_training()
 
     def run(self, stop: threading.Event | None = None) -> Summary:
         stop = stop or threading.Event()
@@ -95,6 +97,7 @@ class Worker(Commands, Monitor, Admission, Outputs, Downloads, Assembly):
                 self.handle_commands()
                 if time.time() >= self.next_poll:
                     self.poll()
+                self.train()
                 self.submit()
                 self.collect()
                 self.schedule_downloads()

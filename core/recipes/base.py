@@ -54,6 +54,9 @@ class UnitWork:
     # The job's region (a shapely geometry in EPSG:4326; build() sets it), for a recipe that
     # keeps to the region within its tile (stats without zones). None: not known.
     region: Any = None
+    # The asset of the model the job trained once in EE for this unit (a recipe that
+    # `trains`: core/engine/training.py makes it before the unit is sent). None otherwise.
+    model: str | None = None
 
 
 class RecipeError(Exception):
@@ -93,6 +96,10 @@ class Recipe(ABC):
     # True when `build` cuts its image collection to `unit.batch` by count (toList(size,
     # offset)); the job-file check refuses [batches] by = "count" for a recipe without it.
     count_batches: ClassVar[bool] = False
+    # True when the recipe trains a model once in EE before its units run (classify): the
+    # worker exports `model(...)` to an asset (core/engine/training.py) and every unit's
+    # `build` gets that asset as `unit.model`, so every unit uses the same trained model.
+    trains: ClassVar[bool] = False
 
     @cached_property
     def params(self) -> dict[str, Param]:
@@ -124,6 +131,17 @@ class Recipe(ABC):
         `output` says "table". `geometry` is the unit's tile (an ee.Geometry), `job_dir` the job
         file's folder (what relative paths in params are relative to). Import ee in here.
         Raise RecipeError for a mistake of the user's that retrying will not mend."""
+
+    def model_key(self, params: dict[str, Any], period: str) -> str:
+        """Which model a unit of `period` uses: "job" when one serves every period, else the
+        period's id (a recipe that `trains` says which)."""
+        return "job"
+
+    def model(self, params: dict[str, Any], job_dir: Path, start: str | None,
+              end: str | None) -> Any:
+        """The model to train in EE for units whose period runs from `start` to `end` (an
+        ee.Classifier, trained), exported once to an asset. Only for a recipe that `trains`."""
+        raise NotImplementedError(f"recipe {self.name!r} trains no model")
 
     def settings(self, params: dict[str, Any]) -> list[str]:
         """`key = value` of each parameter the job sets away from its default, in the order

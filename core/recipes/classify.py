@@ -2,14 +2,14 @@
 built as the composite recipe builds its image (bands, plus NDVI and NDWI by default), applied
 to each tile and exported as one band, "classification" (uint8).
 
-The training points come from a local file (GeoJSON, GeoPackage, Shapefile), sent inline with
-every unit's request as an ee.FeatureCollection, or from an EE table asset. "Trained once per
-job" is EE's doing, not eebatch's: every unit sends the identical training graph (the same
-points in the same order, the same training image, the same `seed` and number of trees), so
-every tile is classified by the same classifier, and EE may compute it once and reuse it (it
-caches identical subgraphs; nothing guarantees it does across batch tasks). The training image
-is the composite over the training points' bounds and over `training_dates`; without them over
-each unit's own period, so a job of several periods trains one classifier per period.
+The training points come from a local file (GeoJSON, GeoPackage, Shapefile), sent inline as
+an ee.FeatureCollection, or from an EE table asset. The classifier is trained once in EE: the
+worker exports it to an asset (ee.batch.Export.classifier.toAsset, core/engine/training.py)
+before any tile is sent, and every tile classifies with ee.Classifier.load of that asset, so
+every tile uses the same trained classifier and its training is paid for once. The training
+image is the composite over the training points' bounds and over `training_dates`; without
+them over each period's own dates, so a job of several periods trains one classifier per
+period.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class Classify(Recipe):
     name = "classify"
     help = "a random forest trained on labelled points, applied to each tile (one band)"
     count_batches = True  # its image is cut to the unit's batch (_image.composite_image)
+    trains = True  # the classifier, once per job (or per period), before the tiles
     parameters = (
         Param("training_file", str, None,
               "GeoJSON, GeoPackage or Shapefile of labelled points, sent with the job (or "
@@ -67,6 +68,9 @@ class Classify(Recipe):
               between(-(2**31), 2**31 - 1)),
         Param("training_dates", list, [], "[start, end] of the training composite; [] each "
                                           "unit's own period", _dates),
+        Param("model_folder", str, "", "the EE folder the trained classifier is exported to "
+                                       "(projects/PROJECT/assets/...); '' the project's root",
+              _asset),
         _image.scale_parameter("metres per pixel the training points are sampled at"),
         *_image.image_parameters(bands=["SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7"],
                                  indices=["NDVI", "NDWI"]),
@@ -92,21 +96,32 @@ class Classify(Recipe):
             problems += _training_problems(params, job_dir)
         return params, problems
 
+    def model_key(self, params: dict[str, Any], period: str) -> str:
+        # With training_dates one classifier serves every period; without, each period's.
+        return "job" if params["training_dates"] else period
+
+    def model(self, params: dict[str, Any], job_dir: Path, start: str | None,
+              end: str | None) -> Any:
+        import ee
+
+        p = params
+        training, bounds = _training(p, job_dir)
+        if p["training_dates"]:
+            start, end = (str(_day(d)) for d in p["training_dates"])
+        samples = _image.composite_image(p, bounds, start, end).sampleRegions(
+            collection=training, properties=[p["class_property"]], scale=p["scale"])
+        return ee.Classifier.smileRandomForest(numberOfTrees=p["trees"], seed=p["seed"]).train(
+            features=samples, classProperty=p["class_property"],
+            inputProperties=_image.band_names(p))
+
     def build(self, params: dict[str, Any], geometry: Any, unit: UnitWork,
               job_dir: Path) -> Any:
         import ee
 
-        p = params
-        names = _image.band_names(p)
-        training, bounds = _training(p, job_dir)
-        start, end = ([str(_day(d)) for d in p["training_dates"]] if p["training_dates"]
-                      else (unit.start, unit.end))
-        samples = _image.composite_image(p, bounds, start, end).sampleRegions(
-            collection=training, properties=[p["class_property"]], scale=p["scale"])
-        classifier = ee.Classifier.smileRandomForest(
-            numberOfTrees=p["trees"], seed=p["seed"]).train(
-            features=samples, classProperty=p["class_property"], inputProperties=names)
-        image = _image.composite_image(p, geometry, unit.start, unit.end, unit.batch)
+        if unit.model is None:  # the worker trains it first; anything else is eebatch's bug
+            raise RecipeError("the classifier has not been trained for this unit")
+        image = _image.composite_image(params, geometry, unit.start, unit.end, unit.batch)
+        classifier = ee.Classifier.load(unit.model)
         return image.classify(classifier, "classification").toUint8()
 
 

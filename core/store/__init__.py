@@ -39,6 +39,7 @@ from core.states import (
 from core.store.attempts import AttemptOps
 from core.store.dashboard import DashboardOps
 from core.store.files import FileOps
+from core.store.models import ModelOps
 from core.store.units import UnitOps
 from core.store.views import ViewOps
 
@@ -150,6 +151,13 @@ MIGRATIONS: list[str] = [
     # period; NULL for units of a job without batches, and for every unit of earlier versions
     """
     ALTER TABLE units ADD COLUMN batch INTEGER;
+    """,
+    # version 9: models a recipe trains once in EE before its units run (core/store/models.py)
+    """
+    CREATE TABLE models (
+        key TEXT PRIMARY KEY, asset TEXT NOT NULL, request_id TEXT NOT NULL, operation TEXT,
+        state TEXT NOT NULL, error TEXT, tries INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL
+    );
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -388,7 +396,7 @@ def _open_session(path: Path) -> tuple[sqlite3.Connection, sqlite3.Row]:
     return conn, row
 
 
-class Store(UnitOps, AttemptOps, FileOps, ViewOps, DashboardOps):
+class Store(UnitOps, AttemptOps, FileOps, ModelOps, ViewOps, DashboardOps):
     """An open session. Each thread that writes opens its own Store on the same file."""
 
     def __init__(self, path: Path | str) -> None:

@@ -15,6 +15,7 @@ import pytest
 import rasterio
 
 from core.batches import unit_batch
+from core.store import SCHEMA_VERSION
 from core.emulator.app import Emulator
 from core.engine.runner import run_session
 from core.recipes.build import UnitWork, build
@@ -183,7 +184,7 @@ def test_a_session_of_schema_7_still_runs(tmp_path: Path, emulator: Emulator) ->
     conn.close()
     assert run_session(path).ok
     again = Store(path)
-    assert again.conn.execute("PRAGMA user_version").fetchone()[0] == 8
+    assert again.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert {(r["id"], r["batch"]) for r in again.units()} == {("r179c360", None),
                                                               ("r179c361", None)}
     assert_all_done_and_verified(again, emulator.url)

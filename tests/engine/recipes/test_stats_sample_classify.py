@@ -22,7 +22,7 @@ from core.emulator.app import Emulator
 from core.plan import make_plan
 from core.plan_text import describe_plan
 from core.recipes import RECIPES
-from core.recipes.base import UnitWork
+from core.recipes.base import RecipeError, UnitWork
 from core.spec import JobSpec, SpecError, load_spec
 from tests.jobs import job_text
 
@@ -103,14 +103,17 @@ def ee_on_emulator() -> Iterator[Emulator]:
         yield emu
 
 
-def unit_graphs(spec: JobSpec) -> Iterator[tuple[UnitWork, str, Any]]:
-    """(unit, "image" | "table", the expanded graph) of every unit of the job."""
+def unit_graphs(spec: JobSpec, model: str | None = None
+                ) -> Iterator[tuple[UnitWork, str, Any]]:
+    """(unit, "image" | "table", the expanded graph) of every unit of the job; `model`: the
+    asset of the model the job trained (classify)."""
     import ee
 
     from core.recipes.build import build
 
     for row in make_plan(spec).unit_rows():
-        unit = UnitWork(row[0], (row[7], row[8], row[9], row[10]), row[5], row[6])
+        unit = UnitWork(row[0], (row[7], row[8], row[9], row[10]), row[5], row[6],
+                        model=model)
         kind, obj = build(spec, unit)
         yield unit, kind, expand(ee.serializer.encode(obj, for_cloud_api=True))
 
@@ -432,11 +435,31 @@ def test_sample_splits_points_on_a_projected_grid(ee_on_emulator: Emulator,
         bounds[:2] for bounds in found.values()}  # the four tiles that meet at (0, 0)
 
 
-def test_classify_trains_the_same_forest_in_every_tile(ee_on_emulator: Emulator) -> None:
+def model_graph(spec: JobSpec, start: str | None = None, end: str | None = None) -> Any:
+    """The expanded graph of the classifier the job trains once in EE."""
+    import ee
+
+    recipe = RECIPES[spec.recipe.name]
+    model = recipe.model(spec.recipe.params, spec.path.parent, start, end)
+    return expand(ee.serializer.encode(model, for_cloud_api=True))
+
+
+def test_classify_trains_one_forest_and_every_tile_loads_it(ee_on_emulator: Emulator) -> None:
     spec = load_spec(EXAMPLES / f"{CLASSIFY}.toml")
     training = json.loads((EXAMPLES / "landcover-training.geojson").read_text())["features"]
-    trained = set()
-    graphs = list(unit_graphs(spec))
+    train = model_graph(spec)
+    assert train["fn"] == "Classifier.train" and train["classProperty"] == "class"
+    bands = ["SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7", "NDVI", "NDWI"]
+    assert train["inputProperties"] == bands
+    forest = train["classifier"]
+    assert forest["fn"] == "Classifier.smileRandomForest"
+    assert (forest["numberOfTrees"], forest["seed"]) == (50, 14)
+    samples = train["features"]
+    assert samples["fn"] == "Image.sampleRegions" and samples["properties"] == ["class"]
+    points = features_of(samples["collection"])
+    assert [p for _, p in points] == [{"class": f["properties"]["class"]} for f in training]
+    asset = "projects/eebatch-demo/assets/eebatch_s_classify"
+    graphs = list(unit_graphs(spec, model=asset))
     assert len(graphs) == 12
     for unit, kind, graph in graphs:
         assert kind == "image"
@@ -444,22 +467,21 @@ def test_classify_trains_the_same_forest_in_every_tile(ee_on_emulator: Emulator)
         classified = graph["value"]
         assert classified["fn"] == "Image.classify"
         assert classified["outputName"] == "classification"
-        (train,) = calls(classified["classifier"], "Classifier.train")
-        assert train["classProperty"] == "class"
-        bands = ["SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7", "NDVI", "NDWI"]
-        assert train["inputProperties"] == bands
-        forest = train["classifier"]
-        assert forest["fn"] == "Classifier.smileRandomForest"
-        assert (forest["numberOfTrees"], forest["seed"]) == (50, 14)
-        samples = train["features"]
-        assert samples["fn"] == "Image.sampleRegions" and samples["properties"] == ["class"]
-        points = features_of(samples["collection"])
-        assert [p for _, p in points] == [{"class": f["properties"]["class"]} for f in training]
-        # the image classified is the unit's own tile; the training image is not
+        # no tile trains: each loads the one classifier the job trained
+        assert calls(classified, "Classifier.train") == []
+        assert classified["classifier"] == {"fn": "Classifier.load", "id": asset}
+        # the image classified is the unit's own tile
         tile_filter = calls(classified["image"], "Filter.intersects")[0]
         assert tile_filter["rightValue"]["geometry"]["coordinates"] == list(unit.bounds)
-        trained.add(json.dumps(train, sort_keys=True))
-    assert len(trained) == 1  # the identical training graph in every unit: one classifier
+
+
+def test_a_tile_without_its_trained_classifier_is_refused(ee_on_emulator: Emulator) -> None:
+    from core.recipes.build import build
+
+    spec = load_spec(EXAMPLES / f"{CLASSIFY}.toml")
+    row = next(iter(make_plan(spec).unit_rows()))
+    with pytest.raises(RecipeError, match="not been trained"):
+        build(spec, UnitWork(row[0], (row[7], row[8], row[9], row[10]), row[5], row[6]))
 
 
 def test_classify_from_an_asset_trains_on_the_asset(ee_on_emulator: Emulator,
@@ -470,12 +492,12 @@ def test_classify_from_an_asset_trains_on_the_asset(ee_on_emulator: Emulator,
                                     "class_property": "lc", "trees": 10, "bands": [],
                                     "indices": ["NDVI"],
                                     "training_dates": ["2022-06-01", "2022-09-01"]}))
-    (_, _, graph), = unit_graphs(load_spec(job))
-    (train,) = calls(graph, "Classifier.train")
+    train = model_graph(load_spec(job), "2020-01-01", "2020-02-01")
     assert train["features"]["collection"] == {"fn": "Collection.loadTable",
                                                "tableId": "projects/p/assets/t"}
     assert train["inputProperties"] == ["NDVI"]
     dates = calls(train["features"]["image"], "DateRange")[0]
+    # training_dates, not the period's
     assert (dates["start"], dates["end"]) == ("2022-06-01", "2022-09-01")
 
 
