@@ -70,9 +70,10 @@ def describe_plan(plan: Plan) -> list[str]:
         f"Periods  {len(plan.periods):,}  {when}",
         *batches_lines(plan),
         f"Units    {plan.units:,}  ({_count(len(plan.tiles), 'tile')} x {_slices(plan)})",
-        f"Pixels   {humanize.intword(plan.pixels)} at {spec.export.scale:g} m",
+        _pixels_line(plan),
         f"Recipe   {recipe.name}: {recipe.help}",
         *(["         " + ", ".join(settings)] if settings else []),
+        *([f"Model    {model}"] if (model := recipe.model_summary(spec.recipe.params)) else []),
         _output_line(plan),
         f"EE       {ee_text(plan)}",
         _drive_line(plan),
@@ -82,6 +83,18 @@ def describe_plan(plan: Plan) -> list[str]:
         "",
     ]
     return lines + ["  " + line for line in preview(plan)]
+
+
+def _pixels_line(plan: Plan) -> str:
+    """The pixels the units read: at the export's scale, or for a table recipe that reduces
+    or samples at a scale of its own (stats, sample), at that one."""
+    spec = plan.spec
+    scale, pixels = spec.export.scale, plan.pixels
+    own = spec.recipe.params.get("scale")
+    if _table(plan) and isinstance(own, int | float) and own > 0:
+        pixels, scale = int(pixels * (scale / own) ** 2), own
+        return f"Pixels   {humanize.intword(pixels)} read at {scale:g} m (the recipe's scale)"
+    return f"Pixels   {humanize.intword(pixels)} at {scale:g} m"
 
 
 def _output_line(plan: Plan) -> str:
@@ -96,7 +109,7 @@ def _output_line(plan: Plan) -> str:
         return (f"Output   a table ({fmt}) per unit, {merged}; their sizes are learned as "
                 "they arrive")
     return (f"Output   ~{size_text(plan.est_bytes)} estimated ({spec.export.file_format},"
-            f" {plan.bands} bands)")
+            f" {_count(plan.bands, 'band')})")
 
 
 def _drive_line(plan: Plan) -> str:

@@ -143,6 +143,10 @@ class Recipe(ABC):
         ee.Classifier, trained), exported once to an asset. Only for a recipe that `trains`."""
         raise NotImplementedError(f"recipe {self.name!r} trains no model")
 
+    def model_summary(self, params: dict[str, Any]) -> str:
+        """One line for the plan: what the recipe trains before its units, and where it goes."""
+        return ""
+
     def settings(self, params: dict[str, Any]) -> list[str]:
         """`key = value` of each parameter the job sets away from its default, in the order
         of `parameters`: what the plan says of the recipe."""

@@ -100,6 +100,12 @@ class Classify(Recipe):
         # With training_dates one classifier serves every period; without, each period's.
         return "job" if params["training_dates"] else period
 
+    def model_summary(self, params: dict[str, Any]) -> str:
+        folder = params["model_folder"] or "projects/PROJECT/assets"
+        each = "once" if params["training_dates"] else "once a period"
+        return (f"random forest ({params['trees']} trees) trained in EE {each} before the "
+                f"tiles, kept as {folder}/eebatch_SESSION_classify")
+
     def model(self, params: dict[str, Any], job_dir: Path, start: str | None,
               end: str | None) -> Any:
         import ee
