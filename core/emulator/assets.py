@@ -1,6 +1,6 @@
-"""In-memory Earth Engine assets: folders, image collections, and the
-IMAGE/TABLE assets that toAsset exports create. Thread-safe; errors are `AssetError(status,
-message)` which the HTTP layer turns into Google JSON errors (never 5xx).
+"""In-memory Earth Engine assets: folders, image collections, and the IMAGE/TABLE/CLASSIFIER
+assets that toAsset exports create. Thread-safe; errors are `AssetError(status, message)` which
+the HTTP layer turns into Google JSON errors (never 5xx).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class AssetStore:
             raise AssetError(
                 400,
                 f"The emulator creates only FOLDER and IMAGE_COLLECTION assets directly, "
-                f"not {asset_type}; IMAGE and TABLE assets come from exports.",
+                f"not {asset_type}; IMAGE, TABLE and CLASSIFIER assets come from exports.",
             )
         with self.lock:
             parent = parent_of(name)

@@ -9,31 +9,56 @@ Everything is seeded (the classifier's `seed`, default 0) and the training rows 
 collection's order, so a classifier trained twice on the same features is the same classifier,
 and every tile classified with it gets the same answer for the same pixel. Predictions are only
 ever classes present in the training data.
+
+A trained forest or tree can be exported to a CLASSIFIER asset (`classifier:export`):
+`export_problem` is what a submit can already tell from the graph, `exported_model` what the
+run finds; `loader` evaluates `Classifier.load(id)` to the model such an export stored.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
+import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from core.emulator.assets import not_found
 from core.emulator.compute import (
     Coll,
     EvalError,
     Evaluator,
     Feat,
+    Handler,
     Unsupported,
+    _asset_name,
     _coll,
     cast_values,
     registry,
 )
-from core.emulator.expression import Call
+from core.emulator.expression import ArgRef, Call, FuncDef, resolve
 from core.emulator.world import Pixels, Span
 
 HANDLERS, handles = registry()
 NO_DATA = "Classifier training failed: 'No valid training data were found.'"
+
+# What a classifier export accepts (earthengine-api's Export.classifier.toAsset: "Only supported
+# for ee.Classifier.smileRandomForest, ee.Classifier.smileCart, ee.Classifier.DecisionTree and
+# ee.Classifier.DecisionTreeEnsemble"); the last two are models already, no .train() needed.
+TRAINABLE_EXPORTS = ("Classifier.smileRandomForest", "Classifier.smileCart")
+MODEL_EXPORTS = ("Classifier.decisionTree", "Classifier.decisionTreeEnsemble", "Classifier.load")
+EXPORTABLE_KINDS = ("forest", "cart")
+UNTRAINED_MSG = "Classifier export: the classifier has not been trained."
+NOT_A_CLASSIFIER_MSG = "Classifier export: the exported value must be a Classifier, not {kind}."
+UNSUPPORTED_KIND_MSG = (
+    "Classifier export: only smileRandomForest, smileCart, DecisionTree and "
+    "DecisionTreeEnsemble classifiers can be exported (got {kind})."
+)
+CLASSIFIER_ASSET = "CLASSIFIER"  # the EarthEngineAsset type an export of a classifier creates
 
 
 @dataclass
@@ -304,3 +329,92 @@ def _h_classify_features(ev: Evaluator, node: Call, env: dict[str, Any], a: dict
         else:
             out.append(f)
     return Coll(out, "feature")
+
+
+# -- export and load ---------------------------------------------------------------------------
+
+# A classifier asset as the asset store holds it: (asset type, stored model); None: no asset.
+ClassifierLookup = Callable[[str], "tuple[str, TrainedClassifier | None] | None"]
+
+
+@functools.cache
+def _return_types() -> dict[str, str]:
+    """Algorithm name -> returnType, from the algorithm list the emulator serves."""
+    res = importlib.resources.files("ee") / "tests" / "algorithms.json"
+    algos = json.loads(res.read_text())["algorithms"]
+    return {a["name"].removeprefix("algorithms/"): str(a.get("returnType", "")) for a in algos}
+
+
+def export_problem(graph: dict[str, Any]) -> str | None:
+    """Why a classifier export of this graph cannot succeed, when the graph already says so
+    (a submit answers it with a 400); None when only running it can tell."""
+    node = resolve(graph)
+    if isinstance(node, (ArgRef, FuncDef)) or (isinstance(node, Call) and node.func is not None):
+        return None  # a function's result: known when it runs
+    if not isinstance(node, Call):
+        return NOT_A_CLASSIFIER_MSG.format(kind=type(node).__name__)
+    rtype = _return_types().get(node.name)
+    if rtype is None:
+        return None  # not an EE algorithm: the run reports it
+    if rtype != "Classifier":
+        return NOT_A_CLASSIFIER_MSG.format(kind=rtype.split("<", 1)[0])
+    # Down the chain of classifier-returning calls (setOutputMode(...), train(...), ...) to the
+    # constructor; trained when a train or a ready model is on the way.
+    trained = False
+    while isinstance(node, Call) and _return_types().get(node.name) == "Classifier":
+        if node.name in MODEL_EXPORTS:
+            return None
+        trained = trained or node.name == "Classifier.train"
+        inner = node.args.get("classifier")
+        if inner is None:
+            break
+        node = inner
+    if not isinstance(node, Call) or node.func is not None:
+        return None
+    if node.name not in TRAINABLE_EXPORTS:
+        return UNSUPPORTED_KIND_MSG.format(kind=node.name)
+    return None if trained else UNTRAINED_MSG
+
+
+def exported_model(value: Any) -> TrainedClassifier:
+    """The model a classifier export stores, from its evaluated expression; EvalError with
+    the reason the task fails otherwise."""
+    if isinstance(value, ClassifierSpec):
+        raise EvalError(UNTRAINED_MSG)
+    if not isinstance(value, TrainedClassifier):
+        raise EvalError(NOT_A_CLASSIFIER_MSG.format(kind=type(value).__name__))
+    if value.spec.kind not in EXPORTABLE_KINDS:
+        raise EvalError(UNSUPPORTED_KIND_MSG.format(kind=value.spec.kind))
+    return value
+
+
+def model_bytes(model: TrainedClassifier) -> int:
+    """The stored size of a model: its nodes (feature, threshold, children, class) and inputs."""
+    nodes = sum(len(t.feature) for t in model.trees)
+    centroids = 0 if model.centroids is None else model.centroids.size
+    return 40 * nodes + 8 * centroids + sum(len(i) + 8 for i in model.inputs) + 64
+
+
+def loader(lookup: ClassifierLookup | None) -> Handler:
+    """The `Classifier.load(id)` handler over the classifier assets `lookup` finds."""
+
+    def load(ev: Evaluator, node: Call, env: dict[str, Any], a: dict[str, Any]) -> Any:
+        asset_id = a.get("id")
+        if not isinstance(asset_id, str) or not asset_id:
+            raise EvalError("Classifier.load: Parameter 'id' is required and must be a string.")
+        name = _asset_name(asset_id)
+        found = lookup(name) if lookup is not None else None
+        if found is None or (found[0] == CLASSIFIER_ASSET and found[1] is None):
+            raise EvalError(f"Classifier.load: {not_found(name).message}")
+        asset_type, model = found
+        if asset_type != CLASSIFIER_ASSET or model is None:
+            raise EvalError(
+                f"Classifier.load: Asset '{name}' is not a Classifier (its type is {asset_type})."
+            )
+        return model
+
+    return load
+
+
+# Without a lookup (an evaluator that knows no assets) every load finds nothing.
+HANDLERS["Classifier.load"] = loader(None)

@@ -6,7 +6,9 @@ value:compute (evaluate.py: constants, statistics, sizes, samples, ... of the sy
 project config, and a fake OAuth token endpoint. Image exports are the world's values at each
 pixel (world.py), table exports the features the expression computes (or, for what the
 emulator does not model, made-up rows as outputs.py describes); table assets exported here can
-be loaded again with ee.FeatureCollection(asset id).
+be loaded again with ee.FeatureCollection(asset id). A classifier export trains its classifier
+once and stores the model in a CLASSIFIER asset, which ee.Classifier.load(asset id) brings back
+(classifier.py).
 Exports are checked as Google documents (requestId, description, file-name prefixes, workload
 tag, the pending-task cap). `POST /_emulator/ee/quota_status` puts the project in restricted
 mode: every EE response then carries `x-earth-engine-quota-status`.
@@ -24,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.emulator import outputs
+from core.emulator import classifier, outputs
 from core.emulator.assets import AssetError, AssetStore, is_root, parent_of, split_name
 from core.emulator.batch import DONE_STATES, BatchModel, QueueFull, Task
+from core.emulator.classifier import TrainedClassifier
 from core.emulator.clock import SimClock, rfc3339
 from core.emulator.compute import Coll, Feat, Unsupported
 from core.emulator.config import EmulatorConfig
@@ -48,6 +51,9 @@ from core.emulator.http import Handler, Request, Response, Router, error_respons
 # fails with Drive's (storageQuotaExceeded), the one error a full Drive is known to give.
 DRIVE_QUOTA_MSG = QUOTA_EXCEEDED
 DEFAULT_MAX_PIXELS = 100_000_000  # EE's default maxPixels (1e8)
+# The work a classifier export is charged in the batch model: a small table's (its training
+# happens when it finishes, as a table export's rows are computed then).
+CLASSIFIER_PIXELS = 10_000
 STATE_TASKS = 500  # tasks listed in /_emulator/state
 # Google's documented limits on an export request (field notes, section 8).
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9-]{1,60}")
@@ -72,7 +78,7 @@ ASSET = r"(?P<path>[^:]+?)"
 class ExportJob:
     """What the finisher needs to produce outputs (the Task's payload)."""
 
-    kind: str  # image | table | video
+    kind: str  # image | table | video | classifier
     destination: str  # drive | gcs | asset
     file_format: str = ""
     folder: str = ""
@@ -86,7 +92,8 @@ class ExportJob:
     selectors: list[str] | None = None
     file_dims: tuple[int, int] | None = None
     nodata: float | None = None
-    expression: dict[str, Any] | None = None  # the export's graph (tables are computed from it)
+    # The export's graph (tables and classifiers are computed from it when the task finishes).
+    expression: dict[str, Any] | None = None
     est_bytes: int = 0
     files: list[str] = field(default_factory=list)  # names written (for state/tests)
 
@@ -109,6 +116,9 @@ class EarthEngineService:
         # The features of table assets the emulator's exports wrote, by asset name (the asset
         # store holds their metadata; an asset deleted there is gone here too).
         self.tables: dict[str, TableSpec] = {}
+        # Likewise the trained models of the CLASSIFIER assets, by asset name (updated with the
+        # asset under the store's lock, so a Classifier.load sees both or neither).
+        self.classifiers: dict[str, TrainedClassifier] = {}
         self._algorithms: bytes | None = None
         # Restricted mode (a project over its noncommercial tier): service state, set through
         # POST /_emulator/ee/quota_status.
@@ -296,7 +306,16 @@ class EarthEngineService:
     # -- the synthetic world --------------------------------------------------------------------
 
     def _evaluator(self) -> Any:
-        return evaluator(self.config.seed, self._table_features)
+        return evaluator(self.config.seed, self._table_features, self._classifier_asset)
+
+    def _classifier_asset(self, name: str) -> tuple[str, TrainedClassifier | None] | None:
+        """(type, stored model) of the asset `name`, for Classifier.load; None: no asset."""
+        with self.assets.lock:
+            try:
+                asset = self.assets.get(name)
+            except AssetError:
+                return None
+            return str(asset["type"]), self.classifiers.get(name)
 
     def _table_features(self, name: str) -> list[Feat] | None:
         """The features of a table asset an export of this emulator wrote (None: no such
@@ -451,7 +470,7 @@ class EarthEngineService:
         existing = self.model.find_by_request(project, request_id)
         if existing is not None:
             return json_response(self.model.operation(existing))
-        if kind in ("map", "classifier"):
+        if kind == "map":
             return error_response(400, f"{kind}:export is not supported by the emulator.")
         try:
             job, pixels, bands, fail = self._plan_export(project, kind, body)
@@ -494,6 +513,15 @@ class EarthEngineService:
             raise ExpressionError("The export request has no expression.")
         job = self._destination(project, kind, body)
         fail: str | None = None
+        if kind == "classifier":
+            # What the graph already tells (untrained, not a classifier) is refused now; the
+            # training itself runs when the task finishes.
+            problem = classifier.export_problem(expression)
+            if problem:
+                raise ExpressionError(problem)
+            job.expression = expression
+            job.est_bytes = 0
+            return job, CLASSIFIER_PIXELS, 1, None
         if kind == "table":
             job.table = analyze_table(expression)
             job.expression = expression
@@ -532,8 +560,9 @@ class EarthEngineService:
                 "Specify higher maxPixels value if you intend to export a large area."
             )
         frames = spec.frames if kind == "video" else 1
-        pixels = outputs.model_pixels(grid) * frames
-        job.est_bytes = outputs.image_bytes(grid, bands, spec.dtype) * frames
+        factor = outputs.content_factor(grid, self.config)  # config.size_spread
+        pixels = round(outputs.model_pixels(grid) * factor) * frames
+        job.est_bytes = round(outputs.image_bytes(grid, bands, spec.dtype) * factor) * frames
         if kind == "video":
             job.est_bytes //= 40  # compressed video, roughly
         return job, pixels, bands, fail
@@ -541,10 +570,20 @@ class EarthEngineService:
     def _destination(self, project: str, kind: str, body: dict[str, Any]) -> ExportJob:
         file_opts = body.get("fileExportOptions")
         asset_opts = body.get("assetExportOptions")
+        if kind == "classifier" and not isinstance(asset_opts, dict):
+            # Export.classifier has toAsset only (ExportClassifierRequest has no file options).
+            raise ValueError(
+                "A classifier export needs assetExportOptions.earthEngineDestination "
+                "(classifiers are exported only to Earth Engine assets)."
+            )
         if isinstance(asset_opts, dict):
             if kind == "video":
                 raise ValueError("Video exports cannot go to an asset.")
             dest = asset_opts.get("earthEngineDestination") or {}
+            if kind == "classifier" and not dest.get("name"):
+                raise ValueError(
+                    "A classifier export needs assetExportOptions.earthEngineDestination.name."
+                )
             name = str(dest.get("name") or "")
             split_name(name)  # 400 when malformed
             overwrite = bool(dest.get("overwrite"))
@@ -678,6 +717,7 @@ class EarthEngineService:
                     (row0, col0, h, w),
                     job.nodata,
                     self.config.seed,
+                    outputs.content_factor(grid, self.config),
                 )
                 out.append((path, title, "image/tiff"))
         elif job.kind == "video":
@@ -709,7 +749,18 @@ class EarthEngineService:
 
     def _finish_asset(self, task: Task, job: ExportJob) -> str | None:
         extra: dict[str, Any] = {"sizeBytes": str(job.est_bytes)}
-        if job.kind == "image" and job.image is not None and job.grid is not None:
+        table: TableSpec | None = None
+        model: TrainedClassifier | None = None
+        if job.kind == "classifier":
+            asset_type = classifier.CLASSIFIER_ASSET
+            try:
+                # Trained once, here; every Classifier.load of the asset gets this model.
+                assert job.expression is not None
+                model = classifier.exported_model(self._evaluator().graph(job.expression))
+            except ExpressionError as exc:  # untrained, no training data, not computable, ...
+                return str(exc)
+            extra["sizeBytes"] = str(classifier.model_bytes(model))
+        elif job.kind == "image" and job.image is not None and job.grid is not None:
             asset_type = "IMAGE"
             extra["bands"] = [
                 {
@@ -735,16 +786,21 @@ class EarthEngineService:
             except ExpressionError as exc:
                 return str(exc)
             extra["featureCount"] = str(table.count)
-        try:
-            self.assets.create(
-                job.asset_name, asset_type, extra, overwrite=job.overwrite, allow_any_type=True
-            )
-        except AssetError as exc:
-            return exc.message
-        if asset_type == "TABLE":
-            self.tables[job.asset_name] = table
-        else:
-            self.tables.pop(job.asset_name, None)
+        with self.assets.lock:  # the asset and what loading it finds change together
+            try:
+                self.assets.create(
+                    job.asset_name, asset_type, extra, overwrite=job.overwrite, allow_any_type=True
+                )
+            except AssetError as exc:
+                return exc.message
+            if table is not None:
+                self.tables[job.asset_name] = table
+            else:
+                self.tables.pop(job.asset_name, None)
+            if model is not None:
+                self.classifiers[job.asset_name] = model
+            else:
+                self.classifiers.pop(job.asset_name, None)
         task.destination_uris = [f"https://code.earthengine.google.com/?asset={job.asset_name}"]
         job.files.append(job.asset_name)
         return None
@@ -813,7 +869,7 @@ class EarthEngineService:
         src = f"projects/{project}/assets/{path}"
         resp = self._asset_call(self.assets.copy, src, dst, bool(body.get("overwrite")))
         if resp.status == 200:
-            self._move_tables(src, dst, keep=True)
+            self._move_contents(src, dst, keep=True)
         return resp
 
     def _asset_move(self, req: Request, project: str, path: str) -> Response:
@@ -822,14 +878,21 @@ class EarthEngineService:
         src = f"projects/{project}/assets/{path}"
         resp = self._asset_call(self.assets.move, src, dst)
         if resp.status == 200:
-            self._move_tables(src, dst, keep=False)
+            self._move_contents(src, dst, keep=False)
         return resp
 
-    def _move_tables(self, src: str, dst: str, keep: bool) -> None:
-        """Table features follow their assets (and the assets inside a moved folder)."""
-        for name in [n for n in self.tables if n == src or n.startswith(src + "/")]:
-            spec = self.tables[name] if keep else self.tables.pop(name)
-            self.tables[dst + name[len(src) :]] = spec
+    def _move_contents(self, src: str, dst: str, keep: bool) -> None:
+        """Table features and classifier models follow their assets (and the assets inside a
+        moved folder)."""
+        with self.assets.lock:
+            _move_keys(self.tables, src, dst, keep)
+            _move_keys(self.classifiers, src, dst, keep)
+
+
+def _move_keys(store: dict[str, Any], src: str, dst: str, keep: bool) -> None:
+    """Entries named `src` or inside it, renamed to under `dst` (copied when `keep`)."""
+    for name in [n for n in store if n == src or n.startswith(src + "/")]:
+        store[dst + name[len(src) :]] = store[name] if keep else store.pop(name)
 
 
 def _workload_tag(body: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """The emulator's evaluator with every handler (compute.py's, reductions and samples,
-classifiers), and the JSON a `value:compute` answers with."""
+classifiers, and the classifier assets `Classifier.load` finds), and the JSON a `value:compute`
+answers with."""
 
 from __future__ import annotations
 
@@ -26,10 +27,19 @@ from core.emulator.compute import (
 HANDLERS = {**compute.HANDLERS, **reduce.HANDLERS, **classifier.HANDLERS}
 
 
-def evaluator(seed: int, tables: TableLookup | None = None) -> Evaluator:
+def evaluator(
+    seed: int,
+    tables: TableLookup | None = None,
+    classifiers: classifier.ClassifierLookup | None = None,
+) -> Evaluator:
     """An evaluator over the world of `seed`; `tables(asset name)` → a table asset's features
-    (None when there is no such table)."""
-    return Evaluator(seed, tables, HANDLERS)
+    (None when there is no such table); `classifiers(asset name)` → (asset type, trained model)
+    of an asset (None when there is none)."""
+    if classifiers is None:
+        return Evaluator(seed, tables, HANDLERS)
+    return Evaluator(
+        seed, tables, {**HANDLERS, "Classifier.load": classifier.loader(classifiers)}
+    )
 
 
 def _precision(dtype: str) -> dict[str, Any]:
