@@ -56,6 +56,12 @@ EE_SUCCEEDED, EE_FAILED, EE_CANCELLED = "SUCCEEDED", "FAILED", "CANCELLED"
 EE_LIVE = (EE_PENDING, EE_RUNNING, EE_CANCELLING)  # EE may still run it
 ATTEMPT_LIVE = (A_SUBMITTING, *EE_LIVE)  # the worker still watches it
 
+# -- a model a recipe trains once in EE before its units (core/engine/training.py): our side
+# before EE answers, EE has its export, the asset exists, the units needing it failed with it,
+# or no unit needed it any more
+M_SUBMITTING, M_RUNNING, M_READY = "submitting", "running", "ready"
+M_FAILED, M_CANCELLED = "failed", "cancelled"
+
 # -- commands a UI posts to the worker through the store ---------------------------------------
 CMD_PENDING, CMD_DONE, CMD_ERROR = "pending", "done", "error"
 

@@ -59,6 +59,7 @@ class WorkerBase:
     stop_event: threading.Event  # set when the worker is to stop (run's `stop`)
     model_recipe: Any  # the job's Recipe when it trains a model (training.py), else None
     models_ready: dict[str, str]  # model key -> its asset, once trained (training.py)
+    one_period: bool  # the job has one period: its model is the job's (training.py)
 
     def _event(self, message: str, level: str = "info", unit: str | None = None) -> None:
         getattr(log, level if level != "warning" else "warning")(
@@ -100,7 +101,8 @@ class WorkerBase:
         """(model key, its asset once it is trained, else None) for a unit of `period`, of a
         job whose recipe trains a model (core/engine/training.py)."""
         assert self.model_recipe is not None and self.spec.recipe is not None
-        key = self.model_recipe.model_key(self.spec.recipe.params, period)
+        key = ("job" if self.one_period else
+               self.model_recipe.model_key(self.spec.recipe.params, period))
         return key, self.models_ready.get(key)
 
     def _wake_up(self, _future: Future[Any]) -> None:

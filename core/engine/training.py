@@ -20,8 +20,10 @@ from core.backends.failures import RETRYABLE, Kind, classify, classify_message
 from core.engine.base import WorkerBase
 from core.naming import ee_safe
 from core.recipes.catalog import RECIPES
-from core.states import EE_CANCELLED, EE_FAILED, EE_SUCCEEDED
-from core.store.models import (
+from core.states import (
+    EE_CANCELLED,
+    EE_FAILED,
+    EE_SUCCEEDED,
     M_CANCELLED,
     M_FAILED,
     M_READY,
@@ -36,6 +38,9 @@ class Training(WorkerBase):
         self.model_recipe = recipe if recipe is not None and recipe.trains else None
         self.training_due = 0.0  # when the models are next looked at
         self.models_ready = {}
+        # One period (a job without [time], or one step): its model is the job's, whatever
+        # the recipe keys it by.
+        self.one_period = self.model_recipe is not None and self.store.count_periods() <= 1
 
     def train(self) -> None:
         """Each tick, at most once a poll interval: start, watch, or cancel the job's models,

@@ -11,13 +11,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from core.states import BACKOFF, FAILED, PENDING
-
-# A model's states: submitting (our side, before EE answers), running (EE has the export),
-# ready (the asset exists), failed (the units that need it failed with it), cancelled (no unit
-# needed it any more).
-M_SUBMITTING, M_RUNNING, M_READY = "submitting", "running", "ready"
-M_FAILED, M_CANCELLED = "failed", "cancelled"
+from core.states import BACKOFF, FAILED, M_SUBMITTING, PENDING
 
 
 class ModelOps:
@@ -49,6 +43,9 @@ class ModelOps:
         """The periods with units still to be sent (pending or backed off)."""
         return [r[0] for r in self.conn.execute(
             "SELECT DISTINCT period FROM units WHERE state IN (?, ?)", (PENDING, BACKOFF))]
+
+    def count_periods(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(DISTINCT period) FROM units").fetchone()[0])
 
     def period_dates(self, period: str) -> tuple[str | None, str | None]:
         """The dates a period's units cover (by-date batches each hold a part of them)."""

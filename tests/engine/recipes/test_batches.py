@@ -15,12 +15,11 @@ import pytest
 import rasterio
 
 from core.batches import unit_batch
-from core.store import SCHEMA_VERSION
 from core.emulator.app import Emulator
 from core.engine.runner import run_session
 from core.recipes.build import UnitWork, build
 from core.session import load_session_spec
-from core.store import Store
+from core.store import SCHEMA_VERSION, Store
 from tests.engine.conftest import assert_all_done_and_verified, emulator_with, make_session
 
 THREE_BY_COUNT = '\n[batches]\nby = "count"\nsize = 2\ncount = 3\n'
@@ -180,6 +179,7 @@ def test_a_session_of_schema_7_still_runs(tmp_path: Path, emulator: Emulator) ->
     store.close()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("ALTER TABLE units DROP COLUMN batch")
+    conn.execute("DROP TABLE models")  # schema 9's
     conn.execute("PRAGMA user_version=7")
     conn.close()
     assert run_session(path).ok
@@ -214,7 +214,8 @@ def test_the_table_and_classify_recipes_take_their_units_batch(tmp_path: Path,
     for row in store.units():
         work = UnitWork(row["id"], (row["west"], row["south"], row["east"], row["north"]),
                         row["start"], row["end"],
-                        unit_batch(spec, row["batch"], row["start"], row["end"]))
+                        unit_batch(spec, row["batch"], row["start"], row["end"]),
+                        model="projects/p/assets/forest")  # classify's trained classifier
         _, obj = build(spec, work)
         to_list = _calls(obj, "Collection.toList")
         assert to_list, f"{recipe} ignored its unit's batch"
