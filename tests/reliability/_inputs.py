@@ -1,14 +1,21 @@
-"""Bad input for the reliability suite's bad-input part: job files drawn by hypothesis with a
-fixed seed (the fuzz strategy of tests/core/test_job_fuzz.py, plus encodings and [batches]),
-command lines, and damaged session files. Generation only: part_badinput.py runs and judges.
+"""What the reliability parts feed eebatch's command line, and how they run it: job files
+drawn by hypothesis with a fixed seed (the fuzz strategy of tests/core/test_job_fuzz.py, plus
+encodings and [batches]), command lines, damaged session files; `eebatch ARGV` in this process
+or as a user runs it, its outcome, and a tally of one invariant over many cases.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +24,8 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from tests.core.test_job_fuzz import TOKENS, _toml_value, jobs
+from tests.reliability.common import Result
+from tests.reliability.harness import ROOT
 
 T = TypeVar("T")
 
@@ -200,3 +209,100 @@ def remove_companions(path: Path) -> None:
 def describe(value: Any, limit: int = 300) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
+
+
+# -- running the command line ------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    argv: list[str]
+    code: int | None
+    out: str
+    err: str
+    crash: str = ""  # the traceback of an exception that escaped main
+    seconds: float = 0.0
+
+    @property
+    def lines(self) -> list[str]:
+        return self.err.strip().splitlines()
+
+    def evidence(self) -> str:
+        shown = self.crash.strip().splitlines()[-1] if self.crash else self.err.strip()[-300:]
+        argv = describe(" ".join(self.argv), 160)
+        return f"eebatch {argv} -> exit {self.code}: {shown!r}"
+
+
+@dataclass
+class Tally:
+    """One invariant over many cases: how many held, the first few that did not."""
+
+    tried: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def add(self, held: bool, evidence: str) -> None:
+        self.tried += 1
+        if not held:
+            self.failed.append(evidence)
+
+    def record(self, result: Result, name: str) -> None:
+        shown = "; ".join(self.failed[:3])
+        more = f" (and {len(self.failed) - 3} more)" if len(self.failed) > 3 else ""
+        result.check(f"{name} ({self.tried - len(self.failed)}/{self.tried})", not self.failed,
+                     shown + more)
+
+
+class _NoDashboard(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _no_dashboard() -> Iterator[None]:
+    """`eebatch open` in this process must never get as far as a screen: if it does, that is
+    the bug, said as an exception instead of a dashboard waiting for a terminal."""
+    import tui.launch
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise _NoDashboard("the dashboard was started")
+
+    saved = tui.launch.run_dashboard
+    tui.launch.run_dashboard = refuse  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        tui.launch.run_dashboard = saved  # type: ignore[assignment]
+
+
+def cli(argv: list[str]) -> Outcome:
+    """`eebatch ARGV` in this process: exit code, output, and any exception that escaped."""
+    from tui.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    started = time.perf_counter()
+    crash = ""
+    code: int | None
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _no_dashboard():
+            code = main(list(argv))
+    except SystemExit as exc:  # argparse's own refusal
+        code = exc.code if isinstance(exc.code, int) else 2
+    except BaseException:
+        code, crash = None, traceback.format_exc()
+    return Outcome(argv, code, out.getvalue(), err.getvalue(), crash,
+                   time.perf_counter() - started)
+
+
+def cli_process(argv: list[str], timeout: float = 120.0) -> Outcome:
+    """`python -m tui ARGV` as a user runs it (stdin not a terminal)."""
+    started = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", "tui", *argv], cwd=ROOT,
+                              capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return Outcome(argv, None, "", "", f"still running after {timeout:.0f} s",
+                       time.perf_counter() - started)
+    err = done.stderr.decode("utf-8", "backslashreplace")
+    crash = err if "Traceback (most recent call last)" in err else ""
+    return Outcome(argv, done.returncode, done.stdout.decode("utf-8", "backslashreplace"), err,
+                   crash, time.perf_counter() - started)
+
+

@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import random
 import shutil
 import socket
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.store import Store
 from tests.reliability import _inputs
+from tests.reliability._inputs import Outcome, Tally, cli, cli_process
 from tests.reliability.common import Result
 from tests.reliability.harness import ROOT, use_home
 
@@ -39,99 +38,6 @@ SESSION_COMMANDS: list[tuple[str, ...]] = [
 ]
 QUICK_PROCESS = [("open",), ("run", "--headless", "--every", "0.2"), ("status",), ("rm",)]
 LOCK_WAIT = 30.0  # the store's busy timeout: a locked file is waited for this long
-
-
-@dataclass
-class Outcome:
-    argv: list[str]
-    code: int | None
-    out: str
-    err: str
-    crash: str = ""  # the traceback of an exception that escaped main
-    seconds: float = 0.0
-
-    @property
-    def lines(self) -> list[str]:
-        return self.err.strip().splitlines()
-
-    def evidence(self) -> str:
-        shown = self.crash.strip().splitlines()[-1] if self.crash else self.err.strip()[-300:]
-        argv = _inputs.describe(" ".join(self.argv), 160)
-        return f"eebatch {argv} -> exit {self.code}: {shown!r}"
-
-
-@dataclass
-class Tally:
-    """One invariant over many cases: how many held, the first few that did not."""
-
-    tried: int = 0
-    failed: list[str] = field(default_factory=list)
-
-    def add(self, held: bool, evidence: str) -> None:
-        self.tried += 1
-        if not held:
-            self.failed.append(evidence)
-
-    def record(self, result: Result, name: str) -> None:
-        shown = "; ".join(self.failed[:3])
-        more = f" (and {len(self.failed) - 3} more)" if len(self.failed) > 3 else ""
-        result.check(f"{name} ({self.tried - len(self.failed)}/{self.tried})", not self.failed,
-                     shown + more)
-
-
-class _NoDashboard(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _no_dashboard() -> Iterator[None]:
-    """`eebatch open` in this process must never get as far as a screen: if it does, that is
-    the bug, said as an exception instead of a dashboard waiting for a terminal."""
-    import tui.launch
-
-    def refuse(*args: object, **kwargs: object) -> int:
-        raise _NoDashboard("the dashboard was started")
-
-    saved = tui.launch.run_dashboard
-    tui.launch.run_dashboard = refuse  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        tui.launch.run_dashboard = saved  # type: ignore[assignment]
-
-
-def cli(argv: list[str]) -> Outcome:
-    """`eebatch ARGV` in this process: exit code, output, and any exception that escaped."""
-    from tui.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    started = time.perf_counter()
-    crash = ""
-    code: int | None
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _no_dashboard():
-            code = main(list(argv))
-    except SystemExit as exc:  # argparse's own refusal
-        code = exc.code if isinstance(exc.code, int) else 2
-    except BaseException:
-        code, crash = None, traceback.format_exc()
-    return Outcome(argv, code, out.getvalue(), err.getvalue(), crash,
-                   time.perf_counter() - started)
-
-
-def cli_process(argv: list[str], timeout: float = 120.0) -> Outcome:
-    """`python -m tui ARGV` as a user runs it (stdin not a terminal)."""
-    started = time.perf_counter()
-    try:
-        done = subprocess.run([sys.executable, "-m", "tui", *argv], cwd=ROOT,
-                              capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return Outcome(argv, None, "", "", f"still running after {timeout:.0f} s",
-                       time.perf_counter() - started)
-    err = done.stderr.decode("utf-8", "backslashreplace")
-    crash = err if "Traceback (most recent call last)" in err else ""
-    return Outcome(argv, done.returncode, done.stdout.decode("utf-8", "backslashreplace"), err,
-                   crash, time.perf_counter() - started)
 
 
 def tree(*roots: Path) -> dict[str, str]:
