@@ -66,6 +66,7 @@ class Admission(WorkerBase):
         now = time.time()
         candidates = [] if room <= 0 else self.store.units_to_send(now, room * 4)
         expected = self._expected_drive_bytes() if candidates else 0
+        memory = self.memory_limits() if candidates else {}
         submitted = 0
         smallest_left_out: int | None = None
         for row in candidates:
@@ -73,6 +74,8 @@ class Admission(WorkerBase):
                 break
             if self.model_recipe is not None and self.model_of(row["period"])[1] is None:
                 continue  # its model is being trained (training.py says so)
+            if self._foreseen_out_of_memory(row, memory):
+                continue  # split now; its quarters come up at the next call
             need = self._need(row)
             if self.drive is not None and not self._fits(need, expected, budget):
                 self.budget_blocked = True
@@ -92,6 +95,19 @@ class Admission(WorkerBase):
         # not logged); with nothing moving the wait cannot end by itself: logged.
         self._wait("drive", self._drive_wait_text(smallest_left_out, expected, budget, moving),
                    loud=not moving)
+
+    def _foreseen_out_of_memory(self, row: Any, memory: dict[str, int]) -> bool:
+        """A tile at least as big as one of its period that ran out of memory in EE is split
+        before it is sent: sent whole, it would spend a slot (and 300 s or more of EE's time)
+        on the same failure."""
+        fewest = memory.get(row["period"])
+        if fewest is None or row["est_pixels"] < fewest or \
+                row["depth"] >= self.limits.split_depth:
+            return False
+        with self.store.tx():
+            self._split(row["id"], f"foreseen: a tile of {fewest:,} pixels of this period ran "
+                                   f"out of memory in EE, and this one has {row['est_pixels']:,}")
+        return True
 
     def _need(self, row: Any) -> int:
         """Drive bytes a unit's export will take: the estimate scaled by what finished units

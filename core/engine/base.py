@@ -18,8 +18,11 @@ import humanize
 
 from core.backends.drive import Drive
 from core.backends.earthengine import EarthEngine
+from core.grid import child_id, pixel_size, split_bounds
 from core.naming import file_prefix, legacy_file_prefix
+from core.periods import Period, unit_id
 from core.spec import JobSpec
+from core.states import SPLIT
 from core.store import Store
 
 log = logging.getLogger("eebatch.worker")
@@ -29,6 +32,11 @@ WAIT_OVER = {"drive": "Drive has room again: exports resume",
              "ee-down": "Earth Engine answers again: exports resume",
              "drive-down": "Drive answers again: downloads resume"}
 SERVICE_NAMES = {"ee": "Earth Engine", "drive": "Drive"}
+# EE's text for a tile that needs more memory than one task gets: its pixels teach admission
+# which tiles of the same period will too (_learn_memory_limit).
+MEMORY_TEXT = "User memory limit exceeded"
+MEMORY_SETTING = "memory_pixels"  # session setting: {period: fewest pixels that ran out}
+
 # How far EE's clock (operation createTime) may be off ours (attempt created) before a search
 # for a task EE does not list gives up on older pages.
 CLOCK_SKEW = 3600.0
@@ -104,6 +112,41 @@ class WorkerBase:
         key = ("job" if self.one_period else
                self.model_recipe.model_key(self.spec.recipe.params, period))
         return key, self.models_ready.get(key)
+
+    def _split(self, unit: str, message: str) -> None:
+        """Replace the unit by its four quarters (inside a transaction). They go ahead of the
+        units not yet sent (priority), so the job's tail does not wait on them."""
+        row = self.store.unit(unit)
+        assert row is not None
+        period = Period(row["period"], None, None)
+        children = []
+        # On an aligned grid the cut stays on the pixel lattice: the quarters mosaic seamlessly.
+        pixel = pixel_size(self.spec) if self.spec.grid.align else None
+        for q, (w, s, e, n) in enumerate(split_bounds((row["west"], row["south"], row["east"],
+                                                        row["north"]), pixel)):
+            tile = child_id(row["tile"], q)
+            children.append((unit_id(tile, period, row["batch"]), tile, row["row"], row["col"],
+                             row["depth"] + 1, unit, row["period"], row["start"], row["end"],
+                             w, s, e, n, row["est_pixels"] // 4, row["est_bytes"] // 4,
+                             max(row["priority"], 1), time.time(), row["batch"]))
+        self.store.add_children(children)
+        self.store.set_unit(unit, SPLIT, error=message)
+        self.store.log(f"{message} -> split into 4 tiles", "warning", unit)
+
+    def _learn_memory_limit(self, unit: str) -> None:
+        """A tile ran out of memory (inside a transaction): tiles of its period as big or
+        bigger will too. Admission splits them before they are sent, so no slot is spent on a
+        failure that can be foreseen. Kept in the store: a restart knows it."""
+        row = self.store.unit(unit)
+        assert row is not None
+        limits = self.memory_limits()
+        if row["est_pixels"] < limits.get(row["period"], row["est_pixels"] + 1):
+            limits[row["period"]] = int(row["est_pixels"])
+            self.store.set_setting(MEMORY_SETTING, limits)
+
+    def memory_limits(self) -> dict[str, int]:
+        """Period -> the fewest pixels of one of its tiles that ran out of memory in EE."""
+        return dict(self.store.setting(MEMORY_SETTING) or {})
 
     def _wake_up(self, _future: Future[Any]) -> None:
         self.wake.set()

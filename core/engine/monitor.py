@@ -16,9 +16,7 @@ from core.backends.failures import (
     classify_exception,
     classify_message,
 )
-from core.engine.base import CLOCK_SKEW, WorkerBase
-from core.grid import child_id, pixel_size, split_bounds
-from core.periods import Period, unit_id
+from core.engine.base import CLOCK_SKEW, MEMORY_TEXT, WorkerBase
 from core.states import (
     A_SUBMITTING,
     BACKOFF,
@@ -36,7 +34,6 @@ from core.states import (
     IN_EE,
     QUEUED,
     RUNNING,
-    SPLIT,
     SUBMITTING,
 )
 
@@ -241,6 +238,8 @@ class Monitor(WorkerBase):
         unit = attempt["unit"]
         kind = classify_message(message)
         if kind is Kind.SPLIT:
+            if MEMORY_TEXT in message:
+                self._learn_memory_limit(unit)
             if attempt["depth"] < self.limits.split_depth:
                 self._split(unit, message)
             else:
@@ -266,24 +265,6 @@ class Monitor(WorkerBase):
         delay = min(base * 2 ** max(attempts - 1, 0), 600) * self.rng.uniform(0.5, 1.5)
         self.store.set_unit(unit, BACKOFF, error=message, not_before=time.time() + delay)
         self.store.log(f"will retry in {delay:.0f} s: {message}", "warning", unit)
-
-    def _split(self, unit: str, message: str) -> None:
-        row = self.store.unit(unit)
-        assert row is not None
-        period = Period(row["period"], None, None)
-        children = []
-        # On an aligned grid the cut stays on the pixel lattice: the quarters mosaic seamlessly.
-        pixel = pixel_size(self.spec) if self.spec.grid.align else None
-        for q, (w, s, e, n) in enumerate(split_bounds((row["west"], row["south"], row["east"],
-                                                        row["north"]), pixel)):
-            tile = child_id(row["tile"], q)
-            children.append((unit_id(tile, period, row["batch"]), tile, row["row"], row["col"],
-                             row["depth"] + 1, unit, row["period"], row["start"], row["end"],
-                             w, s, e, n, row["est_pixels"] // 4, row["est_bytes"] // 4,
-                             row["priority"], time.time(), row["batch"]))
-        self.store.add_children(children)
-        self.store.set_unit(unit, SPLIT, error=message)
-        self.store.log(f"{message} -> split into 4 tiles", "warning", unit)
 
 
 def _newest_first_and_older_than(page: list[Operation], floor: float) -> bool:

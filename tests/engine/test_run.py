@@ -158,6 +158,27 @@ def test_memory_failure_splits_the_tile_into_four(tmp_path: Path) -> None:
         assert_all_done_and_verified(store, emu.url)
 
 
+def test_a_tile_that_ran_out_of_memory_teaches_admission_to_split_its_peers_first(
+        tmp_path: Path) -> None:
+    # Four 0.5° tiles of ~770 pixels, one task at a time: the first runs out of memory, and
+    # the three others, as big, are split before they are sent: one slot spent on the failure,
+    # not four.
+    with emulator_with(memory_limit_pixels=400) as emu:
+        store = make_session(tmp_path, emu.url, bbox="[0, 0, 2, 0.5]", split_depth=1,
+                             max_tasks=1)
+        summary = run_session(store.path)
+        assert summary.ok, summary.failed
+        failed = [t for t in admin(emu.url, "/_emulator/state")["ee"]["tasks"]
+                  if "User memory limit exceeded" in (t["error"] or "")]
+        assert len(failed) == 1
+        units = store.units()
+        assert sum(u["state"] == "split" for u in units) == 4
+        assert sum("foreseen" in (u["error"] or "") for u in units) == 3
+        assert len([u for u in units if u["state"] == "done"]) == 16
+        assert store.setting("memory_pixels") == {units[0]["period"]: units[0]["est_pixels"]}
+        assert_all_done_and_verified(store, emu.url)
+
+
 def test_split_stops_at_split_depth_and_fails_with_the_message(tmp_path: Path) -> None:
     with emulator_with(memory_limit_pixels=10) as emu:
         store = make_session(tmp_path, emu.url, bbox="[0, 0, 0.5, 0.5]", split_depth=1)
