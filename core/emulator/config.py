@@ -52,3 +52,16 @@ class EmulatorConfig:
     drive_listing_lag: float = 0.0
     # Bytes of Gmail and Photos sharing the Drive quota (quotaBytesUsedAggregate - Used).
     quota_other: int = 0
+    # Tiles that differ in content (scene count, masked area): each image export gets a content
+    # factor in [1, size_spread], log-uniform, seeded by `seed` and the cell of `size_cell`
+    # degrees (lon/lat) its centre lies in, so a tile has the same factor whatever loop sends
+    # it and its split quarters share it. Its work (run time, the memory and time-out limits)
+    # and its file sizes are multiplied by it; the pixels stay the world's (the file carries
+    # zero bytes after its TIFF data). 1.0: off.
+    size_spread: float = 1.0
+    size_cell: float = 1.0
+    # Drive download bandwidth (files.get?alt=media) in bytes per *simulated* second: per
+    # download and shared by all downloads at once (paced on the wall clock at rate x speed,
+    # so download time keeps its ratio to EE time at any speed). None: unthrottled.
+    download_rate: float | None = None
+    download_total_rate: float | None = None

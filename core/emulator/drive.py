@@ -46,6 +46,7 @@ from core.emulator.drive_types import (
     StorageQuotaExceeded,
 )
 from core.emulator.drive_uploads import DriveUploads
+from core.emulator.faults import TokenBucket, paced
 from core.emulator.http import (
     FileSlice,
     Handler,
@@ -78,11 +79,19 @@ def drive_error_response(err: DriveError) -> Response:
 @dataclass
 class _OpenSlice(FileSlice):
     """A FileSlice over an fd the model opened under its lock, so a concurrent delete cannot
-    make the stream fail (the unlinked inode stays readable)."""
+    make the stream fail (the unlinked inode stays readable); paced at `rate` bytes per wall
+    second and through the shared `total` bucket when the Drive's bandwidth is limited."""
 
     fh: BinaryIO | None = None
+    rate: float | None = None
+    total: TokenBucket | None = None
 
     def chunks(self) -> Iterator[bytes]:
+        if self.rate or self.total:
+            return paced(self._raw(), self.rate, self.total)
+        return self._raw()
+
+    def _raw(self) -> Iterator[bytes]:
         if self.fh is None:
             yield from super().chunks()
             return
@@ -140,6 +149,11 @@ class DriveService:
         self.model = model
         self.uploads = DriveUploads(model)
         self.base_url = "http://127.0.0.1"  # replaced by the URL of the latest request
+        # Download bandwidth (config.download_rate, download_total_rate) is in simulated bytes
+        # per second: on the wall clock, `speed` times as many.
+        rate, total = config.download_rate, config.download_total_rate
+        self.download_rate = rate * config.speed if rate else None
+        self.download_total = TokenBucket(total * config.speed) if total else None
 
     # -- the model's calls, files as File resources (tests, benchmarks, the state view) ----
 
@@ -369,7 +383,9 @@ class DriveService:
         return Response(
             206 if partial else 200,
             headers=headers,
-            file=_OpenSlice(Path(fh.name), start, length, fh),
+            file=_OpenSlice(
+                Path(fh.name), start, length, fh, self.download_rate, self.download_total
+            ),
         )
 
     def _export(self, req: Request, file_id: str) -> Response:

@@ -130,6 +130,7 @@ class DriveModel:
         self._seq = 0
         self._last_stamp = 0.0
         self._used = 0
+        self._peak = 0  # the most `_used` has been (GET /_emulator/state: drive.peak_used)
         self._change_id = 1000
         self._files: dict[str, _Entry] = {}
         self._children: dict[str, set[str]] = {}
@@ -314,6 +315,7 @@ class DriveModel:
             entry = self._lookup(file_id)
             os.replace(src, self._blob(entry.id))
             self._used += size - entry.size
+            self._peak = max(self._peak, self._used)
             entry.size, entry.md5 = size, md5
             entry.mime_type = mime_type if not entry.folder else entry.mime_type
             self._apply(entry, patch, modified=True)
@@ -411,6 +413,7 @@ class DriveModel:
                     "used": self._used,
                     "trash": self._trash_bytes(),
                 },
+                "peak_used": self._peak,
             }
 
     # -- helpers (callers hold the lock unless noted) ----------------------------------------
@@ -547,6 +550,7 @@ class DriveModel:
             self._children.setdefault(entry.id, set())
         self._set_parents(entry, parents)
         self._used += size
+        self._peak = max(self._peak, self._used)
         self._change_id += 1
         return entry
 

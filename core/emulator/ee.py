@@ -560,8 +560,9 @@ class EarthEngineService:
                 "Specify higher maxPixels value if you intend to export a large area."
             )
         frames = spec.frames if kind == "video" else 1
-        pixels = outputs.model_pixels(grid) * frames
-        job.est_bytes = outputs.image_bytes(grid, bands, spec.dtype) * frames
+        factor = outputs.content_factor(grid, self.config)  # config.size_spread
+        pixels = round(outputs.model_pixels(grid) * factor) * frames
+        job.est_bytes = round(outputs.image_bytes(grid, bands, spec.dtype) * factor) * frames
         if kind == "video":
             job.est_bytes //= 40  # compressed video, roughly
         return job, pixels, bands, fail
@@ -716,6 +717,7 @@ class EarthEngineService:
                     (row0, col0, h, w),
                     job.nodata,
                     self.config.seed,
+                    outputs.content_factor(grid, self.config),
                 )
                 out.append((path, title, "image/tiff"))
         elif job.kind == "video":

@@ -494,6 +494,9 @@ def _paced(
             yield piece
 
 
+paced = _paced  # the Drive's download bandwidth (drive.py) is paced the same way
+
+
 def _truncated(chunks: Iterator[bytes], cut: int) -> Iterator[bytes]:
     """Yield the first `cut` bytes, then drop the connection (the client saw a full length)."""
     left = cut

@@ -27,6 +27,7 @@ writes a shapefile's parts as separate Drive files; not verified against a live 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -34,13 +35,16 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyproj import CRS, Transformer
 
 from core.emulator.expression import ImageSpec, Region, TableSpec
 from core.emulator.world import Lattice, Pixels, world
+
+if TYPE_CHECKING:
+    from core.emulator.config import EmulatorConfig
 
 METRES_PER_DEGREE = 111_319.49  # EE's metres per degree for degree-based scales
 METRES_PER_DEGREE_LAT = 110_574.0
@@ -174,6 +178,24 @@ def model_pixels(grid: Grid) -> int:
     return max(math.ceil(grid.pixels * shrink), 1)
 
 
+def content_factor(grid: Grid, config: EmulatorConfig) -> float:
+    """How many times its pixel count's worth of work and bytes an image export holds, in
+    [1, config.size_spread] (config.py): log-uniform, from a hash of the seed and the cell of
+    `size_cell` degrees that the grid's centre lies in (the same tile gives the same factor
+    in any order, from any client; its split quarters share the cell)."""
+    spread = config.size_spread
+    if spread <= 1.0:
+        return 1.0
+    x = grid.x0 + grid.width * grid.dx / 2
+    y = grid.y0 - grid.height * grid.dy / 2
+    if not grid.geographic:
+        x, y = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
+    cell = config.size_cell
+    key = f"{config.seed}:{math.floor(x / cell)}:{math.floor(y / cell)}".encode()
+    u = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
+    return float(spread**u)
+
+
 # -- GeoTIFF ----------------------------------------------------------------------------------
 
 
@@ -263,10 +285,13 @@ def write_geotiff(
     window: tuple[int, int, int, int] | None = None,
     nodata: float | None = None,
     seed: int = 0,
+    pad: float = 1.0,
 ) -> int:
     """Write `window` = (row0, col0, height, width) of the grid, its pixels from `render`
     (`Pixels` → one array per band) in the world of `seed` (an int `render` is that seed, with
-    the world's bands B0, B1, ...); returns the file size."""
+    the world's bands B0, B1, ...); returns the file size. `pad` > 1 (a content factor)
+    extends the file with zero bytes to `pad` times its size: readers never look past the
+    TIFF's own offsets, so the image is unchanged."""
     import tifffile
 
     if isinstance(render, int):
@@ -295,7 +320,12 @@ def write_geotiff(
     finally:
         del data
         scratch.unlink(missing_ok=True)
-    return path.stat().st_size
+    size = path.stat().st_size
+    if pad > 1.0:
+        size = round(size * pad)
+        with open(path, "r+b") as fh:
+            fh.truncate(size)
+    return size
 
 
 def image_bytes(grid: Grid, bands: int, dtype: str) -> int:
