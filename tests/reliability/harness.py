@@ -54,6 +54,7 @@ class Served:
     title: str
     size: int
     md5: str
+    folder: str = ""  # the export folder's name, as the export gave it
 
 
 class Ledger:
@@ -74,16 +75,24 @@ class Ledger:
 
 
 def attach_ledger(emu: Emulator) -> Ledger:
-    """Record every file the emulator's EE adds to its Drive (the hook EE calls, wrapped)."""
+    """Record every file the emulator's EE adds to its Drive (the hooks EE calls, wrapped)."""
     ledger = Ledger()
     drive = emu.ee.drive
-    add_file = drive.add_file
+    add_file, ensure_folder = drive.add_file, drive.ensure_export_folder
+    folders: dict[str, str] = {}  # folder id -> the name an export gave
+
+    def named_folder(name: str) -> str:
+        folder_id = ensure_folder(name)
+        folders[folder_id] = name
+        return folder_id
 
     def recording(parent_id: str, title: str, src: Path, mime_type: str) -> Any:
         info = add_file(parent_id, title, src, mime_type)
-        ledger.add(Served(info.id, info.title, info.size, info.md5 or ""))
+        ledger.add(Served(info.id, info.title, info.size, info.md5 or "",
+                          folders.get(parent_id, "")))
         return info
 
+    drive.ensure_export_folder = named_folder  # type: ignore[method-assign]
     drive.add_file = recording  # type: ignore[method-assign]
     return ledger
 
@@ -131,17 +140,20 @@ class Session:
     path: Path  # the session's SQLite file
     output_dir: Path
     job: Path
+    folder: str = ""  # the Drive folder its exports write to
 
 
 def new_session(workdir: Path, url: str, **job: Any) -> Session:
     """A session of a job on the emulator at `url`, created as `eebatch new` does; `job` is
     tests.engine.conftest.make_session's keywords (bbox, size, scale, max_tasks, split_depth,
     max_attempts, folder, recipe, extra, export)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     store = make_session(workdir, url, **job)
     try:
         spec = load_session_spec(store)
         name = job.get("name", "t")
-        return Session(store.id, store.path, spec.output_dir, workdir / f"{name}.toml")
+        return Session(store.id, store.path, spec.output_dir, workdir / f"{name}.toml",
+                       spec.export.folder)
     finally:
         store.close()
 
@@ -268,14 +280,15 @@ def check_finished_job(result: Result, url: str, ledger: Ledger, session: Sessio
     live = [f"{t['description']} {t['state']}" for t in tasks if t["state"] in LIVE]
     result.check("no task of the job left in EE", not live, _short(live))
 
-    served = ledger.files()
+    # The files EE delivered for this session's exports (other sessions may share the emulator).
+    served = {d: s for d, s in ledger.files().items() if s.folder == session.folder}
     files = rows(session, "SELECT unit, drive_id, title, md5, local_path, state FROM files")
     bad: list[str] = []
     for f in files:
         local = Path(f["local_path"]) if f["local_path"] else None
         origin = served.get(f["drive_id"])
         if origin is None:
-            bad.append(f"{f['title']}: not a file EE delivered")
+            bad.append(f"{f['title']}: not a file EE delivered into {session.folder}")
         elif local is None or not local.exists():
             bad.append(f"{f['title']}: no local file ({f['state']})")
         elif md5(local) != origin.md5 or local.stat().st_size != origin.size:
@@ -312,3 +325,11 @@ def attempt_number(description: str) -> int:
     """The attempt number in one of eebatch's task descriptions (`..._aN`)."""
     match = _ATTEMPT.search(description)
     return int(match.group(1)) if match else 0
+
+
+def tail(log: Path, n: int = 1500) -> str:
+    """The end of a log file (a worker's output), for a failed check's evidence."""
+    try:
+        return log.read_text(errors="replace")[-n:]
+    except FileNotFoundError:
+        return ""
