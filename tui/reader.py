@@ -68,18 +68,23 @@ class CommandRow:
 
 @dataclass
 class MapInit:
-    """The tile index, sent once: tile i sits at (rows[i], cols[i]); units are tile x period."""
+    """The tile index, sent once: tile i sits at (rows[i], cols[i]); units are tile x column,
+    a column being a period, or with [batches] one batch of a period (a period's columns side
+    by side, in batch order)."""
 
     tile_ids: list[str]
     rows: np.ndarray
     cols: np.ndarray
     periods: list[str]
-    base: np.ndarray  # (tiles, periods) state codes of the depth-0 units
+    base: np.ndarray  # (tiles, columns) state codes of the depth-0 units
     # (origin x, origin y, tile size, geographic) of the grid, to say where a tile is
     grid: tuple[float, float, float, bool] | None = None
+    # each column's period index and batch; None: one column per period, no batches
+    column_period: np.ndarray | None = None
+    column_batch: list[int | None] | None = None
 
 
-# (tile index, period index, quadrant path, state code); path () is the depth-0 unit itself
+# (tile index, column index, quadrant path, state code); path () is the depth-0 unit itself
 UnitChange = tuple[int, int, tuple[int, ...], int]
 
 
@@ -109,7 +114,7 @@ class UnitChanges:
     100,000 units), split children as a list. Built by the reader, off the UI thread."""
 
     tiles: np.ndarray = field(default_factory=lambda: _ints(np.int64))
-    periods: np.ndarray = field(default_factory=lambda: _ints(np.int64))
+    columns: np.ndarray = field(default_factory=lambda: _ints(np.int64))  # see MapInit
     codes: np.ndarray = field(default_factory=lambda: _ints(np.uint8))
     children: list[UnitChange] = field(default_factory=list)
 
@@ -193,7 +198,7 @@ class StoreReader:
         self.sent_attempts: dict[tuple[str, int], float] = {}
         self.event_cursor = 0
         self.tile_index: dict[tuple[int, int], int] = {}
-        self.period_index: dict[str, int] = {}
+        self.column_index: dict[tuple[str, int | None], int] = {}  # (period, batch) -> column
         self.tasks: dict[str, TaskRow] = {}
         self.unit_state: dict[str, tuple[str, str]] = {}  # units with tasks: (state, error)
         self.visible: dict[str, TaskRow] = {}  # what the table was sent
@@ -281,9 +286,13 @@ class StoreReader:
         return {r["id"]: r for r in rows}
 
     def _map_init(self, snap: Snapshot) -> None:
-        base_rows = self.store.top_level_units()
-        rows, cols, periods, states, tiles = (list(c) for c in zip(*base_rows, strict=True)) \
-            if base_rows else ([], [], [], [], [])
+        job = tomllib.loads(self.store.job_text)
+        batched = isinstance(job.get("batches"), dict)
+        base_rows = self.store.top_level_units(batch=batched)
+        columns = ([list(c) for c in zip(*base_rows, strict=True)]
+                   or [[] for _ in range(6 if batched else 5)])
+        rows, cols, periods, states, tiles = columns[:5]
+        batches = columns[5] if batched else None
         r = np.array(rows, dtype=np.int64)
         c = np.array(cols, dtype=np.int64)
         # One integer key per tile, ordered as (row, col) is: the map's tile order.
@@ -294,35 +303,50 @@ class StoreReader:
         tile_rows, tile_cols = r[first], c[first]
         self.tile_index = dict(zip(zip(tile_rows.tolist(), tile_cols.tolist(), strict=True),
                                    range(len(keys)), strict=True))
-        self.period_index = {p: i for i, p in enumerate(sorted(set(periods)))}
+        period_ids = sorted(set(periods))
+        period_index = {p: i for i, p in enumerate(period_ids)}
+        column_of: np.ndarray | list[int] = [period_index[p] for p in periods]
+        pairs: list[tuple[str, int | None]] = [(p, None) for p in period_ids]
+        if batches is not None:
+            # a column per (period, batch), in that order: no batch hides another. Keyed as
+            # integers in NumPy: a tuple per unit cost a third of this read at 100,000 units.
+            b = np.array([-1 if k is None else k for k in batches], dtype=np.int64) + 1
+            span = int(b.max()) + 1 if len(b) else 1
+            keys_pb, column_of = np.unique(np.asarray(column_of, dtype=np.int64) * span + b,
+                                           return_inverse=True)
+            pairs = [(period_ids[k // span], k % span - 1 if k % span else None)
+                     for k in keys_pb.tolist()]
+        self.column_index = {pb: j for j, pb in enumerate(pairs)}
         code_of = {s: _state_code(s) for s in set(states)}
-        base = np.full((len(keys), len(self.period_index)), CODE[PENDING], dtype=np.uint8)
-        base[tile_of.reshape(-1), [self.period_index[p] for p in periods]] = [
+        base = np.full((len(keys), len(pairs)), CODE[PENDING], dtype=np.uint8)
+        base[tile_of.reshape(-1), np.asarray(column_of).reshape(-1)] = [
             code_of[s] for s in states]
         children = self.store.split_children()
         snap.unit_changes = UnitChanges.of(
             ch for ch in map(self._map_change, children) if ch is not None)
-        snap.map_init = MapInit([tiles[i] for i in first.tolist()], tile_rows, tile_cols,
-                                sorted(self.period_index), base, self._grid())
+        snap.map_init = MapInit(
+            [tiles[i] for i in first.tolist()], tile_rows, tile_cols, period_ids, base,
+            self._grid(job), np.array([period_index[p] for p, _ in pairs], dtype=np.int64),
+            [b for _, b in pairs])
 
-    def _grid(self) -> tuple[float, float, float, bool] | None:
+    def _grid(self, job: dict[str, Any]) -> tuple[float, float, float, bool] | None:
         """The grid's origin and tile size from one tile's bounds (tiles sit at
-        origin + col * size, origin - row * size), and whether its CRS is geographic."""
+        origin + col * size, origin - row * size), and whether its CRS (the job's) is
+        geographic."""
         one = self.store.one_top_level_unit()
         if one is None:
             return None
         size = one["east"] - one["west"]
-        job = tomllib.loads(self.store.job_text)
         crs = job.get("grid", {}).get("crs", "EPSG:4326")
         return (one["west"] - one["col"] * size, one["north"] + one["row"] * size, size,
                 pyproj.CRS.from_user_input(crs).is_geographic)
 
     def _map_change(self, r: Row) -> UnitChange | None:
         i = self.tile_index.get((r["row"], r["col"]))
-        p = self.period_index.get(r["period"])
-        if i is None or p is None:
+        j = self.column_index.get((r["period"], r["batch"]))
+        if i is None or j is None:
             return None  # a unit outside the planned grid: nothing to draw it on
-        return i, p, quadrant_path(r["id"], r["tile"], r["depth"]), _state_code(r["state"])
+        return i, j, quadrant_path(r["id"], r["tile"], r["depth"]), _state_code(r["state"])
 
     def _attempts(self) -> list[Row]:
         since = self.attempts_cursor - OVERLAP if not self.first else -1.0

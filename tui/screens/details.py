@@ -17,20 +17,63 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from core.states import BACKOFF, CANCELLABLE, DELETED, PENDING, RETRYABLE, VERIFIED
+from core.states import (
+    BACKOFF,
+    CANCELLABLE,
+    CANCELLED,
+    DELETED,
+    FAILED,
+    PENDING,
+    RETRYABLE,
+    SPLIT,
+    VERIFIED,
+)
 from core.store import Row, Store
 from tui.messages import CommandRequest
-from tui.widgets.common import GLYPH, clock, duration, size, stamp
+from tui.widgets.common import GLYPH, URGENCY, clock, duration, size, stamp
+from tui.widgets.tiles_pane import batch_states
 
 # A file's state in the store says where it is in Drive; beside a local path, say it whole.
 FILE_STATE = {DELETED: "verified, removed from Drive", VERIFIED: "verified, still in Drive"}
+TROUBLE = (FAILED, BACKOFF, CANCELLED)  # a batch in one of these is named with its error
 
 
-def render_units(store: Store, units: list[Row]) -> Group:
+def batch_lines(units: list[Row]) -> list[Text]:
+    """A tile's batches at a glance, a line per period ("20230601  b0 done, b1 failed"), then
+    each batch in trouble with its error ("b1 failed: <error>"). A split batch counts as its
+    most urgent leaf. Nothing for a tile without batches."""
+    leaves: dict[tuple[str, int], list[Row]] = {}
+    for u in units:
+        if u["batch"] is not None and u["state"] != SPLIT:
+            leaves.setdefault((u["period"], u["batch"]), []).append(u)
+    if not leaves:
+        return []
+    lines: list[Text] = []
+    periods = sorted({p for p, _ in leaves})
+    for period in periods:
+        worst = {b: max(rows, key=lambda u: URGENCY.index(u["state"])
+                        if u["state"] in URGENCY else -1)
+                 for (p, b), rows in leaves.items() if p == period}
+        label = "batches" if len(periods) == 1 else f"{period}"
+        lines.append(Text.assemble((f"{label}  ", "bold"),
+                                   batch_states({b: u["state"] for b, u in worst.items()},
+                                                most=8)))
+        for b in sorted(worst):
+            u = worst[b]
+            if u["state"] in TROUBLE:
+                error = u["error"] or ""
+                lines.append(Text(f"  b{b} {u['state']}{': ' + error if error else ''}",
+                                  "red" if u["state"] == FAILED else "yellow"))
+    lines.append(Text(""))
+    return lines
+
+
+def render_units(store: Store, units: list[Row], *, tile: bool = False) -> Group:
+    """Each unit with its attempts, errors and files; a tile's begin with its batches."""
     ids = [u["id"] for u in units]
     attempts = store.attempts_of(ids)
     files = store.files_of(ids)
-    parts: list[Text | Table] = []
+    parts: list[Text | Table] = [*batch_lines(units)] if tile else []
     for u in units:
         head = Text()
         head.append(f"{GLYPH.get(u['state'], '?')} ", "bold")
@@ -117,12 +160,14 @@ class DetailsScreen(ModalScreen[None]):
 
     def reload(self) -> None:
         if self.tile is not None:
-            # per period: the planned unit, then its split children in quadrant order
+            # per period and batch (b2 before b10): the planned unit, then its split
+            # children in quadrant order
             self.units = sorted(self.store.units_of_tile(self.tile),
-                                key=lambda u: (u["period"], u["depth"] > 0, u["tile"]))
+                                key=lambda u: (u["period"], -1 if u["batch"] is None
+                                               else u["batch"], u["depth"] > 0, u["tile"]))
         elif self.unit is not None:
             self.units = self.store.units_by_id([self.unit])
-        body = render_units(self.store, self.units)
+        body = render_units(self.store, self.units, tile=self.tile is not None)
         self.query_one("#body", Static).update(body)
         console = Console(width=120, file=io.StringIO(), record=True, color_system=None)
         console.print(body)

@@ -7,7 +7,8 @@ per tile, so 100,000 tiles stay smooth. Zoom levels:
   1   a tile is 2 characters x 1 line; a character is the west or east half
   k   (k >= 2) a character covers 2^(k-2) tile columns x 2^(k-1) tile rows
 
-A cell covering several tiles (or children, or periods) shows the most urgent state among them.
+A cell covering several tiles (or children, or periods, or batches) shows the most urgent state
+among them.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ FAILED_CODE = CODE[FAILED]
 
 
 class TileModel:
-    """States of every unit drawn on the map, as arrays: base[tile, period] for the planned
-    units, children for split ones; quads[tile, period, 4] is what each quadrant shows."""
+    """States of every unit drawn on the map, as arrays. A column is a period, or with
+    [batches] one batch of a period (MapInit): base[tile, column] for the planned units,
+    children for split ones; quads[tile, column, 4] is what each quadrant shows."""
 
     def __init__(self, init: MapInit) -> None:
         self.tile_ids = init.tile_ids
@@ -52,11 +54,26 @@ class TileModel:
         self.tile_at = np.full((self.R, self.C), -1, dtype=np.int64)
         self.tile_at[self.r, self.c] = np.arange(n)
         self.base = init.base.copy()
+        columns = self.base.shape[1]
+        self.column_period = (init.column_period if init.column_period is not None
+                              else np.arange(columns, dtype=np.int64))
+        self.column_batch = (init.column_batch if init.column_batch is not None
+                             else [None] * columns)
+        self.batched = any(b is not None for b in self.column_batch)
+        # a period's columns sit side by side: [lo, hi) of each
+        edges = np.searchsorted(self.column_period, np.arange(len(self.periods) + 1))
+        self.period_columns = [(int(edges[p]), int(edges[p + 1]))
+                               for p in range(len(self.periods))]
         self.children: dict[tuple[int, int], dict[tuple[int, ...], int]] = {}
         self.quads = np.repeat(self.base[:, :, None], 4, axis=2)
         for i, p in zip(*np.nonzero(self.base == SPLIT_CODE), strict=True):
             self._requad(int(i), int(p))
 
+    def columns(self, period: int | None) -> range:
+        """The columns of a period (its batches), or every column."""
+        if period is None:
+            return range(self.base.shape[1])
+        return range(*self.period_columns[period])
 
     def where(self, i: int) -> str:
         """Tile i's centre: degrees north/east on a geographic grid, else grid-CRS metres."""
@@ -68,13 +85,14 @@ class TileModel:
         if geographic:
             return f"{abs(y):.2f}°{'N' if y >= 0 else 'S'} {abs(x):.2f}°{'E' if x >= 0 else 'W'}"
         return f"x {x:,.0f} y {y:,.0f}"
+
     def apply(self, changes: UnitChanges) -> None:
-        tiles, periods, codes = changes.tiles, changes.periods, changes.codes
-        self.base[tiles, periods] = codes
-        self.quads[tiles, periods, :] = codes[:, None]
+        tiles, columns, codes = changes.tiles, changes.columns, changes.codes
+        self.base[tiles, columns] = codes
+        self.quads[tiles, columns, :] = codes[:, None]
         # A tile that is split shows its children: those are the only ones worked out one by one.
         split = codes == SPLIT_CODE
-        dirty = set(zip(tiles[split].tolist(), periods[split].tolist(), strict=True))
+        dirty = set(zip(tiles[split].tolist(), columns[split].tolist(), strict=True))
         for i, p, path, code in changes.children:
             self.children.setdefault((i, p), {})[path] = code
             dirty.add((i, p))
@@ -92,10 +110,14 @@ class TileModel:
             self.quads[i, p, q] = max(leaves) if leaves else CODE[PENDING]
 
     def tile_quads(self, period: int | None) -> np.ndarray:
-        """(tiles, 4) codes for one period, or the most urgent over all periods."""
+        """(tiles, 4) codes for one period, or the most urgent over all periods; a period of
+        several batches shows the most urgent of them."""
         if period is None:
             return self.quads.max(axis=1) if self.quads.shape[1] else self.quads[:, 0, :]
-        return self.quads[:, period, :]
+        lo, hi = self.period_columns[period]
+        if hi - lo == 1:  # no batches: a view, no copy
+            return self.quads[:, lo, :]
+        return self.quads[:, lo:hi, :].max(axis=1)
 
     def quad_grid(self, period: int | None) -> np.ndarray:
         """(2R, 2C) codes: each tile's four quadrants in their places."""
@@ -106,12 +128,12 @@ class TileModel:
         grid[r2 + 1, c2], grid[r2 + 1, c2 + 1] = tq[:, 2], tq[:, 3]
         return grid
 
-    def unit_codes(self, i: int, period: int) -> list[tuple[tuple[int, ...], int]]:
-        """The drawn units of a tile in a period: itself, or its leaf children."""
-        code = int(self.base[i, period])
+    def unit_codes(self, i: int, column: int) -> list[tuple[tuple[int, ...], int]]:
+        """The drawn units of a tile in a column: itself, or its leaf children."""
+        code = int(self.base[i, column])
         if code != SPLIT_CODE:
             return [((), code)]
-        kids = self.children.get((i, period), {})
+        kids = self.children.get((i, column), {})
         return sorted((p, c) for p, c in kids.items() if c != SPLIT_CODE)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -10,7 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from core.states import DONE, PENDING, SPLIT
-from tui.widgets.common import GLYPH, LEGEND_ORDER, SPLIT_CODE, STATE_OF_CODE
+from tui.widgets.common import CODE, GLYPH, LEGEND_ORDER, SPLIT_CODE, STATE_OF_CODE
 from tui.widgets.tile_map import TileMap
 
 
@@ -62,6 +63,7 @@ class TilesPane(Vertical):
 
     def on_resize(self) -> None:
         self._legend()
+        self.call_after_refresh(self._tile_line)  # once the line has its new width
 
     def on_tile_map_changed(self, event: TileMap.Changed) -> None:
         tile_map = event.tile_map
@@ -73,7 +75,11 @@ class TilesPane(Vertical):
                       else f"period {_date(model.periods[tile_map.period])}")
             self.border_title = f"Tiles · {period}"
         self.border_subtitle = f"zoom {tile_map.zoom}"
-        self.query_one("#tile-line", Static).update(describe_tile(tile_map))
+        self._tile_line()
+
+    def _tile_line(self) -> None:
+        line = self.query_one("#tile-line", Static)
+        line.update(describe_tile(self.map, line.content_region.width or None))
 
 
 def _date(period: str) -> str:
@@ -82,8 +88,10 @@ def _date(period: str) -> str:
     return period
 
 
-def describe_tile(tile_map: TileMap) -> str:
-    """One line about the cursor: the tile and its units' states (or the cell, zoomed out)."""
+def describe_tile(tile_map: TileMap, width: int | None = None) -> str:
+    """One line about the cursor: the tile and its units' states (or the cell, zoomed out);
+    with [batches], each batch's most urgent state ("b0 done, b1 failed"). Within `width`
+    when it can be."""
     model = tile_map.model
     if model is None:
         return ""
@@ -94,14 +102,49 @@ def describe_tile(tile_map: TileMap) -> str:
     i = tile_map.selected_tile()
     if i is None:
         return prefix + "no tile here (outside the region)"
-    periods = range(len(model.periods)) if tile_map.period is None else [tile_map.period]
+    columns = model.columns(tile_map.period)
     states: Counter[str] = Counter()
-    for p in periods:
-        for _, code in model.unit_codes(i, p):
+    worst: dict[int, int] = {}  # batch -> its most urgent code over the periods shown
+    for j in columns:
+        batch = model.column_batch[j]
+        if batch is not None:
+            worst.setdefault(batch, 0)  # 0: split, its children not read yet
+        for _, code in model.unit_codes(i, j):
             states[STATE_OF_CODE.get(code, SPLIT) if code != SPLIT_CODE else SPLIT] += 1
-    split = any(int(model.base[i, p]) == SPLIT_CODE for p in periods)
-    what = ", ".join(f"{n} {s}" for s, n in sorted(states.items(),
-                                                 key=lambda kv: LEGEND_ORDER.index(kv[0])))
+            if batch is not None:
+                worst[batch] = max(worst.get(batch, 0), code)
+    split = any(int(model.base[i, j]) == SPLIT_CODE for j in columns)
+    if worst:
+        what = batch_states({b: STATE_OF_CODE.get(c, SPLIT) for b, c in worst.items()})
+    else:
+        what = ", ".join(f"{n} {s}" for s, n in sorted(states.items(),
+                                                     key=lambda kv: LEGEND_ORDER.index(kv[0])))
+    head = f"{prefix}{model.tile_ids[i]}{' (split)' if split else ''}"
     where = model.where(i)
-    return (f"{prefix}{model.tile_ids[i]}{' (split)' if split else ''}"
-            f"{' · ' + where if where else ''} · {what} · enter: details")
+    # What does not fit goes, least needed first: the key hint, then where the tile is.
+    for parts in ([head, where, what, "enter: details"], [head, where, what], [head, what]):
+        line = " · ".join(p for p in parts if p)
+        if width is None or len(line) <= width:
+            break
+    return line
+
+
+def batch_states(states: dict[int, str], most: int = 4) -> str:
+    """Batches and their states in a few words: runs of neighbours in one state ("b0-b6 done,
+    b7 failed"); past `most` runs, counts and the batches in the most urgent state named
+    ("40 batches: 37 done, 3 failed (b7, b19, b30)")."""
+    runs: list[list[Any]] = []  # [first, last, state]
+    for b in sorted(states):
+        if runs and runs[-1][2] == states[b] and runs[-1][1] == b - 1:
+            runs[-1][1] = b
+        else:
+            runs.append([b, b, states[b]])
+    if len(runs) <= most:
+        return ", ".join(f"b{a}{f'-b{z}' if z > a else ''} {s}" for a, z, s in runs)
+    counts = Counter(states.values())
+    order = sorted(counts, key=LEGEND_ORDER.index)
+    urgent = max(counts, key=lambda s: CODE.get(s, 0))
+    named = [b for b in sorted(states) if states[b] == urgent]
+    names = ", ".join(f"b{b}" for b in named[:3]) + (", …" if len(named) > 3 else "")
+    return (f"{len(states)} batches: " + ", ".join(f"{counts[s]} {s}" for s in order)
+            + f" ({names})")
