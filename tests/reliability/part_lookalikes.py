@@ -164,7 +164,7 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
     rounds = [{}] if quick else [{}, {"file_split_bytes": 100_000}]
     total_mine = 0
     for n, config in enumerate(rounds):
-        with emulator(**config) as (emu, ledger):
+        with emulator(seed=seed, **config) as (emu, ledger):
             round_result = Result("lookalikes", "")
             total_mine += _round(round_result, emu, ledger, rng, workdir / f"round{n}",
                                  sharded=bool(config))
