@@ -32,6 +32,7 @@ from textual.widgets import Button, Collapsible, Input, Label, Select, Static
 from textual.worker import get_current_worker
 from tomlkit.exceptions import TOMLKitError
 
+from core.batches import BY, MAX_SIZE
 from core.limits import BOUNDS
 from core.problems import Problem
 from core.recipes import RECIPES
@@ -105,7 +106,18 @@ FIELDS = (
           hint="your Google Cloud project id (backend earthengine)"),
     Field("backend.url", "emulator URL", "str",
           hint="http://127.0.0.1:PORT of an `eebatch emulator` (backend emulator)"),
+    # [batches] (core/batches.py): which keys apply depends on batches.by
+    Field("batches.size", "batch size", "int",
+          hint=f"by count: images in each batch (1-{MAX_SIZE:,})"),
+    Field("batches.count", "batch count", "int", "from images",
+          hint="by count: batches in each period (or give images)"),
+    Field("batches.images", "images", "int", "none",
+          hint="by count: the collection's size; count = images ÷ size"),
+    Field("batches.step", "batch step", "str",
+          hint="by date: a batch every \"16 days\", \"1 month\"…"),
 )
+BATCH_KEYS = ("batches.size", "batches.count", "batches.images", "batches.step")
+NO_BATCHES = "none"  # batches.by's choice for a job without [batches]
 SAVE = Field("save", "save as", "str", hint="the job file Start writes, then runs")
 SELECTS = {
     "recipe.name": Field("recipe.name", "recipe", "str", "composite"),  # hint: _recipe_hint
@@ -113,10 +125,13 @@ SELECTS = {
                                 "drive: downloaded, then deleted from Drive; asset or gcs"),
     "backend.kind": Field("backend.kind", "backend", "str", "emulator",
                           "earthengine (needs a project) or the built-in emulator (needs its URL)"),
+    "batches.by": Field("batches.by", "batches by", "str", NO_BATCHES,
+                        "none, count (so many images a batch) or date (a step)"),
 }
 FIELD = {f.key: f for f in (*FIELDS, SAVE, *SELECTS.values())}
 SELECT_OPTIONS = {"recipe.name": list(RECIPES), "export.destination": ["drive", "asset", "gcs"],
-                  "backend.kind": ["earthengine", "emulator"]}
+                  "backend.kind": ["earthengine", "emulator"],
+                  "batches.by": [NO_BATCHES, *BY]}
 # A newcomer's fields, in the order they think of them; the rest sit under "more".
 # "params" stands for the recipe's required parameters (its optional ones go under "more").
 ESSENTIAL = (("Where", ("region", "grid.size")),
@@ -127,7 +142,8 @@ ESSENTIAL = (("Where", ("region", "grid.size")),
              ("Run on", ("backend.kind", "backend.project", "backend.url")))
 MORE = (("Files and CRSs", ("job.output_dir", "grid.crs", "export.crs")),
         ("Recipe options", ("more-params",)),
-        ("Limits", ("limits.max_tasks", "limits.drive_budget")))
+        ("Limits", ("limits.max_tasks", "limits.drive_budget")),
+        ("Batches", ("batches.by", *BATCH_KEYS)))
 WIDE = 96  # a form at least this wide shows the plan beside the fields
 DEBOUNCE = 0.3  # seconds after the last keystroke before the job is checked
 _NUM = r"\s*(-?[\d.]+)\s*"
@@ -252,12 +268,19 @@ def plan_summary(plan: Plan, lines: list[str]) -> Text:
     lines of describe_plan (those that start with "warning" or "⚠")."""
     from core.plan_text import size_text  # planning modules load in the check thread
 
-    def count(n: int, what: str) -> str:
-        return f"{n:,} {what}{'s' * (n != 1)}"
+    def count(n: int, what: str, plural: str = "s") -> str:
+        return f"{n:,} {what}{plural * (n != 1)}"
 
+    batches = plan.batches  # per period; [] without [batches]
+    if not batches:
+        per = ""
+    elif len(set(batches)) == 1:
+        per = f" × {count(batches[0], 'batch', 'es')}"
+    else:  # by date, periods of different lengths
+        per = f", {count(sum(batches), 'batch', 'es')} in all"
     text = Text.assemble(("Plan  ", "bold"), (count(plan.units, "unit"), "bold"),
                          f" ({count(len(plan.tiles), 'tile')} × "
-                         f"{count(len(plan.periods), 'period')}) · "
+                         f"{count(len(plan.periods), 'period')}{per}) · "
                          f"~{size_text(plan.est_bytes)}")
     for line in lines:
         warning = _WARNING.match(line)
@@ -361,7 +384,8 @@ class JobForm(Vertical):
     def _select(self, f: Field) -> ComposeResult:
         options = SELECT_OPTIONS[f.key]
         section, _, name = f.key.partition(".")
-        current = self.doc.get(section, {}).get(name, f.default)
+        table = self.doc.get(section, {})
+        current = table.get(name, f.default) if isinstance(table, dict) else f.default
         if f.key == "recipe.name":
             f = replace(f, hint=_recipe_hint(current))
         choices = options if current in options else [*options, current]
@@ -404,7 +428,8 @@ class JobForm(Vertical):
                 for title, keys in ESSENTIAL:
                     yield Static(title, classes="section")
                     yield from self._section(keys)
-                with Collapsible(title="more: output dir, CRSs, recipe options, limits",
+                # short enough for the form's narrowest pane (about 50 columns)
+                with Collapsible(title="more: output dir, CRSs, options, limits, batches",
                                  id="more"):
                     for title, keys in MORE:
                         yield Static(title, classes="section")
@@ -418,6 +443,7 @@ class JobForm(Vertical):
             box.can_focus = False
         self.query_one("#" + field_id("save"), Input).value = str(self.path)
         self.query(Input).first().focus()  # the form opens to be typed into: its first field
+        self._show_batch_fields()
         self.revalidate()
 
     def on_resize(self) -> None:
@@ -456,6 +482,9 @@ class JobForm(Vertical):
             else:
                 _put(table(section), name, value)
 
+        # by first: a new [batches] reads as the README writes it
+        by = self.query_one("#" + field_id("batches.by"), Select).value
+        put("batches.by", by if isinstance(by, str) and by != NO_BATCHES else None)
         for f in FIELDS:
             text = self.query_one("#" + field_id(f.key), Input).value
             if f.key == "region":
@@ -471,9 +500,12 @@ class JobForm(Vertical):
                     _put(region, "file", text.strip())
                 continue
             put(f.key, _parsed(text, f.kind) if text.strip() else None)
-        for key in SELECTS:
+        for key in [k for k in SELECTS if k != "batches.by"]:
             value = self.query_one("#" + field_id(key), Select).value
             put(key, value if isinstance(value, str) else None)
+        if self._batches_off():  # the form's [batches] keys go; any other stays (and is said)
+            for key in BATCH_KEYS:
+                put(key, None)
         info = RECIPES.get(self.recipe)
         if info is not None:
             for name, param in info.params.items():
@@ -487,6 +519,15 @@ class JobForm(Vertical):
         for section in [k for k, v in doc.items() if v == {}]:
             del doc[section]
         return doc.as_string()
+
+    def _batches_off(self) -> bool:
+        return self.query_one("#" + field_id("batches.by"), Select).value == NO_BATCHES
+
+    def _show_batch_fields(self) -> None:
+        """Without batches their keys mean nothing: greyed, and left out of the file."""
+        off = self._batches_off()
+        for key in BATCH_KEYS:
+            self.query_one("#" + field_id(key), Input).disabled = off
 
     def save_path(self) -> Path:
         text = self.query_one("#" + field_id("save"), Input).value.strip()
@@ -504,6 +545,8 @@ class JobForm(Vertical):
                 self._show_recipe_hint()
                 self._swap_params()
                 return
+        if isinstance(event, Select.Changed) and event.select.id == field_id("batches.by"):
+            self._show_batch_fields()
         self.revalidate()
 
     def _show_recipe_hint(self) -> None:
