@@ -213,22 +213,33 @@ async def test_the_form_writes_batches_that_parse_and_the_plan_counts_them(
         size = form.query_one("#" + field_id("batches.size"))
         assert size.disabled  # no [batches]: its keys mean nothing yet
         assert "[batches]" not in form.build()
-        form.query_one("#" + field_id("batches.by"), Select).value = "count"
+        by = form.query_one("#" + field_id("batches.by"), Select)
+        by.value = "date"
         await settle(pilot)
-        assert not size.disabled
+        # by date takes a step (and [time], which this job lacks): said under their fields
+        assert size.disabled and not form.query_one("#" + field_id("batches.step")).disabled
+        assert "is required" in problem(form, "batches.step")
+        assert "needs a [time] section" in problem(form, "batches.by") and not form.valid
+        for key in ("batches.by", "batches.step"):  # each with a hint of one line at 80x24
+            form.query_one("#" + field_id(key)).focus()
+            await pilot.pause()
+            hint = form.query_one("#" + field_id(key)).parent.parent.query_one(".hint")
+            assert hint.region.height == 1, (key, str(hint.render()))
+        await type_into(pilot, form, "batches.step", "1 month")
+        by.value = "count"
+        await settle(pilot)
+        assert form.query_one("#" + field_id("batches.step")).disabled
+        assert "step" not in form.build()  # greyed: left out of the file
         # by count needs its size: the problem shows under that field, and Start waits
         assert "is required" in problem(form, "batches.size") and not form.valid
-        for key in ("batches.by", *BATCH_KEYS):  # each with a hint of one line at 80x24
+        for key in BATCH_KEYS[:3]:
             form.query_one("#" + field_id(key)).focus()
             await pilot.pause()
             hint = form.query_one("#" + field_id(key)).parent.parent.query_one(".hint")
             assert hint.region.height == 1, (key, str(hint.render()))
         await type_into(pilot, form, "batches.size", "50")
-        await type_into(pilot, form, "batches.step", "1 month")
         await settle(pilot)
-        assert "only applies with by = \"date\"" in problem(form, "batches.step")
         assert "is required" in problem(form, "batches.count")
-        await type_into(pilot, form, "batches.step", " ")
         await type_into(pilot, form, "batches.count", "3")
         await settle(pilot)
         assert form.valid, form.problems

@@ -118,6 +118,7 @@ FIELDS = (
 )
 BATCH_KEYS = ("batches.size", "batches.count", "batches.images", "batches.step")
 NO_BATCHES = "none"  # batches.by's choice for a job without [batches]
+BATCH_KEYS_OF = {"count": BATCH_KEYS[:3], "date": BATCH_KEYS[3:]}  # the keys each by takes
 SAVE = Field("save", "save as", "str", hint="the job file Start writes, then runs")
 SELECTS = {
     "recipe.name": Field("recipe.name", "recipe", "str", "composite"),  # hint: _recipe_hint
@@ -503,9 +504,9 @@ class JobForm(Vertical):
         for key in [k for k in SELECTS if k != "batches.by"]:
             value = self.query_one("#" + field_id(key), Select).value
             put(key, value if isinstance(value, str) else None)
-        if self._batches_off():  # the form's [batches] keys go; any other stays (and is said)
-            for key in BATCH_KEYS:
-                put(key, None)
+        # greyed batch keys are left out (the file's other keys stay, and are checked)
+        for key in set(BATCH_KEYS) - set(self._batch_keys()):
+            put(key, None)
         info = RECIPES.get(self.recipe)
         if info is not None:
             for name, param in info.params.items():
@@ -520,14 +521,20 @@ class JobForm(Vertical):
             del doc[section]
         return doc.as_string()
 
-    def _batches_off(self) -> bool:
-        return self.query_one("#" + field_id("batches.by"), Select).value == NO_BATCHES
+    def _batch_keys(self) -> tuple[str, ...]:
+        """The [batches] keys the chosen `by` takes (all of them for a `by` the form does not
+        know, so the job's own check says what is wrong)."""
+        by = self.query_one("#" + field_id("batches.by"), Select).value
+        if by == NO_BATCHES:
+            return ()
+        return BATCH_KEYS_OF.get(by, BATCH_KEYS) if isinstance(by, str) else BATCH_KEYS
 
     def _show_batch_fields(self) -> None:
-        """Without batches their keys mean nothing: greyed, and left out of the file."""
-        off = self._batches_off()
+        """Keys that the chosen `by` does not take mean nothing: greyed, and left out of the
+        file."""
+        takes = self._batch_keys()
         for key in BATCH_KEYS:
-            self.query_one("#" + field_id(key), Input).disabled = off
+            self.query_one("#" + field_id(key), Input).disabled = key not in takes
 
     def save_path(self) -> Path:
         text = self.query_one("#" + field_id("save"), Input).value.strip()
