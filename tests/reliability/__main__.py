@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,15 +28,19 @@ def _numbers(result: Result) -> str:
 
 
 def table(runs: list[tuple[Result, float]]) -> str:
-    head = ("part", "tried", "held", "numbers", "skipped")
-    lines = [head] + [(r.part, r.tried, f"{sum(c.held for c in r.checks)}/{len(r.checks)}"
-                       f"{'' if r.held else ' FAILED'} ({wall:.0f} s)", _numbers(r),
-                       r.skipped.strip() or "-") for r, wall in runs]
-    widths = [min(60, max(len(line[i]) for line in lines)) for i in range(len(head))]
-    out = []
-    for line in lines:
-        out.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
-    return "\n".join(out)
+    """One row per part (part, checks held, wall time, what it tried), its numbers and what
+    it skipped on the lines under it."""
+    width = max([len("part")] + [len(r.part) for r, _ in runs])
+    lines = [f"{'part'.ljust(width)}  {'held':<13} {'wall':>6}  tried"]
+    for r, wall in runs:
+        held = f"{sum(c.held for c in r.checks)}/{len(r.checks)}" + ("" if r.held else " FAILED")
+        lines.append(f"{r.part.ljust(width)}  {held:<13} {wall:>4.0f} s  {r.tried}")
+        pad = " " * (width + 2)
+        if r.numbers:
+            lines.append(f"{pad}numbers: {_numbers(r)}")
+        if r.skipped.strip():
+            lines.append(f"{pad}skipped: {r.skipped.strip()}")
+    return "\n".join(lines)
 
 
 def failures(runs: list[tuple[Result, float]]) -> list[str]:
@@ -50,8 +55,13 @@ def failures(runs: list[tuple[Result, float]]) -> list[str]:
 
 def markdown(runs: list[tuple[Result, float]], *, quick: bool, seed: int) -> str:
     info = machine()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parents[2]).stdout.strip()
     lines = [
         f"### {info['date'][:10]}: {'quick' if quick else 'full'} run, seed {seed}",
+        "",
+        f"`python -m tests.reliability{' --quick' if quick else ''} --seed {seed}` at commit"
+        f" {commit or '(unknown)'}.",
         "",
         f"Machine: {info['nproc']} cores ({info['cpu']}), {info['ram_gb']} GB RAM, Python "
         f"{info['python']}; load average at the start "
