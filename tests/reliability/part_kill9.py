@@ -142,6 +142,7 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
     missed: list[str] = []
     died: list[str] = []
     kills = 0
+    startups: list[float] = []  # seconds from a worker's spawn until it says it started
     with h.emulator(speed=20.0, task_overhead_seconds=20.0, slots=4, seed=seed,
                     memory_limit_pixels=MEMORY_LIMIT, internal_error_rate=0.15) as (emu, ledger):
         session = h.new_session(workdir, emu.url, size=1.0, scale=2000, max_tasks=4,
@@ -152,9 +153,10 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
             _setup(emu.url, moment)
             cycle = Cycle(session, rng)
             worker = h.start_worker(session, log)
-            if moment != "random":  # the others come once the worker is up
-                h.wait_for(functools.partial(cycle.ready, worker.pid), START_TIMEOUT,
-                           proc=worker)
+            # The moments but a random one come once the worker is up.
+            if moment != "random" and h.wait_for(functools.partial(cycle.ready, worker.pid),
+                                                 START_TIMEOUT, proc=worker):
+                startups.append(time.time() - cycle.t0)
             hit = h.wait_for(_condition(cycle, moment), MOMENT_TIMEOUT, proc=worker, every=0.01)
             code = worker.poll()
             if code is None:
@@ -182,6 +184,8 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
         result.check("the job met 'Internal error.' and memory splits",
                      any("Internal error" in e for e in errors)
                      and any("memory limit" in e for e in errors), str(errors))
+    if startups:
+        result.numbers["worker_startup_s_max"] = round(max(startups), 1)
     result.numbers.update({"kills": kills, "moments_hit": sum(hits.values()),
                            "moments_missed": len(missed), **{f"hit_{k}": n
                                                              for k, n in sorted(hits.items())}})
