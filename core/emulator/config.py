@@ -56,8 +56,9 @@ class EmulatorConfig:
     # factor in [1, size_spread], log-uniform, seeded by `seed` and the cell of `size_cell`
     # degrees (lon/lat) its centre lies in, so a tile has the same factor whatever loop sends
     # it and its split quarters share it. Its work (run time, the memory and time-out limits)
-    # and its file sizes are multiplied by it; the pixels stay the world's (the file carries
-    # zero bytes after its TIFF data). 1.0: off.
+    # and its file sizes are multiplied by it; the pixels stay the world's (the GeoTIFF is
+    # written in strips, so its size follows its pixels, and carries zero bytes after its
+    # TIFF data). 1.0: off.
     size_spread: float = 1.0
     size_cell: float = 1.0
     # Drive download bandwidth (files.get?alt=media) in bytes per *simulated* second: per

@@ -182,7 +182,8 @@ def content_factor(grid: Grid, config: EmulatorConfig) -> float:
     """How many times its pixel count's worth of work and bytes an image export holds, in
     [1, config.size_spread] (config.py): log-uniform, from a hash of the seed and the cell of
     `size_cell` degrees that the grid's centre lies in (the same tile gives the same factor
-    in any order, from any client; its split quarters share the cell)."""
+    in any order, from any client; its split quarters share the cell). Exactly 1.0 when the
+    knob is off (write_geotiff then keeps its 256 x 256 tiles)."""
     spread = config.size_spread
     if spread <= 1.0:
         return 1.0
@@ -289,9 +290,11 @@ def write_geotiff(
 ) -> int:
     """Write `window` = (row0, col0, height, width) of the grid, its pixels from `render`
     (`Pixels` → one array per band) in the world of `seed` (an int `render` is that seed, with
-    the world's bands B0, B1, ...); returns the file size. `pad` > 1 (a content factor)
-    extends the file with zero bytes to `pad` times its size: readers never look past the
-    TIFF's own offsets, so the image is unchanged."""
+    the world's bands B0, B1, ...); returns the file size. A `pad` other than 1 (a content
+    factor: config.size_spread is on) writes the image in strips, not 256 x 256 tiles, so its
+    size follows its pixels (a split quarter weighs a quarter), and extends the file with
+    zero bytes to `pad` times that size: readers never look past the TIFF's own offsets, so
+    the image is unchanged."""
     import tifffile
 
     if isinstance(render, int):
@@ -310,7 +313,7 @@ def write_geotiff(
         with tifffile.TiffWriter(path, bigtiff=big) as tw:
             tw.write(
                 data if bands > 1 else data[0],
-                tile=(TILE, TILE),
+                tile=(TILE, TILE) if pad == 1.0 else None,
                 photometric="minisblack",
                 planarconfig="separate" if bands > 1 else None,
                 metadata=None,
@@ -322,7 +325,7 @@ def write_geotiff(
         scratch.unlink(missing_ok=True)
     size = path.stat().st_size
     if pad > 1.0:
-        size = round(size * pad)
+        size = round(size * pad)  # sparse: the zeros take no disk until read
         with open(path, "r+b") as fh:
             fh.truncate(size)
     return size

@@ -25,11 +25,12 @@ ee = pytest.importorskip("ee")
 PROJECT = "test-project"
 FOLDER_MIME = "application/vnd.google-apps.folder"
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
-SCALE = 5000  # m: a 0.5° tile is 12 x 12 pixels
+SCALE = 500  # m: a 0.5° tile is 112 x 112 pixels
+PIXELS = 112 * 112
 TILES = [[x * 0.5, 0.0, x * 0.5 + 0.5, 0.5] for x in range(8)]  # one content cell each
 OVERHEAD = 2.0
 ROUNDING = 1e-9  # of the pacing's float arithmetic
-RATE = 10.0  # pixel-bands per simulated second: a tile's work is ~14 s x its content
+RATE = 1000.0  # pixel-bands per simulated second: a tile's work is ~12 s x its content
 
 
 def wait_status(task: Any, timeout: float = 30.0) -> dict[str, Any]:
@@ -81,11 +82,18 @@ def fetch(emu: Any, name: str, dest: Path) -> Path:
     return path
 
 
+def tiff_bytes(path: Path) -> int:
+    """Where the TIFF's own data ends (tifffile writes the image data last)."""
+    with tifffile.TiffFile(path) as tf:
+        return max(off + n for page in tf.pages
+                   for off, n in zip(page.dataoffsets, page.databytecounts, strict=True))
+
+
 def test_content_scales_work_memory_and_bytes_of_a_tile_alike(emulator_factory, tmp_path):
     plain = emulator_factory(task_overhead_seconds=OVERHEAD, pixel_rate=RATE, slots=8)
     # Work above 3x a tile's pixels is over the memory limit.
     rich = emulator_factory(task_overhead_seconds=OVERHEAD, pixel_rate=RATE, slots=8,
-                            size_spread=10.0, size_cell=0.5, memory_limit_pixels=3 * 144)
+                            size_spread=10.0, size_cell=0.5, memory_limit_pixels=3 * PIXELS)
     names = {f"t{i}": box for i, box in enumerate(TILES)}
     plain_runs, rich_runs = export(plain, names), export(rich, names)
     factors, heavy = {}, []
@@ -98,11 +106,10 @@ def test_content_scales_work_memory_and_bytes_of_a_tile_alike(emulator_factory, 
             heavy.append(i)
             continue
         base, padded = fetch(plain, f"t{i}", tmp_path), fetch(rich, f"t{i}", tmp_path)
-        factor = padded.stat().st_size / base.stat().st_size
-        factors[i] = factor
-        # The run's work grew by the factor the file did (pixels rounded: ~1 %).
         work = (seconds(op) - OVERHEAD) / (seconds(base_op) - OVERHEAD)
-        assert work == pytest.approx(factor, rel=0.02)
+        factors[i] = work
+        # The file grew by the factor the run's work did (pixels rounded: ~1 %).
+        assert padded.stat().st_size / tiff_bytes(padded) == pytest.approx(work, rel=0.02)
         # Same pixels, same georeference: only bytes after the TIFF's own data were added.
         with tifffile.TiffFile(base) as a, tifffile.TiffFile(padded) as b:
             assert (a.asarray() == b.asarray()).all()
@@ -111,17 +118,26 @@ def test_content_scales_work_memory_and_bytes_of_a_tile_alike(emulator_factory, 
     assert all(1.0 <= f <= 3.05 for f in factors.values())
     assert max(factors.values()) / min(factors.values()) > 1.3  # tiles differ
     # The same tile again: the same content, whatever its name or order.
-    i = min(factors)
-    export(rich, {"again": TILES[i]})
-    assert fetch(rich, "again", tmp_path).stat().st_size == fetch(
-        rich, f"t{i}", tmp_path).stat().st_size
-    # A quarter of a heavy tile holds its content and a quarter of its pixels: under the limit.
-    w, s, e, n = TILES[heavy[0]]
-    quarter = [w, s, (w + e) / 2, (s + n) / 2]
-    assert export(plain, {"q": quarter})["q"][0]["state"] == "COMPLETED"
-    assert export(rich, {"q": quarter})["q"][0]["state"] == "COMPLETED"
-    ratio = fetch(rich, "q", tmp_path).stat().st_size / fetch(plain, "q", tmp_path).stat().st_size
-    assert ratio > 3.0  # the heavy tile's content
+    light = min(factors)
+    export(rich, {"again": TILES[light]})
+    tile_size = fetch(rich, f"t{light}", tmp_path).stat().st_size
+    assert fetch(rich, "again", tmp_path).stat().st_size == tile_size
+    # A quarter holds its tile's content and a quarter of its pixels: it weighs a quarter
+    # (and a TIFF header), and the quarter of a heavy tile is under the memory limit, its run
+    # as heavy.
+    quarters = {"q_light": quarter(TILES[light]), "q_heavy": quarter(TILES[heavy[0]])}
+    plain_q, rich_q = export(plain, quarters), export(rich, quarters)
+    assert rich_q["q_heavy"][0]["state"] == rich_q["q_light"][0]["state"] == "COMPLETED"
+    assert fetch(rich, "q_light", tmp_path).stat().st_size == pytest.approx(
+        tile_size / 4, rel=0.1)
+    work = (seconds(rich_q["q_heavy"][1]) - OVERHEAD) / (
+        seconds(plain_q["q_heavy"][1]) - OVERHEAD)
+    assert work > 3.0
+
+
+def quarter(box: list[float]) -> list[float]:
+    w, s, e, n = box
+    return [w, s, (w + e) / 2, (s + n) / 2]
 
 
 class FakeTime:
