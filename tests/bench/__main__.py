@@ -1,6 +1,6 @@
-"""Every benchmark of issue 6 in one command.
+"""Every benchmark of issues 6 and 15 in one command.
 
-    python -m tests.bench [--quick] [--runs N] [--only queue,downloads,scale,idle]
+    python -m tests.bench [--quick] [--runs N] [--only queue,downloads,scale,idle,realistic]
                           [--markdown docs/benchmarks-results.md]
 
 Each part runs in its own process (`python -m tests.bench.bench_NAME`), one after the other,
@@ -21,7 +21,7 @@ from typing import Any
 
 from tests.bench.common import machine
 
-PARTS = ("queue", "downloads", "scale", "idle")
+PARTS = ("queue", "downloads", "scale", "idle", "realistic")
 
 
 def run_part(name: str, quick: bool) -> dict[str, Any]:
@@ -111,6 +111,54 @@ ROWS: list[tuple[str, str, str, str, str | None, str]] = [
      "session_100k/goal_under_2pct", "{:.2f} %"),
     ("idle", "5. same, 100,000 units, all but 10 done", "session_100k_late/worker_cpu_pct_of_core",
      "< 2 %", "session_100k_late/goal_under_2pct", "{:.2f} %"),
+    ("realistic", "6. realistic job: the bound (least EE work that finished it ÷ 4 slots)",
+     "job_lower_bound_hours", "(info)", None, "{:.1f} h"),
+    ("realistic", "6. eebatch: every unit done and verified", "eebatch/makespan_hours",
+     "(info)", None, "{:.1f} h"),
+    ("realistic", "6. eebatch over the bound", "eebatch_over_job_bound_pct", "≤ 5 %",
+     "goal_within_5pct_of_bound", "+{:.2f} %"),
+    ("realistic", "6. eebatch over its own bound (its own succeeded work ÷ 4)",
+     "eebatch/over_lower_bound_pct", "(info)", None, "+{:.2f} %"),
+    ("realistic", "6. eebatch: units split (memory failures or foreseen)",
+     "eebatch/units_split", "(info)", None, "{}"),
+    ("realistic", "6. eebatch: EE hours of failed runs", "eebatch/ee_hours_wasted", "(info)",
+     None, "{:.1f} h"),
+    ("realistic", "6. eebatch: Drive peak, % of quota", "eebatch/drive_peak_pct_of_quota",
+     "(info)", None, "{:.0f} %"),
+    ("realistic", "6. eebatch: passes by hand", "eebatch/passes_by_hand", "0", None, "{}"),
+    ("realistic", "6. eebatch: duplicate exports", "eebatch/duplicate_exports", "0", None, "{}"),
+    ("realistic", "6. eebatch: requests per unit", "eebatch/requests_total_per_unit", "(info)",
+     None, "{:.2f}"),
+    ("realistic", "6. course loop: hours, passes by hand included", "course/makespan_hours",
+     "(baseline)", None, "{:.1f} h"),
+    ("realistic", "6. course loop: done after its first pass",
+     "course/fraction_done_first_pass", "(baseline)", None, "{:.1%}"),
+    ("realistic", "6. course loop: passes by hand", "course/passes_by_hand", "(baseline)",
+     None, "{}"),
+    ("realistic", "6. course loop: units lost per pass", "course/units_lost_per_pass",
+     "(baseline)", None, "{}"),
+    ("realistic", "6. course loop: EE hours of failed runs", "course/ee_hours_wasted",
+     "(baseline)", None, "{:.1f} h"),
+    ("realistic", "6. course loop: Drive peak, % of quota", "course/drive_peak_pct_of_quota",
+     "(baseline)", None, "{:.0f} %"),
+    ("realistic", "6. course loop: requests per unit", "course/requests_total_per_unit",
+     "(baseline)", None, "{:.2f}"),
+    ("realistic", "6. submit all, then download: hours, passes by hand included",
+     "submit_all/makespan_hours", "(baseline)", None, "{:.1f} h"),
+    ("realistic", "6. submit all: done after its first pass",
+     "submit_all/fraction_done_first_pass", "(baseline)", None, "{:.1%}"),
+    ("realistic", "6. submit all: passes by hand", "submit_all/passes_by_hand", "(baseline)",
+     None, "{}"),
+    ("realistic", "6. submit all: units lost per pass", "submit_all/units_lost_per_pass",
+     "(baseline)", None, "{}"),
+    ("realistic", "6. submit all: exports failed because Drive was full",
+     "submit_all/exports_failed_drive_full", "(baseline)", None, "{}"),
+    ("realistic", "6. submit all: EE hours of failed runs", "submit_all/ee_hours_wasted",
+     "(baseline)", None, "{:.1f} h"),
+    ("realistic", "6. submit all: Drive peak, % of quota",
+     "submit_all/drive_peak_pct_of_quota", "(baseline)", None, "{:.0f} %"),
+    ("realistic", "6. submit all: requests per unit", "submit_all/requests_total_per_unit",
+     "(baseline)", None, "{:.2f}"),
 ]
 
 

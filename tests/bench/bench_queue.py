@@ -207,7 +207,7 @@ def run_classic(speed: float, units: int) -> dict[str, Any]:
         plan = make_plan(spec)
         keys = ("id", "tile", "row", "col", "period", "start", "end", "west", "south", "east",
                 "north", "est_pixels", "est_bytes")
-        rows = [dict(zip(keys, r, strict=True)) for r in plan.unit_rows()]
+        rows = [dict(zip(keys, r[:len(keys)], strict=True)) for r in plan.unit_rows()]
         to_sim = _wall_to_sim(emu)
         before = emu.state()["requests"]
         with DriveWatch(emu.drive) as watch:

@@ -77,6 +77,12 @@ def admin(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
         return json.loads(response.read() or b"null")
 
 
+def wall_to_sim(emu: Any) -> Any:
+    """wall time -> the emulator's simulated time: linear, sim = s0 + (wall - w0) * speed."""
+    w0, s0, speed = time.time(), emu.ee.clock.now(), emu.config.speed
+    return lambda wall: s0 + (wall - w0) * speed
+
+
 def requests_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """Counter difference, without the admin routes the benchmark itself calls."""
     out = {}
