@@ -504,15 +504,21 @@ def test_classify_from_an_asset_trains_on_the_asset(ee_on_emulator: Emulator,
 # -- the examples, run to the end on the emulator ---------------------------------------------
 
 
-def run_example(name: str, tmp_path: Path, emulator: Emulator) -> tuple[JobSpec, dict[str, Path]]:
-    """Run the example on the emulator; (its spec, each unit's verified file)."""
+def run_example(name: str, tmp_path: Path, emulator: Emulator,
+                edits: dict[str, str] | None = None) -> tuple[JobSpec, dict[str, Path]]:
+    """Run the example (with `edits`: text replaced in its job file) on the emulator; (its
+    spec, each unit's verified file)."""
     from core.engine.runner import run_session
     from core.session import create_session
     from tests.engine.conftest import assert_all_done_and_verified
 
     job = copy_example(name, tmp_path, emulator.url)
-    job.write_text(job.read_text().replace("poll_seconds = 2", "poll_seconds = 0.2")
-                   .replace("max_tasks = 8", "max_tasks = 16"))
+    text = (job.read_text().replace("poll_seconds = 2", "poll_seconds = 0.2")
+            .replace("max_tasks = 8", "max_tasks = 16"))
+    for old, new in (edits or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    job.write_text(text)
     store, _ = create_session(job)
     summary = run_session(store.path)
     assert summary.ok, summary.failed[:3]
@@ -646,3 +652,34 @@ def test_the_classify_example_holds_only_the_trained_classes(tmp_path: Path,
         assert read_band_names(path) == ["classification"]
         found |= values
     assert len(found) >= 2  # a forest that tells the classes apart, not one class everywhere
+
+
+@pytest.mark.slow
+def test_the_batches_example_gives_a_mosaic_per_batch(tmp_path: Path,
+                                                      emulator: Emulator) -> None:
+    import numpy as np
+    import rasterio
+
+    # The example as it is, but for 3 batches of 4 images (its 100 each take a minute here)
+    _, files = run_example("batches", tmp_path, emulator, edits={
+        "size = 100 ": "size = 4 ", "images = 300": "images = 12"})
+    assert len(files) == 12  # 4 tiles x 3 batches
+    (period,) = {p.parent for p in files.values()}
+    mosaics = []
+    for k in range(3):
+        with rasterio.open(period / f"mosaic_b{k}.vrt") as vrt:
+            assert vrt.count == 4  # B4, B3, B2, NDVI
+            mosaic = vrt.read()
+            # every tile of batch k is in its mosaic, pixel for pixel
+            for unit, path in files.items():
+                if not unit.endswith(f"_b{k}"):
+                    continue
+                with rasterio.open(path) as tif:
+                    window = vrt.window(*tif.bounds)
+                    row, col = round(window.row_off), round(window.col_off)
+                    part = mosaic[:, row:row + tif.height, col:col + tif.width]
+                    assert np.array_equal(part, tif.read()), (unit, k)
+        assert (period / f"mosaic_b{k}.png").stat().st_size > 0
+        mosaics.append(mosaic)
+    # each batch reduces its own images: the medians differ
+    assert not np.array_equal(mosaics[0], mosaics[1])
