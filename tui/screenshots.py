@@ -108,6 +108,17 @@ async def shoot(out: Path) -> list[Path]:
             await _until(pilot, lambda: fraction() >= 1.0, 600, "all done")
             await pilot.pause(1.0)
             save("finished")
+            await pilot.press("v")  # the results: the mosaic and its quicklook
+            await _until(pilot, lambda: getattr(app.screen, "loads", 0) > 0, 30, "results")
+            end = time.monotonic() + 120
+            while not any("mosaic.vrt" in line for line in app.screen.lines):
+                if time.monotonic() > end:
+                    raise TimeoutError("the demo's mosaic was not assembled within 120 s")
+                await pilot.press("ctrl+r")  # assembled in the worker's own thread
+                await pilot.pause(1.0)
+            await pilot.pause(0.5)
+            save("results")
+            await pilot.press("escape")
             await pilot.resize_terminal(160, 45)
             await pilot.press("e")
             await pilot.pause(0.5)
