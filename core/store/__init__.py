@@ -37,6 +37,7 @@ from core.states import (
     retry_refusal,
 )
 from core.store.attempts import AttemptOps
+from core.store.costs import CostOps
 from core.store.dashboard import DashboardOps
 from core.store.files import FileOps
 from core.store.models import ModelOps
@@ -396,7 +397,7 @@ def _open_session(path: Path) -> tuple[sqlite3.Connection, sqlite3.Row]:
     return conn, row
 
 
-class Store(UnitOps, AttemptOps, FileOps, ModelOps, ViewOps, DashboardOps):
+class Store(UnitOps, AttemptOps, FileOps, ModelOps, CostOps, ViewOps, DashboardOps):
     """An open session. Each thread that writes opens its own Store on the same file."""
 
     def __init__(self, path: Path | str) -> None:
