@@ -45,7 +45,9 @@ MAX_POLL = 86_400.0  # poll_seconds: at most a day between looks at EE
 
 # Settings rows holding what the user changed while the job runs.
 MAX_TASKS, DRIVE_BUDGET, PAUSED = "max_tasks", "drive_budget", "paused"
-SETTABLE = (MAX_TASKS, DRIVE_BUDGET)  # by a `set` command (pause has its own verbs)
+EECU_HOURS = "eecu_hours"  # the job's EECU cap (core/engine/costs.py)
+SETTABLE = (MAX_TASKS, DRIVE_BUDGET, EECU_HOURS)  # by a `set` command (pause has its own verbs)
+MAX_EECU_HOURS = 1e9  # finite: far beyond any tier
 
 
 class LimitError(ValueError):
@@ -59,13 +61,16 @@ class LiveLimits:
     max_tasks: int
     drive_budget: int  # bytes
     paused: bool
+    eecu_hours: float | None = None  # the job's EECU cap; None: none
 
     @classmethod
     def of(cls, job: LimitsSpec, settings: dict[str, Any]) -> LiveLimits:
         """The job file's limits, overridden by what the user set while it runs."""
+        cap = settings.get(EECU_HOURS, job.eecu_hours)
         return cls(int(settings.get(MAX_TASKS, job.max_tasks)),
                    int(settings.get(DRIVE_BUDGET, job.drive_budget)),
-                   bool(settings.get(PAUSED, False)))
+                   bool(settings.get(PAUSED, False)),
+                   float(cap) if cap is not None else None)
 
     @classmethod
     def initial_settings(cls, job: LimitsSpec) -> dict[str, object]:
@@ -73,7 +78,7 @@ class LiveLimits:
         return {MAX_TASKS: job.max_tasks, DRIVE_BUDGET: job.drive_budget, PAUSED: False}
 
 
-def check_live(key: str, value: Any) -> int:
+def check_live(key: str, value: Any) -> int | float:
     """The value a `set` of `key` stores, or LimitError saying why not."""
     if key == MAX_TASKS:
         bound = BOUNDS[MAX_TASKS]
@@ -89,4 +94,16 @@ def check_live(key: str, value: Any) -> int:
         if size <= 0:
             raise LimitError("drive_budget must be more than 0 bytes")
         return size
+    if key == EECU_HOURS:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise LimitError(f"eecu_hours must be a number of EECU-hours, got {value!r}"
+                                 ) from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                not 0 < value <= MAX_EECU_HOURS:
+            raise LimitError(f"eecu_hours must be more than 0 and at most {MAX_EECU_HOURS:g} "
+                             f"EECU-hours, got {value!r}")
+        return float(value)
     raise LimitError(f"cannot set {key!r}; settable: {', '.join(SETTABLE)}")

@@ -17,7 +17,7 @@ from pyproj.exceptions import CRSError, ProjError
 from shapely.geometry.base import BaseGeometry
 
 from core.batches import BY, MAX_EE_INT, MAX_SIZE, BatchSpec, date_cuts
-from core.limits import BOUNDS, MAX_POLL
+from core.limits import BOUNDS, MAX_EECU_HOURS, MAX_POLL
 from core.naming import WORKLOAD_TAG, default_workload_tag
 from core.places import overlaps, places_named
 from core.problems import Problem, key_lines, line_of
@@ -99,6 +99,17 @@ class LimitsSpec:
     # How long an exported unit's files may be missing from Drive's listing before the export
     # is redone: Drive's search index lags new files (undocumented by how much).
     listing_grace_minutes: float = 10.0
+    # The cost guard (core/engine/costs.py). A cap on the job's EECU-hours: no export is sent
+    # that the learned cost says would cross it (None: no cap).
+    eecu_hours: float | None = None
+    # The project's monthly EECU-hours tier (150, 1,000 or 100,000 noncommercial): a warning
+    # once this month's use and the job's forecast near it (None: not watched).
+    eecu_tier_hours: float | None = None
+    # Stop sending exports while EE says the project is in restricted mode.
+    pause_when_restricted: bool = False
+    # A task running this many times longer than the median of its finished siblings of about
+    # its size is cancelled and sent again, once (0: never).
+    straggler_factor: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -159,7 +170,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "max_tasks": ((int,), False), "drive_budget": ((str, int, float), False),
         "max_attempts": ((int,), False), "split_depth": ((int,), False),
         "poll_seconds": (_NUM, False), "download_workers": ((int,), False),
-        "listing_grace_minutes": (_NUM, False),
+        "listing_grace_minutes": (_NUM, False), "eecu_hours": (_NUM, False),
+        "eecu_tier_hours": (_NUM, False), "pause_when_restricted": ((bool,), False),
+        "straggler_factor": (_NUM, False),
     },
     "backend": {"kind": ((str,), False), "project": ((str,), False), "url": ((str,), False)},
     "batches": {
@@ -170,6 +183,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
 REQUIRED_SECTIONS = ("job", "region", "grid", "recipe")
 MAX_UNITS = 1_000_000
 MAX_GRACE_MINUTES = 24 * 60.0  # listing_grace_minutes: a day at most
+MAX_STRAGGLER = 1000.0
 MAX_NAME = 64  # job.name names the session file and, through the prefix, every exported file
 MAX_FILE_NAME = 200  # an exported file's name before its "-0000000000-0000000000.tif" suffix
 UNIT_ID_MAX = 41  # "r1234567c1234567" + 8 quadtree levels ".0" + "_20230601"
@@ -693,8 +707,21 @@ def _limits(sec: dict[str, Any], p: _Problems) -> LimitsSpec:
     if not 0 <= grace <= MAX_GRACE_MINUTES:
         p.add("limits.listing_grace_minutes",
               f"must be from 0 to {MAX_GRACE_MINUTES:g} minutes, got {grace:g}")
+    eecu: dict[str, float | None] = {}
+    for key in ("eecu_hours", "eecu_tier_hours"):
+        value = sec.get(key)
+        if value is not None and not 0 < float(value) <= MAX_EECU_HOURS:
+            p.add(f"limits.{key}", f"must be more than 0 EECU-hours and at most "
+                                   f"{MAX_EECU_HOURS:g}, got {value!r}")
+        eecu[key] = float(value) if value is not None else None
+    straggler = float(sec.get("straggler_factor", d.straggler_factor))
+    if not (straggler == 0 or 1.5 <= straggler <= MAX_STRAGGLER):
+        p.add("limits.straggler_factor", f"must be 0 (off) or from 1.5 to {MAX_STRAGGLER:g}, "
+                                         f"got {straggler:g}")
     return LimitsSpec(values["max_tasks"], budget, values["max_attempts"], values["split_depth"],
-                      poll, values["download_workers"], grace)
+                      poll, values["download_workers"], grace, eecu["eecu_hours"],
+                      eecu["eecu_tier_hours"], bool(sec.get("pause_when_restricted", False)),
+                      straggler)
 
 
 def _backend(sec: dict[str, Any], given: bool, p: _Problems) -> BackendSpec:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import humanize
 
-from core.limits import PAUSED
+from core.limits import PAUSED, SETTABLE
 from core.plan import make_plan, plan_warnings
 from core.plan_text import describe_plan, size_text
 from core.recipes import RECIPES
@@ -168,7 +168,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"  {state:<12} {counts[state]:>8,}")
         print(f"  worker       {'running' if store.worker_alive() else 'not running'}"
               f"{', paused' if store.setting(PAUSED) else ''}")
-        for line in _where_and_cost(store):
+        for line in _where_and_cost(store) + _worker_lines(store.worker_status() or {},
+                                                               store.worker_alive()):
             print(f"  {line}")
         if csv and table is not None:
             try:
@@ -192,6 +193,26 @@ def _where_and_cost(store: Store) -> list[str]:
     return [f"files        {t.files:,} verified, {_size(t.bytes)}{where}",
             f"cost         {t.eecu_seconds / 3600:,.2f} EECU-hours, {t.retries:,} retries, "
             f"{t.splits:,} splits, {humanize.precisedelta(t.wall_seconds)} of wall time"]
+
+
+def _worker_lines(status: dict[str, object], alive: bool) -> list[str]:
+    """What the worker last said of costs (core/engine/costs.py) and, while it runs, of why
+    work waits: for `status`."""
+    lines: list[str] = []
+    parts: list[str] = []
+    if status.get("eecu_forecast") is not None:
+        parts.append(f"~{float(status['eecu_forecast']) / 3600:,.2f} for the whole job "
+                     "(learned from finished units)")
+    if status.get("eecu_cap") is not None:
+        parts.append(f"cap {float(status['eecu_cap']) / 3600:,.2f} (limits.eecu_hours)")
+    if status.get("eecu_month") is not None:
+        parts.append(f"the project {float(status['eecu_month']) / 3600:,.2f} this month")
+    if parts:
+        lines.append("EECU-hours   " + "; ".join(parts))
+    for key in ("waiting", "down_why"):
+        if alive and status.get(key):
+            lines.append(f"waiting      {status[key]}")
+    return lines
 
 
 def unit_table(store: Store):  # type: ignore[no-untyped-def]
@@ -670,6 +691,34 @@ def cmd_steer(args: argparse.Namespace) -> int:
         store.close()
 
 
+def cmd_set(args: argparse.Namespace) -> int:
+    """set: change a live limit of a session (max_tasks, drive_budget, eecu_hours) for the
+    worker running it, or the next one. A value out of bounds is one line, exit 2."""
+    store = Store.open(args.session)
+    try:
+        with _reading(store):
+            with store.tx():
+                cid = store.post_command("set", arg={"key": args.key,
+                                                     "value": _set_value(args.value)})
+            if not store.worker_alive():
+                print(f"set {args.key} queued: no worker runs {store.id}; the next one applies "
+                      f"it first (eebatch run {store.id} --headless)")
+                return 0
+            return _print_answers(store, [cid])
+    finally:
+        store.close()
+
+
+def _set_value(text: str) -> int | float | str:
+    """A whole number, a number, or the text (a size such as "20 GB")."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _steered_units(store: Store, args: argparse.Namespace) -> list[str] | None:
     """The units a retry or cancel names (None for pause and resume, which name none)."""
     if args.command in ("pause", "resume"):
@@ -922,6 +971,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(verb, help=what)
         p.add_argument("session", help="session id (or a unique prefix)")
         p.set_defaults(func=cmd_steer)
+
+    p = sub.add_parser("set", help="change a live limit of a session: max_tasks, drive_budget "
+                                   "or eecu_hours (the EECU cap)")
+    p.add_argument("session", help="session id (or a unique prefix)")
+    p.add_argument("key", choices=SETTABLE, help="the limit")
+    p.add_argument("value", help='its new value (a number; drive_budget also "20 GB")')
+    p.set_defaults(func=cmd_set)
 
     p = sub.add_parser("assemble", help="make a session's mosaics, quicklooks and merged table "
                        "again from its verified files")

@@ -76,6 +76,8 @@ class Admission(WorkerBase):
                 continue  # its model is being trained (training.py says so)
             if self._foreseen_out_of_memory(row, memory):
                 continue  # split now; its quarters come up at the next call
+            if not self.cost_allows(row, submitted, in_ee, live.eecu_hours):
+                break  # the EECU cap, or EE's restricted mode (costs.py says why)
             need = self._need(row)
             if self.drive is not None and not self._fits(need, expected, budget):
                 self.budget_blocked = True

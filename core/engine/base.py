@@ -68,6 +68,7 @@ class WorkerBase:
     model_recipe: Any  # the job's Recipe when it trains a model (training.py), else None
     models_ready: dict[str, str]  # model key -> its asset, once trained (training.py)
     one_period: bool  # the job has one period: its model is the job's (training.py)
+    restricted: bool  # EE says the project is in restricted mode (monitor.py)
 
     def _event(self, message: str, level: str = "info", unit: str | None = None) -> None:
         getattr(log, level if level != "warning" else "warning")(

@@ -19,11 +19,12 @@ from core.engine.admission import Admission
 from core.engine.assembly import Assembly
 from core.engine.base import Backends, _size
 from core.engine.commands import Commands
+from core.engine.costs import Costs
 from core.engine.downloads import MANIFEST_EVERY, Downloads
 from core.engine.monitor import Monitor
 from core.engine.outputs import Outputs
 from core.engine.training import Training
-from core.limits import PAUSED
+from core.limits import PAUSED, LiveLimits
 from core.spec import JobSpec
 from core.states import (
     CANCELLED,
@@ -49,7 +50,7 @@ class Summary:
         return all(self.counts.get(s, 0) == 0 for s in (FAILED, CANCELLED, *UNFINISHED))
 
 
-class Worker(Commands, Monitor, Training, Admission, Outputs, Downloads, Assembly):
+class Worker(Commands, Monitor, Training, Costs, Admission, Outputs, Downloads, Assembly):
     def __init__(self, store: Store, spec: JobSpec, backends: Backends, *,
                  stay_alive: bool = False, tick: float = 0.2,
                  rng: random.Random | None = None) -> None:
@@ -82,6 +83,7 @@ class Worker(Commands, Monitor, Training, Admission, Outputs, Downloads, Assembl
         self._init_downloads()
         self._init_assembly()
         self._init_training()
+        self._init_costs()
 
     def run(self, stop: threading.Event | None = None) -> Summary:
         stop = stop or threading.Event()
@@ -97,6 +99,8 @@ class Worker(Commands, Monitor, Training, Admission, Outputs, Downloads, Assembl
                 self.handle_commands()
                 if time.time() >= self.next_poll:
                     self.poll()
+                    self.read_spend()
+                    self.watch_stragglers()
                 self.train()
                 self.submit()
                 self.collect()
@@ -213,6 +217,7 @@ class Worker(Commands, Monitor, Training, Admission, Outputs, Downloads, Assembl
             "down_why": "; ".join(v for k, v in self.waits.items()
                                   if k.endswith("-down")) or None,
             "restricted": self.restricted,
+            **self.cost_status(LiveLimits.of(self.limits, self.store.settings()).eecu_hours),
         }
         with self.store.tx():
             self.store.set_worker_status(status)

@@ -6,10 +6,22 @@ pixel from the units that finished. Mixed into Store (one connection, one owner 
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 
-from core.states import BACKOFF, EE_LIVE, EE_SUCCEEDED, PENDING
+from core.states import (
+    A_SUBMITTING,
+    BACKOFF,
+    EE_CANCELLING,
+    EE_LIVE,
+    EE_RUNNING,
+    EE_SUCCEEDED,
+    PENDING,
+    RUNNING,
+)
 from core.store.units import marks
+
+STRAGGLER_PREFIX = "straggler:"  # how a straggler's cancelled attempt's error begins
 
 
 @dataclass(frozen=True)
@@ -33,7 +45,7 @@ class CostOps:
             " SUM(CASE WHEN a.state = ? AND a.eecu_seconds > 0 THEN u.est_pixels END)"
             " FROM attempts a JOIN units u ON u.id = a.unit", (EE_SUCCEEDED, EE_SUCCEEDED)
         ).fetchone()
-        live = ("submitting", *EE_LIVE)
+        live = (A_SUBMITTING, *EE_LIVE)
         n, pixels, live_used = self.conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(u.est_pixels), 0), COALESCE(SUM(a.eecu_seconds), 0)"
             f" FROM attempts a JOIN units u ON u.id = a.unit WHERE a.state IN ({marks(live)})",
@@ -46,3 +58,32 @@ class CostOps:
         return int(self.conn.execute(
             "SELECT COALESCE(SUM(est_pixels), 0) FROM units WHERE state IN (?, ?)",
             (PENDING, BACKOFF)).fetchone()[0])
+
+    def running_attempts(self) -> list[sqlite3.Row]:
+        """The latest attempts EE runs now, with their unit's estimated pixels."""
+        return self.conn.execute(
+            "SELECT a.id, a.unit, a.operation, a.started, u.est_pixels FROM attempts a"
+            " JOIN units u ON u.id = a.unit WHERE a.state = ? AND u.state = ?",
+            (EE_RUNNING, RUNNING)).fetchall()
+
+    def finished_runtimes(self, low: float, high: float, limit: int = 200) -> list[float]:
+        """How long the latest succeeded exports of units of low..high estimated pixels ran
+        (from EE's start to the poll that saw them succeed)."""
+        return [float(r[0]) for r in self.conn.execute(
+            "SELECT a.updated - a.started FROM attempts a JOIN units u ON u.id = a.unit"
+            " WHERE a.state = ? AND a.started IS NOT NULL AND u.est_pixels BETWEEN ? AND ?"
+            " ORDER BY a.id DESC LIMIT ?", (EE_SUCCEEDED, low, high, limit))]
+
+    def unit_was_straggler(self, unit: str) -> bool:
+        return bool(self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM attempts WHERE unit = ? AND error LIKE ?)",
+            (unit, STRAGGLER_PREFIX + "%")).fetchone()[0])
+
+    def straggler_resent(self, attempt_id: int, unit: str, why: str) -> None:
+        """The attempt is being cancelled in EE as a straggler; the unit goes back to be sent
+        again, first (a new attempt, a new requestId; no try counted)."""
+        self.conn.execute("UPDATE attempts SET state = ?, error = ?, updated = ? WHERE id = ?",
+                          (EE_CANCELLING, why, time.time(), attempt_id))
+        self.conn.execute("UPDATE units SET state = ?, priority = MAX(priority, 1),"
+                          " not_before = NULL, updated = ? WHERE id = ?",
+                          (PENDING, time.time(), unit))
