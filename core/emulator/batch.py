@@ -221,6 +221,9 @@ class BatchModel:
         work = task.pixels * max(task.bands, 1) / cfg.pixel_rate
         jitter = 1.0 + rng.uniform(-cfg.jitter, cfg.jitter) if cfg.jitter else 1.0
         task.duration = max((cfg.task_overhead_seconds + work) * jitter, 0.001)
+        if cfg.straggler_rate and random.Random(f"{cfg.seed}:{task.project}:{task.seq}:slow"
+                                                ).random() < cfg.straggler_rate:
+            task.duration *= cfg.straggler_slowdown  # its own draw: other draws stay the same
         internal = rng.random() < cfg.internal_error_rate
         if task.fail_on_start:
             task.fail_after = min(2.0, task.duration * 0.1)

@@ -29,6 +29,10 @@ class EmulatorConfig:
     memory_limit_pixels: int = 400_000_000  # above: "User memory limit exceeded."
     timeout_pixels: int = 1_000_000_000  # above: "Computation timed out."
     internal_error_rate: float = 0.0  # seeded fraction failing with "Internal error."
+    # A seeded fraction of tasks run `straggler_slowdown` times longer than their work says,
+    # as a task on a stalled EE worker does (the straggler watchdog's case).
+    straggler_rate: float = 0.0
+    straggler_slowdown: float = 20.0
     # Output files above this many bytes are split into prefix-RRRRRRRRRR-CCCCCCCCCC.tif shards.
     file_split_bytes: int = 256 * 1024 * 1024
     # Cap on every page size (operations, assets, Drive files) so tests can force paging.
