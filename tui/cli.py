@@ -528,6 +528,17 @@ def cmd_open(args: argparse.Namespace) -> int:
     return open_session(str(path), mouse=not args.no_mouse, start_worker=not args.attach)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tui.serve import CannotServe, serve_session
+
+    path = Store.find(args.session)  # a bad id is one line and exit 2, before anything listens
+    Store(path).close()
+    try:
+        return serve_session(path, port=args.port)
+    except CannotServe as exc:
+        raise CannotRun(str(exc)) from None
+
+
 def cmd_auth(args: argparse.Namespace) -> int:
     from core import credentials
 
@@ -933,6 +944,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only watch and steer: never start a worker in the dashboard")
     p.add_argument("--no-mouse", action="store_true", help="dashboard without mouse support")
     p.set_defaults(func=cmd_open)
+
+    p = sub.add_parser("serve", help="the dashboard in a browser, on 127.0.0.1 (over ssh -L); "
+                                     "one worker however many tabs")
+    p.add_argument("session", help="session id (or a unique prefix)")
+    from tui.serve import DEFAULT_PORT  # no Textual, no textual-serve: cheap
+
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                   help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("auth", help="connect your Earth Engine project and Google Drive")
     auth = p.add_subparsers(dest="auth_command", metavar="HOW", required=True)
