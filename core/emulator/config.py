@@ -70,3 +70,23 @@ class EmulatorConfig:
     # so download time keeps its ratio to EE time at any speed). None: unthrottled.
     download_rate: float | None = None
     download_total_rate: float | None = None
+    # Direct pixels (computePixels, and getDownloadURL's thumbnails getPixels), EE's
+    # interactive route (pixels.py): no queue and no Drive, at most `direct_concurrency`
+    # requests in flight per project (EE: 40, standard and high-volume endpoints alike; one
+    # more gets 429). A request takes direct_latency_seconds + pixels x bands x content /
+    # direct_pixel_rate simulated seconds. Google publishes no rate (field.md): 500,000
+    # pixel-bands a second is an assumption, a quarter of the batch model's per-task rate
+    # (one interactive computation runs where a batch task fans out), so a 48 MB float32
+    # request (12.6 M pixel-bands) takes ~27 s, the tens of seconds Xee users report for
+    # such chunks; 2 s of latency per request is what geemap's 25-process chip downloads
+    # ("thousands of chips in a few minutes") imply.
+    direct_concurrency: int = 40
+    direct_pixel_rate: float = 500_000.0
+    direct_latency_seconds: float = 2.0
+    # Interactive requests must finish in 5 minutes: "Computation timed out." (400) at it.
+    direct_timeout_seconds: float = 300.0
+    # Model pixels x content above which a direct request fails "User memory limit
+    # exceeded." (400), early (a quarter of its run). None: memory_limit_pixels / 16, the
+    # batch limit scaled to one interactive computation (25 M pixels by default: a 5,000 x
+    # 5,000 tile, or a 1,600 x 1,600 one ten times as heavy in content).
+    direct_memory_limit_pixels: int | None = None

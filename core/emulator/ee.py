@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import importlib.resources
 import re
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.emulator import classifier, outputs
+from core.emulator import classifier, outputs, pixels
 from core.emulator.assets import AssetError, AssetStore, is_root, parent_of, split_name
 from core.emulator.batch import DONE_STATES, BatchModel, QueueFull, Task
 from core.emulator.classifier import TrainedClassifier
@@ -46,6 +47,7 @@ from core.emulator.expression import (
     analyze_video,
 )
 from core.emulator.http import Handler, Request, Response, Router, error_response, json_response
+from core.emulator.pixels import DirectModel, PixelJob, PixelsError
 
 # No public source gives EE's own text for an export that does not fit into Drive: the task
 # fails with Drive's (storageQuotaExceeded), the one error a full Drive is known to give.
@@ -112,6 +114,8 @@ class EarthEngineService:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.clock = clock or SimClock(config.speed)
         self.model = BatchModel(config, self.clock, self._finish)
+        # The interactive route (computePixels, getDownloadURL): no queue, no Drive.
+        self.direct = DirectModel(config, self.clock)
         self.assets = AssetStore(self.clock)
         # The features of table assets the emulator's exports wrote, by asset name (the asset
         # store holds their metadata; an asset deleted there is gone here too).
@@ -130,6 +134,7 @@ class EarthEngineService:
         self.model.start()
 
     def stop(self) -> None:
+        self.direct.stop()
         self.model.stop()
 
     def state(self) -> dict[str, Any]:
@@ -161,6 +166,7 @@ class EarthEngineService:
             "tasks_total": len(everything),
             "assets": self.assets.count(),
             "parallelism_restricted": self.parallelism_restricted,
+            "direct": self.direct.state(),
         }
 
     # -- routes ---------------------------------------------------------------------------------
@@ -242,6 +248,20 @@ class EarthEngineService:
         add(
             "POST", rf"/v1/projects/{P}/value:compute", self._value_compute, name="ee value.compute"
         )
+        add(
+            "POST",
+            rf"/v1/projects/{P}/image:computePixels",
+            self._compute_pixels,
+            name="ee image.computePixels",
+        )
+        add("POST", rf"/v1/projects/{P}/thumbnails", self._thumbnail_create,
+            name="ee thumbnails.create")
+        add(
+            "GET",
+            rf"/v1/projects/{P}/thumbnails/(?P<thumb>[A-Za-z0-9_-]+):getPixels",
+            self._thumbnail_pixels,
+            name="ee thumbnails.getPixels",
+        )
         add("GET", rf"/v1/projects/{P}/config", self._config_get, name="ee getConfig")
         add("PATCH", rf"/v1/projects/{P}/config", self._config_update, name="ee updateConfig")
         # Everything else under /v1 is unsupported: a 400 (a 404 or 5xx would mislead or be
@@ -302,6 +322,46 @@ class EarthEngineService:
             return json_response({"result": to_json(value)})
         except ExpressionError as exc:
             return error_response(400, str(exc))
+
+    # -- direct pixels (pixels.py) -----------------------------------------------------------
+
+    def _compute_pixels(self, req: Request, project: str) -> Response:
+        try:
+            job = pixels.parse_compute_pixels(_body(req))
+        except PixelsError as exc:
+            self.direct.refused(exc.status)
+            return error_response(exc.status, exc.message)
+        return self._serve_pixels(project, job)
+
+    def _thumbnail_create(self, req: Request, project: str) -> Response:
+        """getDownloadId's request: checked now (EE refuses an oversized download here), its
+        pixels computed by :getPixels."""
+        try:
+            job = pixels.parse_thumbnail(_body(req))
+        except PixelsError as exc:
+            self.direct.refused(exc.status)
+            return error_response(exc.status, exc.message)
+        thumb = secrets.token_hex(16)
+        self.direct.remember(f"{project}/{thumb}", job)
+        return json_response({"name": f"projects/{project}/thumbnails/{thumb}"})
+
+    def _thumbnail_pixels(self, req: Request, project: str, thumb: str) -> Response:
+        job = self.direct.thumbnail(f"{project}/{thumb}")
+        if job is None:
+            return error_response(404, f"Thumbnail 'projects/{project}/thumbnails/{thumb}' "
+                                       "not found.")
+        return self._serve_pixels(project, job)
+
+    def _serve_pixels(self, project: str, job: PixelJob) -> Response:
+        def compute() -> tuple[bytes, str]:
+            render = pixels.band_render(self._evaluator(), job)
+            return pixels.encode(job, render, self.config.seed)
+
+        try:
+            data, mime = self.direct.run(project, job, compute)
+        except PixelsError as exc:
+            return error_response(exc.status, exc.message)
+        return Response(200, data, {"Content-Type": mime})
 
     # -- the synthetic world --------------------------------------------------------------------
 
@@ -893,6 +953,13 @@ def _move_keys(store: dict[str, Any], src: str, dst: str, keep: bool) -> None:
     """Entries named `src` or inside it, renamed to under `dst` (copied when `keep`)."""
     for name in [n for n in store if n == src or n.startswith(src + "/")]:
         store[dst + name[len(src) :]] = store[name] if keep else store.pop(name)
+
+
+def _body(req: Request) -> Any:
+    try:
+        return req.json()
+    except ValueError:
+        raise PixelsError(400, "Invalid JSON payload received.") from None
 
 
 def _workload_tag(body: dict[str, Any]) -> str:
