@@ -109,7 +109,7 @@ class LimitsSpec:
     pause_when_restricted: bool = False
     # A task running this many times longer than the median of its finished siblings of about
     # its size is cancelled and sent again, once (0: never).
-    straggler_factor: float = 5.0
+    straggler_factor: float = 0.0
 
 
 @dataclass(frozen=True)

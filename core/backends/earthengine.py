@@ -1,12 +1,14 @@
 """The Earth Engine adapter, on earthengine-api: start an export under our own requestId,
-list operations a page at a time, cancel, and ping."""
+list operations a page at a time, cancel, ping, and compute a grid's pixels directly
+(computePixels, from many threads at once)."""
 
 from __future__ import annotations
 
 import re
 import threading
 import warnings
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,12 @@ OPERATIONS_PAGE_SIZE = 500
 OPERATION_GET_RETRIES = 2  # the worker retries at its next poll anyway
 QUOTA_STATUS_HEADER = "x-earth-engine-quota-status"
 RESTRICTED_WARNING = "Your project has exceeded its noncommercial compute quota"
+# Google's endpoint for many automated interactive requests (computePixels); the same 40
+# concurrent requests per project, less caching (field.md).
+HIGH_VOLUME_URL = "https://earthengine-highvolume.googleapis.com"
+# Connections kept per host for direct requests from threads (EE allows 40 in flight).
+PIXELS_POOL = 64
+_WIDENED: weakref.WeakSet[Any] = weakref.WeakSet()  # requests.Sessions given PIXELS_POOL
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class Operation:
     start_time: str | None
     destination_uris: tuple[str, ...]
     create_time: str | None = None
+    update_time: str | None = None
+    end_time: str | None = None
 
     @classmethod
     def from_json(cls, op: dict[str, Any]) -> Operation:
@@ -46,7 +56,8 @@ class Operation:
         return cls(op["name"], meta.get("description", ""), meta.get("state", "UNKNOWN"),
                    float(meta.get("progress", 1.0 if op.get("done") else 0.0)),
                    meta.get("batchEecuUsageSeconds"), error, meta.get("startTime"),
-                   tuple(meta.get("destinationUris", ())), meta.get("createTime"))
+                   tuple(meta.get("destinationUris", ())), meta.get("createTime"),
+                   meta.get("updateTime"), meta.get("endTime"))
 
     def started_at(self) -> float | None:
         """startTime as a Unix time. EE sets it when the task starts running, so a task that
@@ -56,6 +67,13 @@ class Operation:
     def created_at(self) -> float | None:
         """createTime as a Unix time (the service's clock): when the export was accepted."""
         return unix_time(self.create_time)
+
+    def ran_seconds(self) -> float | None:
+        """How long EE has run it, by EE's own clock (startTime to endTime, or to its last
+        progress report while it runs); None before it starts."""
+        start = unix_time(self.start_time)
+        last = unix_time(self.end_time) or unix_time(self.update_time)
+        return max(last - start, 0.0) if start is not None and last is not None else None
 
     def drive_folder(self) -> str | None:
         """The id of the Drive folder EE wrote to, from destinationUris
@@ -74,8 +92,11 @@ class Operation:
 class EarthEngine:
     """One initialised client for one project."""
 
-    def __init__(self, project: str) -> None:
+    def __init__(self, project: str, pixels_url: str | None = None) -> None:
         self.project = project
+        # Where computePixels goes, if not where ee.Initialize pointed (None): the
+        # high-volume endpoint for Google.
+        self.pixels_url = pixels_url.rstrip("/") if pixels_url else None
         # EE's x-earth-engine-quota-status header on our last answer said the project ran
         # over its noncommercial tier (restricted mode); None: no answer read yet.
         self.restricted: bool | None = None
@@ -89,12 +110,13 @@ class EarthEngine:
         self.restricted = "parallelism_restricted=true" in status
 
     @classmethod
-    def for_emulator(cls, url: str, project: str = "eebatch-demo") -> EarthEngine:
+    def for_emulator(cls, url: str, project: str = "eebatch-demo",
+                     pixels_url: str | None = None) -> EarthEngine:
         from core.connect import init_ee
 
         with _EE_LOCK:
             init_ee(url, project)
-        return cls(project)
+        return cls(project, pixels_url)
 
     @classmethod
     def for_google(cls, project: str, credentials: Any) -> EarthEngine:
@@ -103,7 +125,7 @@ class EarthEngine:
         with _EE_LOCK:
             ee.Reset()
             ee.Initialize(credentials=credentials, project=project)
-        return cls(project)
+        return cls(project, HIGH_VOLUME_URL)
 
     def start_export(self, request_id: str, obj: Any, *, kind: str, description: str,
                      prefix: str, export: ExportSpec, region: Any,
@@ -208,6 +230,56 @@ class EarthEngine:
             op = ee.data.exportClassifier(request_id, task.config)
         return str(op["name"])
 
+    def compute_pixels(self, image: Any, *, crs: str, transform: Sequence[float], width: int,
+                       height: int, band_ids: Sequence[str] | None = None,
+                       file_format: str = "GEO_TIFF", workload_tag: str = "",
+                       num_retries: int = 0) -> bytes:
+        """The pixels of `image` on one grid, computed by EE directly (computePixels: no batch
+        slot, no Drive): the raw bytes of the file (a GeoTIFF by default). The grid is
+        `width` x `height` pixels of `transform` = [xScale, xShear, xTranslate, yShear, yScale,
+        yTranslate] (EE's crsTransform order; yScale < 0 for north up) in `crs`; `band_ids`
+        picks and orders bands (None: all). EE's limits per request: 32,768 pixels a side and
+        48 MB of uncompressed pixels.
+
+        Safe from many threads at once: only building the request holds _EE_LOCK (ee.data's
+        state is module-wide), the HTTP wait does not, so up to EE's 40 requests run at once.
+        Failures raise googleapiclient's HttpError, which keeps the status for
+        failures.classify (429 "Too many concurrent requests.", 400 "User memory limit
+        exceeded." / "Computation timed out." / a size limit, 5xx). `num_retries`: the
+        client's own retries of 429 and 5xx (0: the caller backs off itself)."""
+        import ee
+
+        t = [float(v) for v in transform]
+        if len(t) != 6:
+            raise ValueError(f"transform needs 6 numbers, got {len(t)}")
+        body: dict[str, Any] = {
+            "fileFormat": file_format,
+            "grid": {
+                "dimensions": {"width": int(width), "height": int(height)},
+                "affineTransform": {"scaleX": t[0], "shearX": t[1], "translateX": t[2],
+                                    "shearY": t[3], "scaleY": t[4], "translateY": t[5]},
+                "crsCode": crs,
+            },
+        }
+        if band_ids:
+            body["bandIds"] = list(band_ids)
+        if workload_tag:
+            # On the request, not ee.data's process-wide tag (as start_export does).
+            body["workloadTag"] = workload_tag
+        with _EE_LOCK:
+            body["expression"] = ee.serializer.encode(image, for_cloud_api=True)
+            _widen_pool()
+            # ee.data.computePixels sends the same request but under no lock of ours and
+            # turns every failure into a bare EEException; building it here keeps the
+            # status, and sends it where pixels_url says.
+            request = ee.data._get_cloud_projects_raw().image().computePixels(
+                project=f"projects/{self.project}", body=body)
+            base = (ee.data._get_state().cloud_api_base_url or "").rstrip("/")
+        if self.pixels_url and base and request.uri.startswith(base + "/"):
+            request.uri = self.pixels_url + request.uri[len(base):]
+        request.add_response_callback(self._inspect)
+        return bytes(request.execute(num_retries=num_retries))
+
     def cancel(self, name: str) -> None:
         import ee
 
@@ -217,6 +289,22 @@ class EarthEngine:
     def ping(self) -> int:
         """A cheap authenticated call (one page of operations); returns how many it held."""
         return len(next(self.operation_pages(), []))
+
+
+def _widen_pool() -> None:
+    """ee.data's requests.Session keeps 10 connections per host: 40 direct requests from
+    threads would open the rest anew each time and urllib3 would warn 'Connection pool is
+    full, discarding connection'. Mount adapters with PIXELS_POOL on it (once per session; a
+    new ee.Initialize makes a new session). Call under _EE_LOCK."""
+    import ee
+    from requests.adapters import HTTPAdapter
+
+    session = ee.data._get_state().requests_session
+    if session is None or session in _WIDENED:
+        return
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=PIXELS_POOL))
+    _WIDENED.add(session)
 
 
 def _image_task(image: Any, description: str, prefix: str, export: ExportSpec, region: Any,

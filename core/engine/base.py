@@ -30,7 +30,9 @@ log = logging.getLogger("eebatch.worker")
 WAIT_OVER = {"drive": "Drive has room again: exports resume",
              "disk": "the output disk has room again: downloads and exports resume",
              "ee-down": "Earth Engine answers again: exports resume",
-             "drive-down": "Drive answers again: downloads resume"}
+             "drive-down": "Drive answers again: downloads resume",
+             "eecu": "the EECU cap has room again: exports resume",
+             "restricted": "EE no longer restricts the project: exports resume"}
 SERVICE_NAMES = {"ee": "Earth Engine", "drive": "Drive"}
 # EE's text for a tile that needs more memory than one task gets: its pixels teach admission
 # which tiles of the same period will too (_learn_memory_limit).
@@ -113,6 +115,10 @@ class WorkerBase:
         key = ("job" if self.one_period else
                self.model_recipe.model_key(self.spec.recipe.params, period))
         return key, self.models_ready.get(key)
+
+    def _saw_operation(self, attempt: Any, op: Any) -> None:
+        """Each poll, for each of the job's operations EE reported (the monitor calls it; the
+        cost guard listens for run times)."""
 
     def _split(self, unit: str, message: str) -> None:
         """Replace the unit by its four quarters (inside a transaction). They go ahead of the

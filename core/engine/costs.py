@@ -21,6 +21,7 @@ from typing import Any
 
 from core.backends.failures import classify
 from core.engine.base import WorkerBase
+from core.states import EE_RUNNING, EE_SUCCEEDED
 from core.store.costs import STRAGGLER_PREFIX, Spend
 
 MONTH_EVERY = 3600.0  # seconds between readings of the project's EECU this month
@@ -28,6 +29,7 @@ MONTH_PAGES = 20  # operations.list pages a reading may take (10,000 operations)
 TIER_NEAR = 0.9  # the share of the tier that warns
 SIBLINGS = 3  # finished siblings a straggler is measured against, at least
 SIBLING_SPAN = 2.0  # a sibling is within this factor of the task's estimated pixels
+KEEP_RUNS = 1000  # the latest finished run times kept
 
 
 class Costs(WorkerBase):
@@ -37,6 +39,11 @@ class Costs(WorkerBase):
         self.month_read = -float("inf")
         self.forecast_eecu: float | None = None  # the job's total, used + what is left
         self.said_tier = False
+        # Run times by EE's own clock (startTime to endTime): attempt id -> seconds so far of
+        # the tasks running, and (estimated pixels, seconds) of those that succeeded, newest
+        # last. In memory: after a restart the siblings are learned again.
+        self.running_for: dict[int, float] = {}
+        self.finished_runs: list[tuple[int, float]] = []
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -136,12 +143,24 @@ class Costs(WorkerBase):
         return False
 
     def _wait_cap(self, committed: float, cap: float, need: float | None) -> None:
-        needs = f"; the next export needs ~{need / 3600:,.2f}" if need is not None else ""
-        self._wait("eecu", f"EECU cap: the job has used or committed {committed / 3600:,.2f} "
-                   f"of its {cap:,.2f} EECU-hours (limits.eecu_hours){needs}; raise it with "
+        needs = f"; the next export needs ~{_hours(need)}" if need is not None else ""
+        self._wait("eecu", f"EECU cap: the job has used or committed {_hours(committed)} of "
+                   f"its {cap:.3g} EECU-hours (limits.eecu_hours){needs}; raise it with "
                    f"`eebatch set {self.store.id} eecu_hours N` to go on")
 
     # -- stragglers ----------------------------------------------------------------------------
+
+    def _saw_operation(self, attempt: Any, op: Any) -> None:
+        ran = op.ran_seconds()
+        if ran is None:
+            return
+        if op.state == EE_RUNNING:
+            self.running_for[attempt["id"]] = ran
+            return
+        self.running_for.pop(attempt["id"], None)
+        if op.state == EE_SUCCEEDED and (unit := self.store.unit(attempt["unit"])) is not None:
+            self.finished_runs = [*self.finished_runs[-(KEEP_RUNS - 1):],
+                                  (int(unit["est_pixels"]), ran)]
 
     def watch_stragglers(self) -> None:
         """At each poll: cancel and resend, once, a task running far longer than its finished
@@ -149,17 +168,16 @@ class Costs(WorkerBase):
         factor = self.limits.straggler_factor
         if not factor:
             return
-        now = time.time()
         for row in self.store.running_attempts():
-            if row["started"] is None or self.store.unit_was_straggler(row["unit"]):
+            ran = self.running_for.get(row["id"])
+            if ran is None or self.store.unit_was_straggler(row["unit"]):
                 continue
-            ran = now - row["started"]
-            siblings = self.store.finished_runtimes(
-                row["est_pixels"] / SIBLING_SPAN, row["est_pixels"] * SIBLING_SPAN)
+            low, high = row["est_pixels"] / SIBLING_SPAN, row["est_pixels"] * SIBLING_SPAN
+            siblings = [r for px, r in self.finished_runs if low <= px <= high]
             if len(siblings) < SIBLINGS:
                 continue
             median = statistics.median(siblings)
-            if ran <= factor * max(median, self.limits.poll_seconds):
+            if ran <= factor * median:
                 continue
             why = (f"{STRAGGLER_PREFIX} running {ran:,.0f} s, {ran / median:,.1f} times the "
                    f"{median:,.0f} s its {len(siblings)} finished siblings of its size took "
@@ -173,3 +191,7 @@ class Costs(WorkerBase):
             with self.store.tx():
                 self.store.straggler_resent(row["id"], row["unit"], why)
                 self.store.log(why, "warning", row["unit"])
+
+
+def _hours(eecu_seconds: float) -> str:
+    return f"{eecu_seconds / 3600:.3g}"

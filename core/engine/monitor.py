@@ -77,6 +77,7 @@ class Monitor(WorkerBase):
                 attempt["description"])
             if op is not None:
                 self._track(attempt, op)
+                self._saw_operation(attempt, op)
         if lost:
             self._lost(lost)
         if self.drive is not None:

@@ -66,10 +66,12 @@ class AttemptOps:
                      eecu_seconds: float | None, error: str | None, started: float | None,
                      ee_created: float | None, folder_id: str | None) -> None:
         """What an operations.list showed of the attempt. EE's createTime and the folder it
-        wrote to are kept once known: they say which Drive files are its outputs."""
+        wrote to are kept once known: they say which Drive files are its outputs. Why eebatch
+        cancelled it as a straggler stays, whatever EE then says ("Cancelled.")."""
         self.conn.execute(
             "UPDATE attempts SET operation = ?, state = ?, progress = ?, eecu_seconds = ?,"
-            " error = ?, started = COALESCE(started, ?), updated = ?,"
+            " error = CASE WHEN error LIKE 'straggler:%' THEN error ELSE ? END,"
+            " started = COALESCE(started, ?), updated = ?,"
             " ee_created = COALESCE(?, ee_created), folder_id = COALESCE(?, folder_id)"
             " WHERE id = ?",
             (operation, state, progress, eecu_seconds, error, started, time.time(), ee_created,

@@ -66,14 +66,6 @@ class CostOps:
             " JOIN units u ON u.id = a.unit WHERE a.state = ? AND u.state = ?",
             (EE_RUNNING, RUNNING)).fetchall()
 
-    def finished_runtimes(self, low: float, high: float, limit: int = 200) -> list[float]:
-        """How long the latest succeeded exports of units of low..high estimated pixels ran
-        (from EE's start to the poll that saw them succeed)."""
-        return [float(r[0]) for r in self.conn.execute(
-            "SELECT a.updated - a.started FROM attempts a JOIN units u ON u.id = a.unit"
-            " WHERE a.state = ? AND a.started IS NOT NULL AND u.est_pixels BETWEEN ? AND ?"
-            " ORDER BY a.id DESC LIMIT ?", (EE_SUCCEEDED, low, high, limit))]
-
     def unit_was_straggler(self, unit: str) -> bool:
         return bool(self.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM attempts WHERE unit = ? AND error LIKE ?)",

@@ -38,7 +38,8 @@ def make_session(tmp_path: Path, url: str, *, name: str = "t", bbox: str = "[0, 
                  size: float = 0.5, scale: int = 2000, folder: str = "eebatch-test",
                  max_tasks: int = 4, max_attempts: int = 5, split_depth: int = 2,
                  recipe: str = "", extra: str = "",
-                 export: dict[str, Any] | None = None) -> Store:
+                 export: dict[str, Any] | None = None,
+                 limits: dict[str, Any] | None = None) -> Store:
     """A session of a job on the emulator at `url`; `recipe` is TOML added to its [recipe]
     section, `extra` is TOML appended to it (a [time] section, say)."""
     job = tmp_path / f"{name}.toml"
@@ -47,7 +48,7 @@ def make_session(tmp_path: Path, url: str, *, name: str = "t", bbox: str = "[0, 
         recipe={"name": "composite", **tomllib.loads(recipe)},
         export={"folder": folder, "scale": scale, **(export or {})},
         limits={"max_tasks": max_tasks, "poll_seconds": 0.2, "max_attempts": max_attempts,
-                "split_depth": split_depth, "download_workers": 3},
+                "split_depth": split_depth, "download_workers": 3, **(limits or {})},
         emulator=url) + extra)
     store, _ = create_session(job)
     return store
