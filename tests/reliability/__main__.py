@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tests.bench.common import machine
 from tests.reliability.common import Result
@@ -53,15 +54,32 @@ def failures(runs: list[tuple[Result, float]]) -> list[str]:
     return out
 
 
-def markdown(runs: list[tuple[Result, float]], *, quick: bool, seed: int) -> str:
-    info = machine()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=Path(__file__).parents[2]).stdout.strip()
+def _brief(detail: str, n: int = 300) -> str:
+    """A check's evidence on one line: its start and its end (a traceback's last line)."""
+    text = " ".join(detail.split())
+    return text if len(text) <= n else f"{text[:n // 2]} … {text[-n // 2:]}"
+
+
+def _commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, cwd=Path(__file__).parents[2]).stdout.strip() or "?"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown(runs: list[tuple[Result, float]], *, quick: bool, seed: int,
+             info: dict[str, Any], command: str) -> str:
+    """The run as Markdown: its command, commit and machine (`info`, taken at its start), a
+    table of the parts and every check by name (with the evidence of those that failed)."""
+    commit = _commit()
+    if commit != info.get("commit"):  # others committed to the tree meanwhile
+        commit = f"{info.get('commit')} (HEAD {commit} at its end)"
     lines = [
         f"### {info['date'][:10]}: {'quick' if quick else 'full'} run, seed {seed}",
         "",
-        f"`python -m tests.reliability{' --quick' if quick else ''} --seed {seed}` at commit"
-        f" {commit or '(unknown)'}.",
+        f"`{command}` at commit {commit}.",
         "",
         f"Machine: {info['nproc']} cores ({info['cpu']}), {info['ram_gb']} GB RAM, Python "
         f"{info['python']}; load average at the start "
@@ -72,12 +90,12 @@ def markdown(runs: list[tuple[Result, float]], *, quick: bool, seed: int) -> str
     ]
     for r, wall in runs:
         held = f"{sum(c.held for c in r.checks)}/{len(r.checks)}" + ("" if r.held else " ❌")
-        lines.append(f"| {r.part} | {r.tried} | {held} | {_numbers(r)} | "
-                     f"{r.skipped.strip() or '-'} | {wall:.0f} s |")
+        lines.append(f"| {r.part} | {_cell(r.tried)} | {held} | {_cell(_numbers(r))} | "
+                     f"{_cell(r.skipped.strip()) or '-'} | {wall:.0f} s |")
     lines.append("")
     for r, _ in runs:
         lines.append(f"- **{r.part}**: " + "; ".join(
-            c.name + ("" if c.held else f" — **failed**: {c.detail.strip()[:300]}")
+            c.name + ("" if c.held else f" — **failed**: {_brief(c.detail)}")
             for c in r.checks))
     lines.append("")
     return "\n".join(lines) + "\n"
@@ -100,6 +118,10 @@ def main() -> int:
     unknown = set(chosen) - set(parts)
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))} (known: {', '.join(parts)})")
+    info = {**machine(), "commit": _commit()}
+    command = " ".join(["python -m tests.reliability"] + (["--quick"] if args.quick else [])
+                       + [f"--seed {args.seed}"]
+                       + ([f"--only {','.join(chosen)}"] if chosen != parts else []))
     runs = []
     for name in chosen:
         workdir = Path(tempfile.mkdtemp(prefix=f"eebatch-reliability-{name}-"))
@@ -117,7 +139,8 @@ def main() -> int:
         print("\n" + "\n".join(failed))
     if args.markdown:
         with args.markdown.open("a", encoding="utf-8") as out:
-            out.write(markdown(runs, quick=args.quick, seed=args.seed))
+            out.write(markdown(runs, quick=args.quick, seed=args.seed, info=info,
+                               command=command))
     return 1 if failed else 0
 
 
