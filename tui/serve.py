@@ -9,6 +9,7 @@ the other accounts of a shared host out: 127.0.0.1 is open to every local user.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import shlex
 import signal
@@ -40,7 +41,8 @@ def listen(port: int) -> socket.socket:
     try:
         return socket.create_server((HOST, port))
     except OSError as exc:
-        raise CannotServe(f"cannot listen on {HOST}:{port} ({exc.strerror or exc}); "
+        why = os.strerror(exc.errno) if exc.errno else str(exc)  # not its long wrapped text
+        raise CannotServe(f"cannot listen on {HOST}:{port} ({why}); "
                           "--port N picks another (0: any free)") from None
 
 
