@@ -76,3 +76,21 @@ def test_the_headless_status_line_says_what_is_unreachable(tmp_path: Path) -> No
     with store.tx():
         store.set_worker_status({"down": {"ee": 0.0}, "down_why": why, "drive_used": 0})
     assert f"| {why}" in _status_line(store, time.time())
+
+
+async def test_the_header_shows_the_eecu_used_of_the_cap_at_80_columns() -> None:
+    app = HeaderOnly()
+    async with app.run_test(size=(80, 3)):
+        header = app.query_one(StatusHeader)
+        state = HeaderState(session="s-1", counts={"pending": 3, "done": 1},
+                            settings={"max_tasks": 4},
+                            status={"eecu_used": 1.8 * 3600, "eecu_cap": 2 * 3600.0})
+        text = header.compose_text(state).plain
+        assert "EECU 1.8/2h" in text and len(text) <= 80
+        state.status = {"eecu_used": 1800.0, "eecu_cap": None}  # no cap: no room at 80
+        assert "EECU" not in header.compose_text(state).plain
+    wide = HeaderOnly()
+    async with wide.run_test(size=(140, 3)):
+        header = wide.query_one(StatusHeader)
+        state.status = {"eecu_used": 1800.0, "eecu_forecast": 7200.0}
+        assert "EECU 0.5h (~2h in all)" in header.compose_text(state).plain

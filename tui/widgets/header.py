@@ -72,6 +72,19 @@ class StatusHeader(Static):
     def _s(self, name: str):  # type: ignore[no-untyped-def]
         return self.get_component_rich_style(name, partial=True)
 
+    def _eecu(self, text: Text, status: dict[str, Any]) -> None:
+        """EECU-hours used (of the cap, if the job has one; core/engine/costs.py): always
+        with a cap, else where there is room (100 columns)."""
+        used, cap = status.get("eecu_used"), status.get("eecu_cap")
+        if used is None or (cap is None and self.size.width < 100):
+            return
+        chip = f"  EECU {used / 3600:.2g}" + (f"/{cap / 3600:.3g}h" if cap else "h")
+        forecast = status.get("eecu_forecast")
+        if forecast is not None and self.size.width >= 120:
+            chip += f" (~{forecast / 3600:.2g}h in all)"
+        near = cap is not None and used >= 0.9 * cap
+        text.append(chip, self._s("header--warn" if near else "header--dim"))
+
     def compose_text(self, st: HeaderState) -> Text:
         counts = st.counts or {}
         settings = st.settings or {}
@@ -115,6 +128,7 @@ class StatusHeader(Static):
                 text.append(f"  ETA {eta_text(status.get('eta_seconds'), bool(paused))}")
         max_tasks = st.max_tasks if st.max_tasks is not None else settings.get("max_tasks")
         text.append(f"  tasks {active}/{max_tasks}")
+        self._eecu(text, status)
         if paused:
             text.append("  ")
             text.append(" PAUSED ", self._s("header--paused"))
