@@ -35,7 +35,6 @@ from tui.serve import Supervisor
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-SHOT = os.environ.get("EEBATCH_BROWSER_SHOT")  # also save the screenshot there (the README's)
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 90.0,
@@ -110,8 +109,8 @@ def slow_emulator() -> Iterator[Emulator]:
 def chromium(tmp_path: Path) -> Iterator[Chromium]:
     binary = find_chromium()
     if binary is None:
-        pytest.skip("no Chromium on PATH (Debian: apt-get install chromium; or set "
-                    "EEBATCH_CHROMIUM): the browser test of eebatch serve cannot run")
+        pytest.skip("no Chromium on PATH or at EEBATCH_CHROMIUM (Debian: apt-get install "
+                    "chromium): the browser test of eebatch serve cannot run")
     try:
         browser = Chromium(binary, tmp_path / "chromium")
     except BrowserError as exc:
@@ -203,9 +202,7 @@ def test_the_dashboard_in_a_browser(tmp_path: Path, slow_emulator: Emulator,
 
         image = chromium.screenshot()
         assert png_size(image) == chromium.size
-        (tmp_path / "browser.png").write_bytes(image)
-        if SHOT:
-            Path(SHOT).write_bytes(image)
+        (tmp_path / "browser.png").write_bytes(image)  # to look at when it fails
 
         # A key typed in the page reaches the app, and through the store the worker.
         chromium.press("p")
