@@ -189,16 +189,13 @@ DAMAGES: dict[str, Callable[[Path, random.Random], None]] = {
 }
 
 
-def damage_page(path: Path, rng: random.Random) -> int:
-    """Overwrite one page past the header with random bytes; returns the page number. What a
-    command finds depends on which table the page held, so only crashes are judged."""
+def damage_page(path: Path, page: int, rng: random.Random) -> None:
+    """Overwrite page `page` (from 1; the first keeps its 100-byte header) with random bytes.
+    What a command finds depends on which table the page held."""
     data = bytearray(path.read_bytes())
-    pages = len(data) // PAGE
-    page = rng.randrange(1, pages) if pages > 1 else 0
-    start = page * PAGE + (100 if page == 0 else 0)
-    data[start:(page + 1) * PAGE] = rng.randbytes((page + 1) * PAGE - start)
+    start = (page - 1) * PAGE + (100 if page == 1 else 0)
+    data[start:page * PAGE] = rng.randbytes(page * PAGE - start)
     path.write_bytes(bytes(data))
-    return page + 1
 
 
 def remove_companions(path: Path) -> None:

@@ -37,6 +37,10 @@ SESSION_COMMANDS: list[tuple[str, ...]] = [
     ("assemble",), ("assets", "list"), ("doctor",), ("run", "--headless", "--every", "0.2"),
     ("open",), ("rm",),
 ]
+# The commands that read the whole session (a readable one would start a worker or a screen
+# under run and open, and ask EE under assets).
+PAGE_COMMANDS = [("status",), ("status", "--csv", "{csv}"), ("log",), ("retry", "--failed"),
+                 ("cancel", "--all"), ("assemble",), ("doctor",), ("rm",)]
 QUICK_PROCESS = [("open",), ("run", "--headless", "--every", "0.2"), ("status",), ("rm",)]
 LOCK_WAIT = 30.0  # the store's busy timeout: a locked file is waited for this long
 
@@ -259,21 +263,22 @@ def _damaged_sessions(result: Result, quick: bool, seed: int, workdir: Path, hom
                              "nothing written")
     sampled.record(result, "damaged session files as a user meets them (python -m tui)")
 
-    # One page overwritten: what breaks depends on the page, so only crashes are judged.
+    # Each page overwritten in turn (three random fills each in the full run): what breaks
+    # depends on the page, so only crashes and many-line refusals are judged.
     pages = Tally()
-    for _ in range(3 if quick else 20):
+    for page in [p for p in range(2, len(pristine) // _inputs.PAGE + 1)
+                 for _ in range(1 if quick else 3)]:
         path.write_bytes(pristine)
         _inputs.remove_companions(path)
-        page = _inputs.damage_page(path, rng)
-        for command in SESSION_COMMANDS:
-            if command[0] in ("open", "run", "assets"):
-                continue  # a readable session starts a worker or a screen, or asks EE
+        _inputs.damage_page(path, page, rng)
+        for command in PAGE_COMMANDS:
             got = cli(_session_argv(session, command, csv))
             pages.add(not got.crash and got.code in (0, 1, 2)
                       and (got.code != 2 or len(got.lines) == 1),
                       f"page {page}: {got.evidence()}")
             tried += 1
-    pages.record(result, "one page of the session overwritten: no traceback, at most one line")
+    pages.record(result, "any one page of the session overwritten: no traceback, at most one "
+                         "line")
 
     # Healthy, but its backend does not answer: the commands that need EE say so in a line.
     path.write_bytes(pristine)
