@@ -18,6 +18,7 @@ from core.backends.failures import (
 )
 from core.batches import unit_batch
 from core.engine.base import WorkerBase, _size
+from core.engine.memory import MemoryLessons
 from core.limits import LiveLimits
 from core.naming import file_prefix, task_description
 from core.recipes.build import RecipeError, UnitWork, build
@@ -33,9 +34,9 @@ from core.states import (
 )
 
 PROJECT_QUEUE_CAP = 2800  # EE holds 3,000 pending tasks per project; keep clear of it
-# Drive quota reads (about.get): every poll once the job's Drive bytes (other files + ours +
-# expected) pass QUOTA_NEAR of its limit, else every QUOTA_EVERY_POLLS polls (5 minutes at the
-# default poll_seconds).
+# Drive quota reads (about.get): every poll once the job's own Drive bytes (in Drive and
+# expected) pass QUOTA_NEAR of the room other files leave it under its limit, else every
+# QUOTA_EVERY_POLLS polls (5 minutes at the default poll_seconds).
 QUOTA_EVERY_POLLS = 10
 QUOTA_NEAR = 0.5
 
@@ -49,6 +50,7 @@ class Admission(WorkerBase):
         self.ratio = 1.0  # actual / estimated bytes, learned from finished units
         self.ratio_floor = 0.0  # a lower bound on ratio taught by Drive-full failures
         self.budget_blocked = False  # the last admission left a unit out for Drive space
+        self.memory = MemoryLessons(self.store)
         # unit -> Drive bytes admission gave it, for exports that found Drive full and whose
         # lesson the next quota read teaches (_learn_drive_need)
         self.drive_full_units: dict[str, int] = {}
@@ -66,7 +68,6 @@ class Admission(WorkerBase):
         now = time.time()
         candidates = [] if room <= 0 else self.store.units_to_send(now, room * 4)
         expected = self._expected_drive_bytes() if candidates else 0
-        memory = self.memory_limits() if candidates else {}
         submitted = 0
         smallest_left_out: int | None = None
         for row in candidates:
@@ -74,7 +75,7 @@ class Admission(WorkerBase):
                 break
             if self.model_recipe is not None and self.model_of(row["period"])[1] is None:
                 continue  # its model is being trained (training.py says so)
-            if self._foreseen_out_of_memory(row, memory):
+            if self._foreseen_out_of_memory(row):
                 continue  # split now; its quarters come up at the next call
             if not self.cost_allows(row, submitted, in_ee, live.eecu_hours):
                 break  # the EECU cap, or EE's restricted mode (costs.py says why)
@@ -98,17 +99,14 @@ class Admission(WorkerBase):
         self._wait("drive", self._drive_wait_text(smallest_left_out, expected, budget, moving),
                    loud=not moving)
 
-    def _foreseen_out_of_memory(self, row: Any, memory: dict[str, int]) -> bool:
-        """A tile at least as big as one of its period that ran out of memory in EE is split
-        before it is sent: sent whole, it would spend a slot (and 300 s or more of EE's time)
-        on the same failure."""
-        fewest = memory.get(row["period"])
-        if fewest is None or row["est_pixels"] < fewest or \
-                row["depth"] >= self.limits.split_depth:
+    def _foreseen_out_of_memory(self, row: Any) -> bool:
+        """A tile that memory failures say will fail too (memory.py) is split before it is
+        sent: sent whole, it would spend a slot (300 s or more of EE's time) on the failure."""
+        why = self.memory.foresee(row) if row["depth"] < self.limits.split_depth else None
+        if why is None:
             return False
         with self.store.tx():
-            self._split(row["id"], f"foreseen: a tile of {fewest:,} pixels of this period ran "
-                                   f"out of memory in EE, and this one has {row['est_pixels']:,}")
+            self._split(row["id"], why)
         return True
 
     def _need(self, row: Any) -> int:
@@ -214,15 +212,18 @@ class Admission(WorkerBase):
     def _quota_due(self) -> bool:
         """Whether this poll reads the Drive quota (about.get). Our own bytes in Drive are
         known here exactly; only other files (the user's, other jobs) need the quota. So it is
-        read at every poll only once the job comes near its limit or admission waits for
-        space, and otherwise every QUOTA_EVERY_POLLS polls (benchmark: one read per poll was
-        the largest share of the requests per unit beyond the classic loop's)."""
+        read at every poll only once the job's own bytes fill QUOTA_NEAR of the room the
+        others leave it, or admission waits for space, and otherwise every QUOTA_EVERY_POLLS
+        polls (benchmark: one read per poll was the largest share of the requests per unit
+        beyond the classic loop's). The user's own files taking half the budget are no reason
+        by themselves: they were, and with nothing of the job in Drive every poll read it."""
         every = QUOTA_EVERY_POLLS * self.limits.poll_seconds
         if self.budget_blocked or time.time() - self.quota_read >= every:
             return True
         budget = LiveLimits.of(self.limits, self.store.settings()).drive_budget
         limit = budget if self.quota.total is None else min(budget, self.quota.total)
-        return self.used_other + self._expected_drive_bytes() >= QUOTA_NEAR * limit
+        ours = self._expected_drive_bytes()
+        return ours > 0 and ours >= QUOTA_NEAR * (limit - self.used_other)
 
     def _read_quota(self) -> bool:
         assert self.drive is not None

@@ -18,6 +18,7 @@ import humanize
 
 from core.backends.drive import Drive
 from core.backends.earthengine import EarthEngine
+from core.engine.memory import MemoryLessons
 from core.grid import child_id, pixel_size, split_bounds
 from core.naming import file_prefix, legacy_file_prefix
 from core.periods import Period, unit_id
@@ -34,11 +35,6 @@ WAIT_OVER = {"drive": "Drive has room again: exports resume",
              "eecu": "the EECU cap has room again: exports resume",
              "restricted": "EE no longer restricts the project: exports resume"}
 SERVICE_NAMES = {"ee": "Earth Engine", "drive": "Drive"}
-# EE's text for a tile that needs more memory than one task gets: its pixels teach admission
-# which tiles of the same period will too (_learn_memory_limit).
-MEMORY_TEXT = "User memory limit exceeded"
-MEMORY_SETTING = "memory_pixels"  # session setting: {period: fewest pixels that ran out}
-
 # How far EE's clock (operation createTime) may be off ours (attempt created) before a search
 # for a task EE does not list gives up on older pages.
 CLOCK_SKEW = 3600.0
@@ -71,6 +67,7 @@ class WorkerBase:
     models_ready: dict[str, str]  # model key -> its asset, once trained (training.py)
     one_period: bool  # the job has one period: its model is the job's (training.py)
     restricted: bool  # EE says the project is in restricted mode (monitor.py)
+    memory: MemoryLessons  # what memory failures taught (memory.py; admission.py sets it up)
 
     def _event(self, message: str, level: str = "info", unit: str | None = None) -> None:
         getattr(log, level if level != "warning" else "warning")(
@@ -139,21 +136,6 @@ class WorkerBase:
         self.store.add_children(children)
         self.store.set_unit(unit, SPLIT, error=message)
         self.store.log(f"{message} -> split into 4 tiles", "warning", unit)
-
-    def _learn_memory_limit(self, unit: str) -> None:
-        """A tile ran out of memory (inside a transaction): tiles of its period as big or
-        bigger will too. Admission splits them before they are sent, so no slot is spent on a
-        failure that can be foreseen. Kept in the store: a restart knows it."""
-        row = self.store.unit(unit)
-        assert row is not None
-        limits = self.memory_limits()
-        if row["est_pixels"] < limits.get(row["period"], row["est_pixels"] + 1):
-            limits[row["period"]] = int(row["est_pixels"])
-            self.store.set_setting(MEMORY_SETTING, limits)
-
-    def memory_limits(self) -> dict[str, int]:
-        """Period -> the fewest pixels of one of its tiles that ran out of memory in EE."""
-        return dict(self.store.setting(MEMORY_SETTING) or {})
 
     def _wake_up(self, _future: Future[Any]) -> None:
         self.wake.set()

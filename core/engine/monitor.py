@@ -16,7 +16,8 @@ from core.backends.failures import (
     classify_exception,
     classify_message,
 )
-from core.engine.base import CLOCK_SKEW, MEMORY_TEXT, WorkerBase
+from core.engine.base import CLOCK_SKEW, WorkerBase
+from core.engine.memory import MEMORY_TEXT
 from core.states import (
     A_SUBMITTING,
     BACKOFF,
@@ -208,6 +209,7 @@ class Monitor(WorkerBase):
             elif op.state == EE_RUNNING:
                 self.store.set_unit(unit, RUNNING)
             elif op.state == EE_SUCCEEDED:
+                self.memory.succeeded(self.store.unit(unit))
                 done = self.drive is None  # assets and Cloud Storage: nothing to fetch
                 self.store.set_unit(unit, DONE if done else EXPORTED)
                 self.store.log(f"exported in EE ({op.eecu_seconds or 0:.0f} EECU-s)", "info",
@@ -240,7 +242,7 @@ class Monitor(WorkerBase):
         kind = classify_message(message)
         if kind is Kind.SPLIT:
             if MEMORY_TEXT in message:
-                self._learn_memory_limit(unit)
+                self.memory.failed(self.store.unit(unit))
             if attempt["depth"] < self.limits.split_depth:
                 self._split(unit, message)
             else:

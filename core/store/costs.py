@@ -1,6 +1,7 @@
 """What the job's EE work has cost and what the rest will (core/engine/costs.py): EECU-seconds
 as EE reports them per operation (batchEecuUsageSeconds), per unit and for the job, learned per
-pixel from the units that finished. Mixed into Store (one connection, one owner of the schema).
+pixel from the units that finished; and what its failures taught (core/engine/memory.py).
+Mixed into Store (one connection, one owner of the schema).
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ from dataclasses import dataclass
 from core.states import (
     A_SUBMITTING,
     BACKOFF,
+    DONE,
+    DOWNLOADING,
     EE_CANCELLING,
     EE_LIVE,
     EE_RUNNING,
     EE_SUCCEEDED,
+    EXPORTED,
     PENDING,
     RUNNING,
+    SPLIT,
 )
 from core.store.units import marks
 
+EXPORTED_ON = (EXPORTED, DOWNLOADING, DONE)  # EE exported it
 STRAGGLER_PREFIX = "straggler:"  # how a straggler's cancelled attempt's error begins
 
 
@@ -79,3 +85,17 @@ class CostOps:
         self.conn.execute("UPDATE units SET state = ?, priority = MAX(priority, 1),"
                           " not_before = NULL, updated = ? WHERE id = ?",
                           (PENDING, time.time(), unit))
+
+    # -- what failures taught (core/engine/memory.py) ------------------------------------------
+
+    def memory_failures(self, text: str) -> list[sqlite3.Row]:
+        """(tile, period, est_pixels) of the units split because EE ran out of memory."""
+        return self.conn.execute(
+            "SELECT tile, period, est_pixels FROM units WHERE state = ? AND error LIKE ?",
+            (SPLIT, f"%{text}%")).fetchall()
+
+    def largest_exported(self) -> dict[str, int]:
+        """Period -> the most estimated pixels of a unit EE exported."""
+        return {r[0]: int(r[1]) for r in self.conn.execute(
+            f"SELECT period, MAX(est_pixels) FROM units WHERE state IN ({marks(EXPORTED_ON)})"
+            " GROUP BY period", EXPORTED_ON)}

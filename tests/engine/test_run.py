@@ -158,25 +158,56 @@ def test_memory_failure_splits_the_tile_into_four(tmp_path: Path) -> None:
         assert_all_done_and_verified(store, emu.url)
 
 
-def test_a_tile_that_ran_out_of_memory_teaches_admission_to_split_its_peers_first(
+def test_a_tile_that_ran_out_of_memory_is_split_in_its_other_periods_before_it_is_sent(
         tmp_path: Path) -> None:
-    # Four 0.5° tiles of ~770 pixels, one task at a time: the first runs out of memory, and
-    # the three others, as big, are split before they are sent: one slot spent on the failure,
-    # not four.
+    # Two 0.5° tiles of ~770 pixels over two months, one task at a time; the limit lets only
+    # quarter tiles through. Each tile runs out of memory once, in its first month; in the
+    # second it is split before it is sent: two slots spent on failures, not four.
     with emulator_with(memory_limit_pixels=400) as emu:
-        store = make_session(tmp_path, emu.url, bbox="[0, 0, 2, 0.5]", split_depth=1,
-                             max_tasks=1)
+        store = make_session(tmp_path, emu.url, bbox="[0, 0, 1, 0.5]", split_depth=1,
+                             max_tasks=1, extra='\n[time]\nstart = 2023-01-01\n'
+                                               'end = 2023-03-01\nstep = "1 month"\n')
         summary = run_session(store.path)
         assert summary.ok, summary.failed
         failed = [t for t in admin(emu.url, "/_emulator/state")["ee"]["tasks"]
                   if "User memory limit exceeded" in (t["error"] or "")]
-        assert len(failed) == 1
-        units = store.units()
-        assert sum(u["state"] == "split" for u in units) == 4
-        assert sum("foreseen" in (u["error"] or "") for u in units) == 3
-        assert len([u for u in units if u["state"] == "done"]) == 16
-        assert store.setting("memory_pixels") == {units[0]["period"]: units[0]["est_pixels"]}
+        assert len(failed) == 2
+        parents = {u["id"]: u for u in store.units() if u["depth"] == 0}
+        assert {u["state"] for u in parents.values()} == {"split"}
+        foreseen = sorted(i for i, u in parents.items() if "foreseen" in (u["error"] or ""))
+        assert foreseen == ["r179c360_20230201", "r179c361_20230201"]
+        assert "this tile ran out of memory" in parents[foreseen[0]]["error"]
+        assert len([u for u in store.units() if u["state"] == "done"]) == 16
         assert_all_done_and_verified(store, emu.url)
+
+
+def test_only_a_bigger_tile_than_any_that_survived_is_foreseen_to_run_out(
+        tmp_path: Path) -> None:
+    from core.engine.memory import MemoryLessons
+
+    # Four tiles over two months, as a session holds them after some ran: r179c360 ran out
+    # of memory at 1,000 pixels in January, r179c361 (1,200 pixels) succeeded.
+    store = make_session(tmp_path, "http://127.0.0.1:9", bbox="[0, 0, 2, 0.5]",
+                         extra='\n[time]\nstart = 2023-01-01\nend = 2023-03-01\n'
+                               'step = "1 month"\n')
+    pixels = {"r179c360": 1000, "r179c361": 1200, "r179c362": 1000, "r179c363": 1300}
+    with store.tx():
+        for tile, n in pixels.items():
+            store.conn.execute("UPDATE units SET est_pixels = ? WHERE tile = ?", (n, tile))
+        store.set_unit("r179c360_20230101", "split", error="User memory limit exceeded.")
+        store.set_unit("r179c361_20230101", "done")
+    lessons = MemoryLessons(store)
+
+    def foresee(unit: str) -> str | None:
+        return lessons.foresee(store.unit(unit))
+
+    assert "this tile" in (foresee("r179c360_20230201") or "")  # the same tile, any period
+    assert foresee("r179c362_20230101") is None  # as big: content differs
+    assert foresee("r179c361_20230101") is None  # not bigger than one that succeeded
+    assert "none as big has succeeded" in (foresee("r179c363_20230101") or "")
+    assert foresee("r179c363_20230201") is None  # February taught nothing yet
+    lessons.succeeded(store.unit("r179c363_20230101"))  # it went through whole after all
+    assert foresee("r179c363_20230101") is None
 
 
 def test_split_stops_at_split_depth_and_fails_with_the_message(tmp_path: Path) -> None:
