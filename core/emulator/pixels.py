@@ -463,7 +463,8 @@ class DirectModel:
             if left <= 0:
                 return
             step = wall(left) if wall is not None else 0.0
-            self._stop.wait(min(max(step, 0.002), 0.25))
+            # A clock that only moves when told (ManualClock: 0) is polled, not spun on.
+            self._stop.wait(min(max(step, 0.002), 0.25) if step > 0 else 0.02)
 
     def remember(self, thumb_id: str, job: PixelJob) -> None:
         with self.lock:
