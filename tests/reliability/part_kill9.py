@@ -23,10 +23,13 @@ MEDIA = {"method": "GET", "route": "drive files.get", "query_contains": "alt=med
 # 1° tiles at 2 km: a degree holds fewer metres further north, so with this memory limit the
 # tiles south of about 45°N fail "User memory limit exceeded." and split (some twice).
 MEMORY_LIMIT = 2200
+# Exports failing "Internal error." (seeded per task): the quick job sends ~28, so at 20 % one
+# with none is rare (~0.5 %; the last check says so).
+INTERNAL_ERRORS = 0.2
 QUICK_JOB = {"bbox": "[0.2, 44, 1.8, 48]"}  # 8 tiles, ~23 units to export
 FULL_JOB = {"bbox": "[0.2, 43, 3.8, 48]",  # 20 tiles x 3 months, ~190 units to export
             "extra": '\n[time]\nstart = "2023-06-01"\nend = "2023-09-01"\nstep = "1 month"\n'}
-QUICK_MOMENTS = ["mid-submit", "mid-download", "files-listed", "random"]
+QUICK_MOMENTS = ["mid-submit", "mid-download", "files-listed"]  # random ones: full run
 # How often each moment is drawn for the full run (each at least once; after-split once).
 WEIGHTS = {"mid-submit": 5, "mid-download": 4, "files-listed": 3, "verified-not-deleted": 2,
            "tasks-running": 1, "after-split": 0, "random": 4}
@@ -144,7 +147,8 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
     kills = 0
     startups: list[float] = []  # seconds from a worker's spawn until it says it started
     with h.emulator(speed=20.0, task_overhead_seconds=20.0, slots=4, seed=seed,
-                    memory_limit_pixels=MEMORY_LIMIT, internal_error_rate=0.15) as (emu, ledger):
+                    memory_limit_pixels=MEMORY_LIMIT, internal_error_rate=INTERNAL_ERRORS
+                    ) as (emu, ledger):
         session = h.new_session(workdir, emu.url, size=1.0, scale=2000, max_tasks=4,
                                 split_depth=2, max_attempts=10, **job)
         for moment in moments:
@@ -173,7 +177,7 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
         result.tried = (f"{kills} kill -9 of a headless worker at seeded moments (hit_* below),"
                         " each restarted, on a"
                         f" {h.scalar(session, 'SELECT COUNT(*) FROM units')}-unit job with"
-                        " 15 % 'Internal error.' and tiles that split")
+                        f" {INTERNAL_ERRORS:.0%} 'Internal error.' and tiles that split")
         result.check("every restarted worker ran until it was killed", not died,
                      "; ".join(died) + f"\n{h.tail(log)}")
         result.check("the last worker finished the job (exit 0)", end_code == 0,
