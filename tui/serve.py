@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ class Supervisor:
     it; started again when a viewer sends a command (a retry of a finished session, say) and
     none runs. A worker that another process runs is left alone, before and after."""
 
-    def __init__(self, path: Path, say: Any = print) -> None:
+    def __init__(self, path: Path, say: Callable[[str], None] = print) -> None:
         self.path = path
         self.say = say
         self.starter = WorkerStarter(path)
@@ -142,7 +143,8 @@ def _server_class() -> type:
                           "'textual-serve>=1.1.3,<1.2'") from None
 
     class TokenServer(Server):  # type: ignore[misc]
-        def __init__(self, command: str, title: str, token: str, say: Any) -> None:
+        def __init__(self, command: str, title: str, token: str,
+                     say: Callable[[str], None]) -> None:
             super().__init__(command, host=HOST, title=title)
             self.token = token
             self.say = say

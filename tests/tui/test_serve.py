@@ -291,7 +291,9 @@ def test_a_retry_from_a_tab_starts_a_worker_on_a_finished_session(
         assert supervisor.worker is None and not Store.worker_lock_held(path)
         command = store.post_command("retry", unit)  # what r in a tab posts
         wait_for(lambda: (row := store.command(command)) and row["state"] != CMD_PENDING,
-                 "a worker started by serve answering the retry")
+                 "a worker started by serve answering the retry",
+                 seen=lambda: f"(serve said {said}; worker {supervisor.worker}, error "
+                              f"{getattr(supervisor.worker, 'error', None)!r})")
         assert store.command(command)["state"] == CMD_DONE
         assert live_workers(path) == [os.getpid()]  # in serve (here, this process)
         assert said == ["a command from the browser and no worker: starting one here"]
