@@ -295,3 +295,40 @@ def test_pixels_go_to_their_own_endpoint_when_told(emulator_factory):
     assert direct(main)["requests"] == 0
     assert client.ping() == 0  # everything else stays on the main URL
     assert main.state()["requests"].get("GET ee operations.list", 0) >= 1
+
+
+def test_a_tile_heavy_in_content_is_heavy_by_either_route(emulator_factory):
+    # Tiles that differ in content (size_spread): the ones over the memory limit as batch
+    # exports are exactly the ones over it as direct requests, so a unit that fails for memory
+    # one way is known to fail the other (the auto route's fallback rests on it).
+    scale, side = 500.0, 0.5
+    limit = 3 * 112 * 112  # 3x a tile's pixels
+    emu = emulator_factory(size_spread=10.0, size_cell=side, memory_limit_pixels=limit,
+                           direct_memory_limit_pixels=limit, slots=8)
+    client = EarthEngine.for_emulator(emu.url, PROJECT)
+    img = image().select(["SR_B4"])
+    step = scale / 111_319.49
+    batch, direct_ = {}, {}
+    tasks = {}
+    for i in range(8):
+        box = [i * side, 0.0, (i + 1) * side, side]
+        tasks[i] = ee.batch.Export.image.toDrive(
+            img, description=f"t{i}", folder="heavy", fileNamePrefix=f"t{i}",
+            region=ee.Geometry.Rectangle(box, None, False), scale=scale)
+        tasks[i].start()
+        # The grid EE gives the export: the box snapped outward onto the CRS-origin lattice.
+        c0, c1 = np.floor(box[0] / step + 1e-9), np.ceil(box[2] / step - 1e-9)
+        r0, r1 = np.floor(-box[3] / step + 1e-9), np.ceil(-box[1] / step - 1e-9)
+        try:
+            client.compute_pixels(img, crs="EPSG:4326", width=int(c1 - c0),
+                                  height=int(r1 - r0),
+                                  transform=[step, 0, c0 * step, 0, -step, -r0 * step])
+            direct_[i] = "ok"
+        except HttpError as exc:
+            direct_[i] = exc.reason
+    for i, task in tasks.items():
+        status = wait_until(lambda t=task: (s := t.status())["state"] in (
+            "COMPLETED", "FAILED") and s, f"export t{i}")
+        batch[i] = "ok" if status["state"] == "COMPLETED" else status["error_message"]
+    assert direct_ == batch
+    assert set(batch.values()) == {"ok", MEMORY_MSG}  # both kinds of tile among them
