@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from filelock import FileLock
+
+from core import paths
 from core.limits import LiveLimits
 from core.plan import Plan, make_plan
 from core.spec import JobSpec, load_spec, parse_spec
@@ -34,9 +37,12 @@ def create_session(job_path: Path, spec: JobSpec | None = None) -> tuple[Store, 
     plan = make_plan(spec)
     # Limits the worker reads live from the store, so a UI can change them while it runs.
     settings = LiveLimits.initial_settings(spec.limits)
-    if unfinished_sessions(spec):
-        settings[OWN_OUTPUTS] = True
-    store = Store.create(spec.name, job_path.resolve(), spec.text, plan.unit_rows(), settings)
+    # One `new` of a job at a time: two at once both found no unfinished session and wrote
+    # into the same output dir and Drive folder (reliability suite, concurrency part).
+    with FileLock(paths.sessions_dir() / f".new-{spec.name}.lock"):
+        if unfinished_sessions(spec):
+            settings[OWN_OUTPUTS] = True
+        store = Store.create(spec.name, job_path.resolve(), spec.text, plan.unit_rows(), settings)
     return store, plan
 
 

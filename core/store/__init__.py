@@ -370,6 +370,10 @@ def _check_session_file(path: Path, conn: sqlite3.Connection) -> str | None:
     return None
 
 
+# Tables every session has had since schema 1: one missing is a damaged file, not a session.
+SESSION_TABLES = ("session", "settings", "units", "attempts", "files", "events", "commands")
+
+
 def _open_session(path: Path) -> tuple[sqlite3.Connection, sqlite3.Row]:
     """The one way into a session file: a connection (migrated to this schema) and its session
     row, or a StoreError saying what is wrong - SessionDamaged when the file is not a session."""
@@ -384,7 +388,14 @@ def _open_session(path: Path) -> tuple[sqlite3.Connection, sqlite3.Row]:
         if problem:
             raise SessionDamaged(path, problem)
         _configure(conn)
-        migrate(conn)
+        try:
+            migrate(conn)
+        except StoreError as exc:  # a newer eebatch's: say which file
+            raise StoreError(f"{path}: {exc}") from None
+        missing = [t for t in SESSION_TABLES if not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (t,)).fetchone()]
+        if missing:
+            raise SessionDamaged(path, f"its {', '.join(missing)} table is missing")
         row = conn.execute("SELECT * FROM session").fetchone()
         if row is None:
             raise SessionDamaged(path, "no session record in it")
