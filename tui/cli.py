@@ -158,18 +158,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     csv = _csv_target(args.csv) if args.csv else None
     store = Store.open(args.session)
     try:
-        with _reading(store):
+        with _reading(store):  # every read: damage deep in the file is one line too
             counts = store.counts()
             table = unit_table(store) if csv else None
+            alive = store.worker_alive()
+            paused = store.setting(PAUSED)
+            lines = _where_and_cost(store) + _worker_lines(store.worker_status() or {}, alive)
         total = sum(n for s, n in counts.items() if s in COUNTED)
         print(f"session {store.id} ({store.name}): {_progress(counts.get(DONE, 0), total)}")
         for state in STATES:
             if counts.get(state):
                 print(f"  {state:<12} {counts[state]:>8,}")
-        print(f"  worker       {'running' if store.worker_alive() else 'not running'}"
-              f"{', paused' if store.setting(PAUSED) else ''}")
-        for line in _where_and_cost(store) + _worker_lines(store.worker_status() or {},
-                                                               store.worker_alive()):
+        print(f"  worker       {'running' if alive else 'not running'}"
+              f"{', paused' if paused else ''}")
+        for line in lines:
             print(f"  {line}")
         if csv and table is not None:
             try:
@@ -575,8 +577,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         from core.engine.runner import load_session_spec
 
         store = Store.open(target)
-        spec = load_session_spec(store)
-        store.close()
+        try:
+            with _reading(store):
+                spec = load_session_spec(store)
+        finally:
+            store.close()
     if args.probe is not None:
         if spec.export.destination != "drive":
             raise BadInput(f"--probe exports to Drive; this job's export.destination is "
@@ -625,7 +630,8 @@ def cmd_assets(args: argparse.Namespace) -> int:
     """A job's own EE assets (destination = "asset"): list them, merge a table job's parts
     into one asset (then delete the parts, after asking), or delete them (after asking)."""
     from core.assets import AssetsError, job_assets, merge, remove
-    from core.engine.runner import open_backends
+    from core.backends.failures import classify_exception
+    from core.engine.runner import BackendError, open_backends
 
     store = Store.open(args.session)
     try:
@@ -649,6 +655,10 @@ def cmd_assets(args: argparse.Namespace) -> int:
                 print(remove(store, spec, ee, confirm=ask))
         except AssetsError as exc:
             raise BadInput(str(exc)) from None
+        except BackendError as exc:
+            raise CannotRun(str(exc)) from None
+        except Exception as exc:  # EE's answer to a call: its own words, one line
+            raise CannotRun(f"Earth Engine: {classify_exception(exc)[1]}") from None
     finally:
         store.close()
     return 0
