@@ -3,7 +3,9 @@
 Routes: the discovery document, the algorithms list from the wheel, the
 export endpoints feeding the batch model (batch.py), operations list/get/cancel, assets,
 value:compute (evaluate.py: constants, statistics, sizes, samples, ... of the synthetic world),
-project config, and a fake OAuth token endpoint. Image exports are the world's values at each
+direct pixels (image:computePixels, and getDownloadURL's thumbnails + getPixels: pixels.py, the
+export's pixels on the request's grid, 40 in flight per project), project config, and a fake
+OAuth token endpoint. Image exports are the world's values at each
 pixel (world.py), table exports the features the expression computes (or, for what the
 emulator does not model, made-up rows as outputs.py describes); table assets exported here can
 be loaded again with ee.FeatureCollection(asset id). A classifier export trains its classifier
