@@ -6,16 +6,20 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
 from core import paths
 from core.backends.drive import Drive
 from core.backends.earthengine import EarthEngine
+from core.backends.failures import Kind, classify
 from core.engine.worker import Backends, Summary, Worker
 from core.session import load_session_spec
 from core.spec import JobSpec
 from core.store import EVENT_TIME, LOG_FORMAT, Store, event_line
+
+CONNECT_FIRST_WAIT, CONNECT_MAX_WAIT = 5.0, 60.0  # seconds between tries while EE is down
 
 
 class BackendError(Exception):
@@ -48,6 +52,47 @@ def _check_answers(url: str) -> None:
     except OSError as exc:
         raise BackendError(f"the emulator at {url} does not answer ({exc.strerror or exc}); "
                            "start it with `eebatch emulator --port PORT`") from None
+
+
+def _connect(store: Store, spec: JobSpec, emulator_url: str | None,
+             stop: threading.Event) -> Backends | None:
+    """The job's backends. While the service is down (503s, a refused connection to Google:
+    an outage), wait and say so, as the worker does mid-run: a start or a resume during an
+    outage waits for EE rather than ending in a traceback. None if stopped meanwhile."""
+    since: float | None = None
+    delay = CONNECT_FIRST_WAIT
+    while True:
+        with store.tx():  # the headless line and the dashboard say what is going on
+            store.set_worker_status({"waiting": "connecting to Earth Engine", "down": (
+                {"ee": since} if since else None), "down_why": None, "updated": time.time()})
+            store.heartbeat()
+        try:
+            backends = open_backends(spec, emulator_url)
+        except BackendError:
+            raise  # not set up, or nothing listens where the job says: the user must act
+        except Exception as exc:
+            failure = classify(exc)
+            if failure.kind is not Kind.OUTAGE:
+                raise
+            first = since is None
+            since = since or time.time()
+            why = (f"Earth Engine unreachable since "
+                   f"{time.strftime('%H:%M:%S', time.localtime(since))} ({failure.message}); "
+                   "the worker starts once it answers")
+            with store.tx():
+                store.set_worker_status({"down": {"ee": since}, "down_why": why,
+                                         "updated": time.time()})
+                store.heartbeat()
+                if first:
+                    store.log(why, "warning")
+            if stop.wait(delay):
+                return None
+            delay = min(delay * 2, CONNECT_MAX_WAIT)
+            continue
+        if since is not None:
+            with store.tx():
+                store.log("Earth Engine answers again: the worker starts")
+        return backends
 
 
 def log_path(session_id: str) -> Path:
@@ -83,7 +128,9 @@ def run_session(session_path: Path, *, emulator_url: str | None = None,
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         spec = load_session_spec(store)
-        backends = open_backends(spec, emulator_url)
+        backends = _connect(store, spec, emulator_url, stop or threading.Event())
+        if backends is None:  # stopped while waiting for EE to answer
+            return Summary(store.counts(), store.failed_units())
         return Worker(store, spec, backends, stay_alive=stay_alive).run(stop)
     finally:
         if handler is not None:

@@ -55,16 +55,23 @@ def test_a_drive_listing_lag_of_seconds_exports_no_unit_twice(tmp_path: Path) ->
         emu.stop()
 
 
-def test_an_outage_of_90_s_on_every_ee_route_mid_run_fails_nothing(tmp_path: Path) -> None:
-    """EE answers 503 "The service is currently unavailable." on every route for 90 s (and
-    Drive for 30 s) in the middle of a run: the units wait, the status says since when EE is
-    unreachable, and once it answers again every unit is done, none failed, none sent twice."""
+def test_outages_at_the_start_and_mid_run_fail_nothing(tmp_path: Path) -> None:
+    """EE answers 503 "The service is currently unavailable." on every route for 60 s as the
+    worker starts (longer than earthengine-api's own retries: the start ended in a traceback),
+    then again for 40 s mid-run, with Drive down for 30 s: the worker waits and says since
+    when EE is unreachable, and once it answers every unit is done, none failed, none sent
+    twice."""
     emu = emulator_with(speed=20.0, task_overhead_seconds=20.0, slots=2)
     try:
         store = make_session(tmp_path, emu.url, bbox="[0, 0, 2, 1]", max_tasks=2)  # 8 units
+        admin(emu.url, "/_emulator/outage", {"route": "ee", "seconds": 60})
         with worker_thread(store) as stop:
-            wait_for(lambda: store.counts().get("done", 0) >= 2, "two units done")
-            admin(emu.url, "/_emulator/outage", {"route": "ee", "seconds": 90})
+            wait_for(lambda: "ee" in ((store.worker_status() or {}).get("down") or {}),
+                     "the starting worker to say EE is down", timeout=120)
+            assert "the worker starts once it answers" in store.worker_status()["down_why"]
+            wait_for(lambda: store.counts().get("done", 0) >= 2, "two units done",
+                     timeout=300)
+            admin(emu.url, "/_emulator/outage", {"route": "ee", "seconds": 40})
             admin(emu.url, "/_emulator/outage", {"route": "drive", "seconds": 30})
             down = wait_for(lambda: (store.worker_status() or {}).get("down"),
                             "the worker to see the outage")
@@ -73,8 +80,10 @@ def test_an_outage_of_90_s_on_every_ee_route_mid_run_fails_nothing(tmp_path: Pat
             stop.set()
         assert store.counts() == {"done": 8}
         assert exports_per_unit(emu.url, store) == {u["id"]: 1 for u in store.units()}
-        assert events(store, "Earth Engine unreachable since %")
-        assert events(store, "Earth Engine answers again%")
+        assert events(store, "Earth Engine unreachable since % the worker starts once%")
+        assert events(store, "Earth Engine answers again: the worker starts")
+        assert events(store, "Earth Engine unreachable since %retrying")
+        assert events(store, "Earth Engine answers again: exports resume")
         assert not events(store, "failed%")
         assert_all_done_and_verified(store, emu.url)
     finally:
