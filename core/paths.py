@@ -37,6 +37,13 @@ def config_dir() -> Path:
     return path
 
 
+def locks_dir() -> Path:
+    """Lock files that keep two processes from one step at a time (two `new` of a job)."""
+    path = data_dir() / "locks"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def log_dir() -> Path:
     home = _home()
     path = home / "log" if home else platformdirs.user_log_path(APP, appauthor=False)
