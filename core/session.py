@@ -39,7 +39,7 @@ def create_session(job_path: Path, spec: JobSpec | None = None) -> tuple[Store, 
     settings = LiveLimits.initial_settings(spec.limits)
     # One `new` of a job at a time: two at once both found no unfinished session and wrote
     # into the same output dir and Drive folder (reliability suite, concurrency part).
-    with FileLock(paths.sessions_dir() / f".new-{spec.name}.lock"):
+    with FileLock(paths.locks_dir() / f"new-{spec.name}.lock"):
         if unfinished_sessions(spec):
             settings[OWN_OUTPUTS] = True
         store = Store.create(spec.name, job_path.resolve(), spec.text, plan.unit_rows(), settings)
