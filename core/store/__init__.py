@@ -160,6 +160,86 @@ MIGRATIONS: list[str] = [
         state TEXT NOT NULL, error TEXT, tries INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL
     );
     """,
+    # version 10: what the worker and the dashboard ask every second or poll, answered without
+    # reading every unit (a million units: issue 15). Units (and their estimated pixels) per
+    # state, kept by triggers as units change state (the status heartbeat counted every
+    # unfinished unit: 28 ms a second);
+    # a change counter, units.seq, that the dashboard reads changes by exactly (it re-read
+    # every unit of the last 5 s: after `eebatch new`, the whole session at every poll);
+    # admission's order as a partial index (it sorted every pending unit at each submit:
+    # 200 ms); the bytes of every file listed and their units' estimates, kept by triggers
+    # (the size-ratio learner read every file and unit at each poll); and where each planned
+    # unit sits (unit_layout, written by `new`: core/store/dashboard.py), so the dashboard's
+    # first picture needs no read of every unit.
+    """
+    CREATE TABLE unit_counts (
+        state TEXT PRIMARY KEY, n INTEGER NOT NULL, pixels INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO unit_counts (state, n, pixels)
+        SELECT state, COUNT(*), SUM(est_pixels) FROM units GROUP BY state;
+    CREATE TRIGGER unit_counts_insert AFTER INSERT ON units BEGIN
+        INSERT INTO unit_counts (state, n, pixels) VALUES (NEW.state, 1, NEW.est_pixels)
+            ON CONFLICT (state) DO UPDATE SET n = n + 1, pixels = pixels + NEW.est_pixels;
+    END;
+    CREATE TRIGGER unit_counts_delete AFTER DELETE ON units BEGIN
+        UPDATE unit_counts SET n = n - 1, pixels = pixels - OLD.est_pixels
+            WHERE state = OLD.state;
+    END;
+    CREATE TRIGGER unit_counts_update AFTER UPDATE OF state, est_pixels ON units
+        WHEN OLD.state IS NOT NEW.state OR OLD.est_pixels IS NOT NEW.est_pixels BEGIN
+        UPDATE unit_counts SET n = n - 1, pixels = pixels - OLD.est_pixels
+            WHERE state = OLD.state;
+        INSERT INTO unit_counts (state, n, pixels) VALUES (NEW.state, 1, NEW.est_pixels)
+            ON CONFLICT (state) DO UPDATE SET n = n + 1, pixels = pixels + NEW.est_pixels;
+    END;
+    ALTER TABLE units ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE unit_seq (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+    INSERT INTO unit_seq (id, n) VALUES (1, 0);
+    CREATE INDEX units_seq ON units(seq) WHERE seq > 0;
+    CREATE TRIGGER units_seq_insert AFTER INSERT ON units BEGIN
+        UPDATE unit_seq SET n = n + 1 WHERE id = 1;
+        UPDATE units SET seq = (SELECT n FROM unit_seq WHERE id = 1) WHERE rowid = NEW.rowid;
+    END;
+    CREATE TRIGGER units_seq_update AFTER UPDATE OF state, error ON units
+        WHEN NEW.seq IS OLD.seq BEGIN
+        UPDATE unit_seq SET n = n + 1 WHERE id = 1;
+        UPDATE units SET seq = (SELECT n FROM unit_seq WHERE id = 1) WHERE rowid = NEW.rowid;
+    END;
+    CREATE INDEX units_to_send ON units(priority DESC, est_bytes DESC, id)
+        WHERE state IN ('pending', 'backoff');
+    CREATE TABLE unit_layout (
+        id INTEGER PRIMARY KEY CHECK (id = 1), rows BLOB NOT NULL, cols BLOB NOT NULL,
+        columns TEXT NOT NULL
+    );
+    CREATE TABLE file_totals (
+        id INTEGER PRIMARY KEY CHECK (id = 1), bytes INTEGER NOT NULL, est_bytes INTEGER NOT NULL
+    );
+    INSERT INTO file_totals (id, bytes, est_bytes) SELECT 1,
+        (SELECT COALESCE(SUM(size), 0) FROM files),
+        (SELECT COALESCE(SUM(est_bytes), 0) FROM units WHERE id IN (SELECT unit FROM files));
+    CREATE TRIGGER file_totals_insert AFTER INSERT ON files BEGIN
+        UPDATE file_totals SET bytes = bytes + NEW.size, est_bytes = est_bytes + CASE
+            WHEN (SELECT COUNT(*) FROM files WHERE unit = NEW.unit) = 1
+            THEN COALESCE((SELECT est_bytes FROM units WHERE id = NEW.unit), 0) ELSE 0 END
+        WHERE id = 1;
+    END;
+    CREATE TRIGGER file_totals_delete AFTER DELETE ON files BEGIN
+        UPDATE file_totals SET bytes = bytes - OLD.size, est_bytes = est_bytes - CASE
+            WHEN NOT EXISTS (SELECT 1 FROM files WHERE unit = OLD.unit)
+            THEN COALESCE((SELECT est_bytes FROM units WHERE id = OLD.unit), 0) ELSE 0 END
+        WHERE id = 1;
+    END;
+    CREATE TRIGGER file_totals_update AFTER UPDATE OF size, unit ON files BEGIN
+        UPDATE file_totals SET bytes = bytes - OLD.size + NEW.size, est_bytes = est_bytes
+            - CASE WHEN OLD.unit IS NOT NEW.unit
+                   AND NOT EXISTS (SELECT 1 FROM files WHERE unit = OLD.unit)
+              THEN COALESCE((SELECT est_bytes FROM units WHERE id = OLD.unit), 0) ELSE 0 END
+            + CASE WHEN OLD.unit IS NOT NEW.unit
+                   AND (SELECT COUNT(*) FROM files WHERE unit = NEW.unit) = 1
+              THEN COALESCE((SELECT est_bytes FROM units WHERE id = NEW.unit), 0) ELSE 0 END
+        WHERE id = 1;
+    END;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -273,9 +353,14 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 
 def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration one by one (a trigger's body holds `;`s of its own)."""
+    statement = ""
     for part in script.split(";"):
-        if part.strip():
-            yield part
+        statement += part + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n;"):
+                yield statement
+            statement = ""
 
 
 def _slug(name: str) -> str:
@@ -367,13 +452,6 @@ def _check_session_file(path: Path, conn: sqlite3.Connection) -> str | None:
         return "the file is empty"
     if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # sessions are born migrated
         return "a SQLite file without an eebatch session in it"
-    wal = path.with_name(path.name + "-wal")
-    if not (wal.exists() and wal.stat().st_size > 0):  # with a WAL, pages may live there
-        # A file cut short reads fine up to the cut, and a write then lands past it.
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        size = pages * conn.execute("PRAGMA page_size").fetchone()[0]
-        if size > path.stat().st_size:
-            return f"truncated: {path.stat().st_size:,} of the {size:,} bytes its header counts"
     return None
 
 
@@ -638,8 +716,9 @@ class Store(UnitOps, AttemptOps, FileOps, ModelOps, CostOps, ViewOps, DashboardO
     # -- units --------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
+        """Units per state (those with any), as the triggers of schema v10 keep them."""
         return {r[0]: r[1] for r in
-                self.conn.execute("SELECT state, COUNT(*) FROM units GROUP BY state")}
+                self.conn.execute("SELECT state, n FROM unit_counts WHERE n > 0")}
 
     def unit(self, unit_id: str) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM units WHERE id = ?", (unit_id,)).fetchone()

@@ -252,7 +252,6 @@ def test_a_session_keeps_each_unit_batch(tmp_path: Path) -> None:
 def schema_7_session(tmp_path: Path) -> Path:
     """A session file as eebatch wrote it at schema 7: MIGRATIONS[:7] applied to an empty
     file, a session row and the units of BASE_JOB's plan as that version inserted them."""
-    assert SCHEMA_VERSION == 8
     path = tmp_path / "old-1.sqlite"
     job = write_job(tmp_path, BASE_JOB, "old.toml")
     conn = sqlite3.connect(path, isolation_level=None)
@@ -272,7 +271,7 @@ def schema_7_session(tmp_path: Path) -> Path:
 def test_a_session_of_schema_7_opens_with_no_batches(tmp_path: Path) -> None:
     path = schema_7_session(tmp_path)
     store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 8
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     rows = store.units()
     assert len(rows) == 8 and {r["batch"] for r in rows} == {None}
     # and keeps working: a unit splits into children of no batch, named as before
