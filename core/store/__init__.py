@@ -452,6 +452,13 @@ def _check_session_file(path: Path, conn: sqlite3.Connection) -> str | None:
         return "the file is empty"
     if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # sessions are born migrated
         return "a SQLite file without an eebatch session in it"
+    wal = path.with_name(path.name + "-wal")
+    if not (wal.exists() and wal.stat().st_size > 0):  # with a WAL, pages may live there
+        # A file cut short reads fine up to the cut, and a write then lands past it.
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        size = pages * conn.execute("PRAGMA page_size").fetchone()[0]
+        if size > path.stat().st_size:
+            return f"truncated: {path.stat().st_size:,} of the {size:,} bytes its header counts"
     return None
 
 
