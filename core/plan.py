@@ -105,6 +105,12 @@ class Plan:
                        int(self.tiles.cols[i]), period.id, start, end, float(w), float(s),
                        float(e), float(n), px, px * self.bytes_per_pixel, batch)
 
+    def layout(self) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int | None]]]:
+        """Where unit_rows' units sit, in its order: the tiles' rows and columns, and each
+        slice's (period, batch); unit k is tile k % tiles of slice k // tiles."""
+        return (self.tiles.rows, self.tiles.cols,
+                [(piece.period.id, piece.batch) for piece in self.slices])
+
 
 def plan_warnings(plan: Plan) -> list[str]:
     """"warning: key: message" lines for a valid job that is likely a mistake."""

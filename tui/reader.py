@@ -10,22 +10,25 @@ import contextlib
 import dataclasses
 import heapq
 import json
+import re
 import time
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pyproj
 
+from core.grid import tile_id
 from core.states import BACKOFF, CANCELLED, CMD_PENDING, FAILED, FINISHED, PENDING, SETTLED, SPLIT
-from core.store import Row, Store, Totals
+from core.store import Row, Store, Totals, UnitLayout
 from tui.widgets.common import CODE, SPLIT_CODE
 
-# A unit row's `updated` is taken before its transaction commits, so a poll can see a later
-# row before an earlier one: re-read this many seconds back and drop what was already sent.
+# An attempt row's `updated` is taken before its transaction commits, so a poll can see a
+# later row before an earlier one: re-read this many seconds back and drop what was already
+# sent. (Units need none: they are read by their change counter, in commit order.)
 OVERLAP = 5.0
 FINISHED_KEPT = 500  # finished tasks kept in the Tasks table (all others are always there)
 HEARTBEAT_FRESH = 15.0  # seconds; the worker beats about once a second
@@ -66,13 +69,47 @@ class CommandRow:
     result: str
 
 
+class TileIds(Sequence[str]):
+    """The map's tile ids, made when asked from each tile's row and column (a depth-0 unit's
+    tile is core.grid.tile_id(row, col)): a million strings held for one line of text were
+    60 MB of the dashboard, and reading them a second of its first paint."""
+
+    _ID = re.compile(r"r(-?\d+)c(-?\d+)")
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        self.rows, self.cols = rows, cols
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return tile_id(int(self.rows[i]), int(self.cols[i]))
+
+    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
+        m = self._ID.fullmatch(value) if isinstance(value, str) else None
+        if m is not None:
+            found = np.flatnonzero((self.rows == int(m[1])) & (self.cols == int(m[2])))
+            found = found[(found >= start) & (found < (len(self) if stop is None else stop))]
+            if len(found):
+                return int(found[0])
+        raise ValueError(f"{value!r} is not a tile of the map")
+
+
 @dataclass
 class MapInit:
     """The tile index, sent once: tile i sits at (rows[i], cols[i]); units are tile x column,
     a column being a period, or with [batches] one batch of a period (a period's columns side
     by side, in batch order)."""
 
-    tile_ids: list[str]
+    tile_ids: Sequence[str]
     rows: np.ndarray
     cols: np.ndarray
     periods: list[str]
@@ -167,6 +204,11 @@ class Snapshot:
                     or self.commands_pending is not None or self.status is not None)
 
 
+def _column_key(pair: tuple[str, int | None]) -> tuple[str, int]:
+    """A map column's place: by period, then batch (no batch first)."""
+    return pair[0], -1 if pair[1] is None else pair[1]
+
+
 def _state_code(state: str) -> int:
     """The map's code for a unit state (a split unit shows its children)."""
     return SPLIT_CODE if state == SPLIT else CODE.get(state, CODE[PENDING])
@@ -183,21 +225,26 @@ def quadrant_path(unit_id: str, tile: str, depth: int) -> tuple[int, ...]:
     return tuple(int(p[:1]) for p in parts[-depth:])
 
 
+# A unit as the task table needs it: (state, error, updated)
+UnitState = tuple[str, str, float]
+
+
 class StoreReader:
-    """Keeps cursors (last `updated`, last event id) and a small model of the tasks, and turns
-    each poll into a Snapshot of what changed."""
+    """Keeps cursors (the units' change counter, the attempts' last `updated`, the last event
+    id) and a small model of the tasks, and turns each poll into a Snapshot of what changed."""
 
     def __init__(self, path: Path, alive_every: float = 5.0) -> None:
         self.path = Path(path)
         self.store = Store(self.path)
         self.alive_every = alive_every
         self.first = True
-        self.units_cursor = 0.0
+        self.units_seq = 0  # unit_seq at the last look
         self.attempts_cursor = 0.0
-        self.sent_units: dict[str, float] = {}  # id -> updated, rows inside the overlap
         self.sent_attempts: dict[tuple[str, int], float] = {}
         self.event_cursor = 0
-        self.tile_index: dict[tuple[int, int], int] = {}
+        # (row, col) -> tile index: tile_at[row - row0, col - col0], -1 where no tile
+        self.tile_at = np.full((0, 0), -1, dtype=np.int32)
+        self.row0 = self.col0 = 0
         self.column_index: dict[tuple[str, int | None], int] = {}  # (period, batch) -> column
         self.tasks: dict[str, TaskRow] = {}
         self.unit_state: dict[str, tuple[str, str]] = {}  # units with tasks: (state, error)
@@ -219,7 +266,7 @@ class StoreReader:
         snap = Snapshot(first=self.first)
         with self.store.snapshot():  # one consistent picture across the tables
             changed_units = self._units(snap)
-            changed_attempts = self._attempts()
+            changed_attempts = self._attempts(list(changed_units) if self.first else None)
             if changed_units or self.first:
                 snap.counts = self.store.counts()
                 snap.outcome = self._outcome(snap.counts)
@@ -258,41 +305,75 @@ class StoreReader:
             return True
         return self.store.worker_alive()
 
-    def _units(self, snap: Snapshot) -> dict[str, Row]:
+    def _units(self, snap: Snapshot) -> dict[str, UnitState]:
+        """Units changed since the last poll, by the store's change counter: exactly those,
+        however many share a time stamp (after `eebatch new` a million units share one, and
+        a window of times re-read them all at every poll)."""
         if self.first:
             return self._first_units(snap)
-        rows = self.store.units_changed_since(self.units_cursor - OVERLAP)
-        fresh = [r for r in rows if self.sent_units.get(r["id"]) != r["updated"]]
-        if fresh:
-            snap.unit_changes = UnitChanges.of(
-                c for c in map(self._map_change, fresh) if c is not None)
-        if rows:
-            self.units_cursor = max(self.units_cursor, max(r["updated"] for r in rows))
-        for r in fresh:
-            self.sent_units[r["id"]] = r["updated"]
-        if len(self.sent_units) > 1000:
-            horizon = self.units_cursor - OVERLAP
-            self.sent_units = {k: v for k, v in self.sent_units.items() if v > horizon}
-        return {r["id"]: r for r in fresh}
+        rows = self.store.units_changed_after(self.units_seq)
+        if not rows:
+            return {}
+        self.units_seq = rows[-1][10]  # in seq order
+        snap.unit_changes = self._changes(rows)
+        return {r[0]: (r[7], r[8] or "", r[9]) for r in rows}
 
-    def _first_units(self, snap: Snapshot) -> dict[str, Row]:
-        """The whole map in one go. Depth-0 units are read as plain tuples and indexed with
-        NumPy: a Python step per unit made this most of a second of the dashboard's first
-        paint on a 100,000-unit session (benchmark). Returns the units that have tasks."""
+    def _first_units(self, snap: Snapshot) -> dict[str, UnitState]:
+        """The whole map in one go, and the units the Tasks table shows first (those with a
+        task that are not finished, and the latest finished ones): never a Python object
+        per unit of the session."""
+        self.units_seq = self.store.unit_seq()
         self._map_init(snap)
-        self.units_cursor = self.store.last_unit_change()
-        self.sent_units = self.store.unit_stamps_since(self.units_cursor - OVERLAP)
-        rows = self.store.units_with_attempts()
-        return {r["id"]: r for r in rows}
+        return {r["id"]: (r["state"], r["error"] or "", r["updated"])
+                for r in self.store.task_units(FINISHED_KEPT)}
 
     def _map_init(self, snap: Snapshot) -> None:
         job = tomllib.loads(self.store.job_text)
-        batched = isinstance(job.get("batches"), dict)
+        layout = self.store.unit_layout()
+        if layout is not None:
+            rows, cols, base, pairs, children = self._from_layout(layout)
+        else:  # a session made before the layout was stored: every unit is read
+            rows, cols, base, pairs = self._from_units(isinstance(job.get("batches"), dict))
+            children = self.store.split_children()
+        self.column_index = {pb: j for j, pb in enumerate(pairs)}
+        period_ids = sorted({p for p, _ in pairs})
+        period_index = {p: i for i, p in enumerate(period_ids)}
+        snap.unit_changes = UnitChanges.of(
+            ch for ch in map(self._map_change, children) if ch is not None)
+        snap.map_init = MapInit(
+            TileIds(rows, cols), rows, cols, period_ids, base, self._grid(job),
+            np.array([period_index[p] for p, _ in pairs], dtype=np.int64),
+            [b for _, b in pairs])
+
+    def _from_layout(self, layout: UnitLayout) -> tuple[
+            np.ndarray, np.ndarray, np.ndarray, list[tuple[str, int | None]], list[Row]]:
+        """From the layout `new` stored: every unit starts in the most common state, and only
+        the units in other states are read (their rowids, from the state index)."""
+        n = len(layout.rows)
+        order = np.lexsort((layout.cols, layout.rows))  # the map's tiles, in (row, col) order
+        place = np.empty(n, dtype=np.int64)
+        place[order] = np.arange(n)
+        rows, cols = layout.rows[order], layout.cols[order]
+        pairs = sorted(set(layout.columns), key=_column_key)
+        column_of = np.array([pairs.index(c) for c in layout.columns], dtype=np.int64)
+        counts = self.store.counts()
+        common = max(counts, key=lambda s: counts[s]) if counts else PENDING
+        base = np.full((n, len(pairs)), _state_code(common), dtype=np.uint8)
+        for state in counts:
+            if state != common:
+                k = self.store.rowids_in(state, layout.units) - 1
+                base[place[k % n], column_of[k // n]] = _state_code(state)
+        self._index_tiles(rows, cols)
+        return rows, cols, base, pairs, self.store.units_after(layout.units)
+
+    def _from_units(self, batched: bool) -> tuple[
+            np.ndarray, np.ndarray, np.ndarray, list[tuple[str, int | None]]]:
+        """From every depth-0 unit, as plain tuples indexed with NumPy."""
         base_rows = self.store.top_level_units(batch=batched)
         columns = ([list(c) for c in zip(*base_rows, strict=True)]
-                   or [[] for _ in range(6 if batched else 5)])
-        rows, cols, periods, states, tiles = columns[:5]
-        batches = columns[5] if batched else None
+                   or [[] for _ in range(5 if batched else 4)])
+        rows, cols, periods, states = columns[:4]
+        batches = columns[4] if batched else None
         r = np.array(rows, dtype=np.int64)
         c = np.array(cols, dtype=np.int64)
         # One integer key per tile, ordered as (row, col) is: the map's tile order.
@@ -301,8 +382,6 @@ class StoreReader:
         keys, first, tile_of = np.unique(r * width + (c - c0), return_index=True,
                                          return_inverse=True)
         tile_rows, tile_cols = r[first], c[first]
-        self.tile_index = dict(zip(zip(tile_rows.tolist(), tile_cols.tolist(), strict=True),
-                                   range(len(keys)), strict=True))
         period_ids = sorted(set(periods))
         period_index = {p: i for i, p in enumerate(period_ids)}
         column_of: np.ndarray | list[int] = [period_index[p] for p in periods]
@@ -316,18 +395,29 @@ class StoreReader:
                                            return_inverse=True)
             pairs = [(period_ids[k // span], k % span - 1 if k % span else None)
                      for k in keys_pb.tolist()]
-        self.column_index = {pb: j for j, pb in enumerate(pairs)}
         code_of = {s: _state_code(s) for s in set(states)}
         base = np.full((len(keys), len(pairs)), CODE[PENDING], dtype=np.uint8)
         base[tile_of.reshape(-1), np.asarray(column_of).reshape(-1)] = [
             code_of[s] for s in states]
-        children = self.store.split_children()
-        snap.unit_changes = UnitChanges.of(
-            ch for ch in map(self._map_change, children) if ch is not None)
-        snap.map_init = MapInit(
-            [tiles[i] for i in first.tolist()], tile_rows, tile_cols, period_ids, base,
-            self._grid(job), np.array([period_index[p] for p, _ in pairs], dtype=np.int64),
-            [b for _, b in pairs])
+        self._index_tiles(tile_rows, tile_cols)
+        return tile_rows, tile_cols, base, pairs
+
+    def _index_tiles(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Where each (row, col) is in the map's tile order, as an array over the grid's
+        extent (a dict of a million tuples was 200 MB)."""
+        if not len(rows):
+            return
+        self.row0, self.col0 = int(rows.min()), int(cols.min())
+        self.tile_at = np.full((int(rows.max()) - self.row0 + 1,
+                                int(cols.max()) - self.col0 + 1), -1, dtype=np.int32)
+        self.tile_at[rows - self.row0, cols - self.col0] = np.arange(len(rows))
+
+    def _tile(self, row: int, col: int) -> int | None:
+        r, c = row - self.row0, col - self.col0
+        if 0 <= r < self.tile_at.shape[0] and 0 <= c < self.tile_at.shape[1]:
+            i = int(self.tile_at[r, c])
+            return i if i >= 0 else None
+        return None
 
     def _grid(self, job: dict[str, Any]) -> tuple[float, float, float, bool] | None:
         """The grid's origin and tile size from one tile's bounds (tiles sit at
@@ -341,28 +431,55 @@ class StoreReader:
         return (one["west"] - one["col"] * size, one["north"] + one["row"] * size, size,
                 pyproj.CRS.from_user_input(crs).is_geographic)
 
-    def _map_change(self, r: Row) -> UnitChange | None:
-        i = self.tile_index.get((r["row"], r["col"]))
-        j = self.column_index.get((r["period"], r["batch"]))
+    def _changes(self, rows: list[tuple[Any, ...]]) -> UnitChanges:
+        """Changed units (CHANGE_COLUMNS tuples) as the map takes them: depth-0 units looked
+        up with NumPy, split children one by one."""
+        base = [r for r in rows if r[4] == 0]
+        children = [c for c in (self._map_change(r) for r in rows if r[4] > 0)
+                    if c is not None]
+        if not base:
+            return UnitChanges(children=children)
+        r = np.array([u[2] for u in base], dtype=np.int64) - self.row0
+        c = np.array([u[3] for u in base], dtype=np.int64) - self.col0
+        inside = (r >= 0) & (r < self.tile_at.shape[0]) & (c >= 0) & (c < self.tile_at.shape[1])
+        tiles = np.full(len(base), -1, dtype=np.int64)
+        tiles[inside] = self.tile_at[r[inside], c[inside]]
+        columns = np.array([self.column_index.get((u[5], u[6]), -1) for u in base],
+                           dtype=np.int64)
+        codes = np.array([_state_code(u[7]) for u in base], dtype=np.uint8)
+        keep = (tiles >= 0) & (columns >= 0)  # else outside the planned grid: nowhere to draw
+        return UnitChanges(tiles[keep], columns[keep], codes[keep], children)
+
+    def _map_change(self, r: Any) -> UnitChange | None:
+        """A unit (Row or CHANGE_COLUMNS tuple) as a map change, or None off the map."""
+        uid, tile, row, col, depth, period, batch, state = tuple(r)[:8]
+        i = self._tile(row, col)
+        j = self.column_index.get((period, batch))
         if i is None or j is None:
             return None  # a unit outside the planned grid: nothing to draw it on
-        return i, j, quadrant_path(r["id"], r["tile"], r["depth"]), _state_code(r["state"])
+        return i, j, quadrant_path(uid, tile, depth), _state_code(state)
 
-    def _attempts(self) -> list[Row]:
-        since = self.attempts_cursor - OVERLAP if not self.first else -1.0
-        rows = self.store.attempts_changed_since(since)
-        fresh = [r for r in rows
-                 if self.sent_attempts.get((r["unit"], r["n"])) != r["updated"]]
-        if rows:
-            self.attempts_cursor = max(self.attempts_cursor, max(r["updated"] for r in rows))
+    def _attempts(self, first_units: list[str] | None) -> list[Row]:
+        """Attempts changed since the last poll; at the first, the latest attempt of each unit
+        the Tasks table shows (not every attempt of the session)."""
+        if first_units is not None:
+            self.attempts_cursor = self.store.last_attempt_change()
+            fresh = self.store.latest_attempts(first_units)
+        else:
+            rows = self.store.attempts_changed_since(self.attempts_cursor - OVERLAP)
+            fresh = [r for r in rows
+                     if self.sent_attempts.get((r["unit"], r["n"])) != r["updated"]]
+            if rows:
+                self.attempts_cursor = max(self.attempts_cursor,
+                                           max(r["updated"] for r in rows))
         for r in fresh:
             self.sent_attempts[(r["unit"], r["n"])] = r["updated"]
         horizon = self.attempts_cursor - OVERLAP
-        if len(self.sent_attempts) > 1000 or self.first:
+        if len(self.sent_attempts) > 1000 or first_units is not None:
             self.sent_attempts = {k: v for k, v in self.sent_attempts.items() if v > horizon}
         return fresh
 
-    def _tasks(self, snap: Snapshot, units: dict[str, Row],
+    def _tasks(self, snap: Snapshot, units: dict[str, UnitState],
                attempts: list[Row]) -> None:
         touched: set[str] = set()
         latest: dict[str, Row] = {}
@@ -373,9 +490,9 @@ class StoreReader:
         missing = [u for u in latest if u not in units and u not in self.unit_state]
         for r in self.store.unit_states(missing):
             self.unit_state[r["id"]] = (r["state"], r["error"] or "")
-        for uid, r in units.items():
+        for uid, (state, error, _) in units.items():
             if uid in self.tasks or uid in latest:
-                self.unit_state[uid] = (r["state"], r["error"] or "")
+                self.unit_state[uid] = (state, error)
                 touched.add(uid)
         for uid, a in latest.items():
             old = self.tasks.get(uid)
@@ -395,7 +512,7 @@ class StoreReader:
             state, unit_error = self.unit_state[uid]
             self.tasks[uid] = _fresh_if_retried(TaskRow(
                 old.unit, state, old.ee_state, old.progress, old.runtime, old.eecu, old.attempt,
-                _row_error(state, unit_error, old.error), max(old.updated, units[uid]["updated"])))
+                _row_error(state, unit_error, old.error), max(old.updated, units[uid][2])))
         if not touched and not self.first:
             return
         self._visible(snap)
@@ -413,6 +530,11 @@ class StoreReader:
             if self.visible.get(uid) != row:
                 snap.tasks.append(row)
         self.visible = want
+        # Finished tasks out of the table are forgotten: they change no more (a finished
+        # unit is never retried), and kept they grew with every unit of the session.
+        if len(self.tasks) > len(want):
+            self.tasks = dict(want)
+            self.unit_state = {u: s for u, s in self.unit_state.items() if u in want}
 
     def _events(self, snap: Snapshot) -> None:
         if self.first:

@@ -38,7 +38,7 @@ from core.states import (
 )
 from core.store.attempts import AttemptOps
 from core.store.costs import CostOps
-from core.store.dashboard import DashboardOps
+from core.store.dashboard import DashboardOps, UnitLayout
 from core.store.files import FileOps
 from core.store.models import ModelOps
 from core.store.units import UnitOps
@@ -402,7 +402,8 @@ def _first_free(directory: Path, base: str, n: int) -> int:
 
 
 def _build(tmp: Path, session_id: str, name: str, job_path: Path, job_text: str,
-           units: Iterable[tuple[Any, ...]], settings: dict[str, Any]) -> None:
+           units: Iterable[tuple[Any, ...]], settings: dict[str, Any],
+           layout: UnitLayout | None) -> None:
     """Write the whole session into `tmp` and leave it closed and self-contained (no -wal)."""
     conn = _connect(tmp)
     try:
@@ -418,6 +419,8 @@ def _build(tmp: Path, session_id: str, name: str, job_path: Path, job_text: str,
             " north, est_pixels, est_bytes, batch, updated) VALUES"
             " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " + str(now) + ")",
             (_with_batch(unit) for unit in units))
+        if layout is not None:
+            layout.write(conn)
         conn.execute("INSERT INTO events (ts, level, message) VALUES (?, 'info', ?)",
                       (now, f"session created from {job_path}"))
         conn.execute("COMMIT")
@@ -518,11 +521,13 @@ class Store(UnitOps, AttemptOps, FileOps, ModelOps, CostOps, ViewOps, DashboardO
 
     @classmethod
     def create(cls, name: str, job_path: Path, job_text: str,
-               units: Iterable[tuple[Any, ...]], settings: dict[str, Any]) -> Store:
+               units: Iterable[tuple[Any, ...]], settings: dict[str, Any],
+               layout: UnitLayout | None = None) -> Store:
         """Write a new session: built in a temporary file, then hard-linked to its final name.
         The link fails if the name exists, so two `new`s at once never share an id: the loser
         takes the next number. A temporary is removed on any error, and one left by a killed
-        process is removed by the next `new`."""
+        process is removed by the next `new`. `layout` says where the units sit, in the order
+        given (the dashboard's first read; kept only if the rows match it)."""
         directory = paths.sessions_dir()
         _remove_stale_temporaries(directory)
         base = _slug(name)
@@ -532,7 +537,7 @@ class Store(UnitOps, AttemptOps, FileOps, ModelOps, CostOps, ViewOps, DashboardO
         tmp = Path(tmp_name)
         try:
             n = _first_free(directory, base, 1)
-            _build(tmp, f"{base}-{n}", name, job_path, job_text, units, settings)
+            _build(tmp, f"{base}-{n}", name, job_path, job_text, units, settings, layout)
             while True:
                 final = directory / f"{base}-{n}.sqlite"
                 try:

@@ -194,10 +194,12 @@ def test_a_session_of_schema_9_migrates_and_keeps_its_figures(tmp_path: Path) ->
     assert store.counts() == before_counts
     assert store.measured_and_estimated_bytes() == before_measured
     assert [r["id"] for r in store.units_to_send(time.time(), 50)] == before_send
+    assert store.unit_layout() is None and store.unit_seq() == 0
     # and it keeps working: a change is counted and numbered, a new child too
     unit = before_send[0]
     with store.tx():
         store.set_unit(unit, FAILED, error="boom")
+    assert [r[0] for r in store.units_changed_after(0)] == [unit]
     kept, counted = kept_and_counted(store.conn)
     assert kept == counted and store.counts()[FAILED] == 1
     store.close()
