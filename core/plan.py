@@ -92,18 +92,31 @@ class Plan:
 
     def unit_rows(self):  # type: ignore[no-untyped-def]
         """(id, tile, row, col, period, start, end, west, south, east, north, pixels, bytes,
-        batch) for every unit, in a stable order: by period, batch, then tile."""
-        bounds = self.tiles.bounds()
+        batch) for every unit, in a stable order: by period, batch, then tile (`layout`)."""
+        for period, start, end, batch, rows in self.slice_rows():
+            for uid, tile, row, col, w, s, e, n, px, size in rows:
+                yield (uid, tile, row, col, period, start, end, w, s, e, n, px, size, batch)
+
+    def slice_rows(self):  # type: ignore[no-untyped-def]
+        """unit_rows a slice at a time: (period, start, end, batch, rows), each row (id,
+        tile, row, col, west, south, east, north, pixels, bytes), what differs between the
+        units of a slice (the store writes the rest once: a million units' `new` in half
+        the time)."""
+        # Python numbers made once per tile, not a NumPy scalar read per unit: a million
+        # units took 5.7 s here, most of `eebatch new`.
+        tiles = list(zip(self.tile_ids, self.tiles.rows.tolist(), self.tiles.cols.tolist(),
+                         *self.tiles.bounds().T.tolist(),
+                         [int(px) for px in self.tile_pixels], strict=True))
+        bpp = self.bytes_per_pixel
         for piece in self.slices:
             period, batch = piece.period, piece.batch
             start = piece.start.isoformat() if piece.start else None
             end = piece.end.isoformat() if piece.end else None
-            for i, tile in enumerate(self.tile_ids):
-                px = int(self.tile_pixels[i])
-                w, s, e, n = bounds[i]
-                yield (unit_id(tile, period, batch), tile, int(self.tiles.rows[i]),
-                       int(self.tiles.cols[i]), period.id, start, end, float(w), float(s),
-                       float(e), float(n), px, px * self.bytes_per_pixel, batch)
+            # unit_id(tile, period, batch) is the tile id and this suffix
+            suffix = unit_id("", period, batch)
+            yield (period.id, start, end, batch,
+                   ((tile + suffix, tile, row, col, w, s, e, n, px, px * bpp)
+                    for tile, row, col, w, s, e, n, px in tiles))
 
     def layout(self) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int | None]]]:
         """Where unit_rows' units sit, in its order: the tiles' rows and columns, and each

@@ -16,7 +16,7 @@ from core import paths
 from core.limits import LiveLimits
 from core.plan import Plan, make_plan
 from core.spec import JobSpec, load_spec, parse_spec
-from core.store import SessionInfo, Store, UnitLayout
+from core.store import SessionInfo, Store, UnitLayout, UnitSlices
 
 # Setting: this session's files go to output_dir/SESSION/ and Drive folder FOLDER_SESSION.
 OWN_OUTPUTS = "own_outputs"
@@ -43,7 +43,8 @@ def create_session(job_path: Path, spec: JobSpec | None = None) -> tuple[Store, 
         if unfinished_sessions(spec):
             settings[OWN_OUTPUTS] = True
         rows, cols, columns = plan.layout()
-        store = Store.create(spec.name, job_path.resolve(), spec.text, plan.unit_rows(), settings,
+        store = Store.create(spec.name, job_path.resolve(), spec.text,
+                             UnitSlices(plan.slice_rows()), settings,
                              UnitLayout(rows, cols, columns))
     return store, plan
 

@@ -4,6 +4,7 @@ kill -9 loses at most the step that was in flight, which the worker redoes on re
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -402,11 +403,16 @@ def _first_free(directory: Path, base: str, n: int) -> int:
 
 
 def _build(tmp: Path, session_id: str, name: str, job_path: Path, job_text: str,
-           units: Iterable[tuple[Any, ...]], settings: dict[str, Any],
+           units: Iterable[tuple[Any, ...]] | UnitSlices, settings: dict[str, Any],
            layout: UnitLayout | None) -> None:
-    """Write the whole session into `tmp` and leave it closed and self-contained (no -wal)."""
-    conn = _connect(tmp)
+    """Write the whole session into `tmp` and leave it closed and self-contained (no -wal).
+    Written without a journal (a build that fails is deleted whole, never opened), then
+    switched to WAL and synced: through the WAL, a million units were written twice."""
+    conn = sqlite3.connect(tmp, timeout=30, isolation_level=None, check_same_thread=False)
     try:
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MB: the id index of a million units
         migrate(conn)
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
@@ -414,25 +420,75 @@ def _build(tmp: Path, session_id: str, name: str, job_path: Path, job_text: str,
                      (session_id, name, now, str(job_path), job_text))
         conn.executemany("INSERT INTO settings VALUES (?, ?)",
                          [(k, json.dumps(v)) for k, v in settings.items()])
-        conn.executemany(
-            "INSERT INTO units (id, tile, row, col, period, start, end, west, south, east,"
-            " north, est_pixels, est_bytes, batch, updated) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " + str(now) + ")",
-            (_with_batch(unit) for unit in units))
+        # The units table's indexes and triggers are made after its rows: kept up row by
+        # row, they took most of the time of a million units' insert.
+        later = conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'units' AND"
+            " type IN ('index', 'trigger') AND sql IS NOT NULL").fetchall()
+        for kind, name, _ in later:
+            conn.execute(f"DROP {kind.upper()} {name}")
+        if isinstance(units, UnitSlices):
+            for period, start, end, batch, rows in units.slices:
+                # What a slice's units share, written once as literals: bound for each unit,
+                # they were half of a million units' insert.
+                shared = ", ".join(map(_literal, (period, start, end, batch, now)))
+                conn.executemany(
+                    "INSERT INTO units (id, tile, row, col, west, south, east, north,"
+                    " est_pixels, est_bytes, period, start, end, batch, updated) VALUES"
+                    f" (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {shared})", rows)
+        else:
+            conn.executemany(
+                "INSERT INTO units (id, tile, row, col, period, start, end, west, south, east,"
+                " north, est_pixels, est_bytes, batch, updated) VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " + str(now) + ")",
+                _with_batch(units))
+        for _, _, sql in later:
+            conn.execute(sql)
+        conn.execute("INSERT INTO unit_counts (state, n, pixels) SELECT state, COUNT(*),"
+                     " SUM(est_pixels) FROM units GROUP BY state")
         if layout is not None:
             layout.write(conn)
         conn.execute("INSERT INTO events (ts, level, message) VALUES (?, 'info', ?)",
                       (now, f"session created from {job_path}"))
         conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode=WAL")
     finally:
         conn.close()
+    fd = os.open(tmp, os.O_RDONLY)  # no connection is open: no SQLite lock to lose
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
-def _with_batch(unit: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A unit row as Plan.unit_rows gives it: 14 values, the batch last; 13 is a unit of no
-    batch."""
-    return unit if len(unit) == 14 else (*unit, None)
+@dataclass(frozen=True)
+class UnitSlices:
+    """Units to store a slice at a time, as Plan.slice_rows gives them: (period, start, end,
+    batch, rows), each row (id, tile, row, col, west, south, east, north, pixels, bytes)."""
+
+    slices: Iterable[tuple[str, str | None, str | None, int | None, Iterable[tuple[Any, ...]]]]
+
+
+def _literal(value: str | float | None) -> str:
+    """A value as an SQL literal (strings quoted, quotes doubled)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(value)
+
+
+def _with_batch(units: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """Unit rows as Plan.unit_rows gives them: 14 values, the batch last; 13 is a unit of no
+    batch (given None). Rows of 14 pass as they are (a step per unit was a second of a
+    million units' `new`)."""
+    rows = iter(units)
+    first = next(rows, None)
+    if first is None:
+        return iter(())
+    if len(first) == 14:
+        return itertools.chain([first], rows)
+    return ((*unit, None) for unit in itertools.chain([first], rows))
 
 
 def _rename_session(tmp: Path, session_id: str) -> None:
@@ -521,7 +577,7 @@ class Store(UnitOps, AttemptOps, FileOps, ModelOps, CostOps, ViewOps, DashboardO
 
     @classmethod
     def create(cls, name: str, job_path: Path, job_text: str,
-               units: Iterable[tuple[Any, ...]], settings: dict[str, Any],
+               units: Iterable[tuple[Any, ...]] | UnitSlices, settings: dict[str, Any],
                layout: UnitLayout | None = None) -> Store:
         """Write a new session: built in a temporary file, then hard-linked to its final name.
         The link fails if the name exists, so two `new`s at once never share an id: the loser

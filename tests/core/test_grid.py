@@ -146,9 +146,16 @@ def test_limit_stops_building_once_passed(monkeypatch: pytest.MonkeyPatch) -> No
     # Area 3 (the bound lets it through), but the box straddles 8 tiles.
     spec = spec_for(0.5, 0.5, 3.5, 1.5, 1)
     assert len(make_tiles(spec, limit=8)) == 8
-    monkeypatch.setattr(grid, "CHUNK", 2)
     with pytest.raises(TooManyTiles) as info:
         make_tiles(spec, limit=5)
+    assert info.value.at_least == 8  # a rectangle meets every cell of its range: all counted
+    # Any other shape is built chunk by chunk: one corner cut off, the same 8 tiles.
+    notched = dataclasses.replace(spec, region=shapely.Polygon(
+        [(0.5, 0.5), (3.5, 0.5), (3.5, 1.5), (0.6, 1.5), (0.5, 1.4)]))
+    assert len(make_tiles(notched, limit=8)) == 8
+    monkeypatch.setattr(grid, "CHUNK", 2)
+    with pytest.raises(TooManyTiles) as info:
+        make_tiles(notched, limit=5)
     assert info.value.at_least == 6  # stopped at the first chunk past the limit
 
 

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import shapely
 
+from core import grid
 from core.engine.runner import open_backends, run_session
 from core.engine.worker import Worker
+from core.grid import make_tiles
 from core.plan import make_plan
 from core.session import create_session, load_session_spec
 from core.spec import load_spec
@@ -205,6 +208,24 @@ def test_a_session_of_schema_9_migrates_and_keeps_its_figures(tmp_path: Path) ->
     store.close()
 
 
+def test_a_rectangle_gets_the_tiles_shapely_finds(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    """A rectangular region skips the shapely test of each cell: the same tiles, in the same
+    order, as the test of each cell gives."""
+    for bbox, size in (("[-120.3, 30.05, -110.7, 39.9]", "0.25"), ("[0, 0, 4, 2]", "0.3"),
+                       ("[10.5, -3.3, 10.9, -3.1]", "0.01")):
+        text = BASE_JOB.replace("bbox = [0, 0, 4, 2]", f"bbox = {bbox}").replace(
+            "size = 1", f"size = {size}")
+        spec = load_spec(write_job(tmp_path, text))
+        fast = make_tiles(spec)
+        with monkeypatch.context() as m:
+            m.setattr(grid.shapely, "equals", lambda *_: False)
+            slow = make_tiles(spec)
+        assert fast.rows.tolist() == slow.rows.tolist() and len(fast) > 0
+        assert fast.cols.tolist() == slow.cols.tolist()
+    assert shapely.equals(spec.region, shapely.box(*spec.region.bounds))
+
+
 def test_the_drive_quota_is_not_read_at_every_poll_for_the_users_own_files(
         tmp_path: Path) -> None:
     """The user's own files take two thirds of Drive, and none of the job's are there or on
@@ -223,3 +244,20 @@ def test_the_drive_quota_is_not_read_at_every_poll_for_the_users_own_files(
             worker.pool.shutdown()
             worker.delete_pool.shutdown()
             store.close()
+
+
+def test_new_stores_each_unit_as_the_plan_lists_it(tmp_path: Path) -> None:
+    """`new` writes a slice's shared values once (period, dates, batch): every unit row is
+    the one Plan.unit_rows gives, in its order, with [time] and [batches]."""
+    text = (BASE_JOB + '\n[time]\nstart = 2023-01-01\nend = 2023-04-01\nstep = "1 month"\n'
+            '\n[batches]\nby = "count"\nsize = 50\ncount = 2\n')
+    job = write_job(tmp_path, text)
+    store, plan = create_session(job)
+    stored = [tuple(r) for r in store.conn.execute(
+        "SELECT id, tile, row, col, period, start, end, west, south, east, north, est_pixels,"
+        " est_bytes, batch FROM units ORDER BY rowid")]
+    assert stored == list(plan.unit_rows()) and len(stored) == 8 * 3 * 2
+    assert {r[13] for r in stored} == {0, 1}
+    layout = store.unit_layout()
+    assert layout is not None and layout.units == len(stored)
+    store.close()
