@@ -40,6 +40,16 @@ class TileModel:
     [batches] one batch of a period (MapInit): base[tile, column] for the planned units,
     children for split ones; quads[tile, column, 4] is what each quadrant shows."""
 
+    @property
+    def quads(self) -> np.ndarray:
+        """(tiles, columns, 4) what each quadrant shows: a unit's code, or where it is split
+        its children's."""
+        return self._quads(0, self.base.shape[1])
+
+    def _quads(self, lo: int, hi: int) -> np.ndarray:
+        codes = self.base[:, lo:hi, None]
+        return np.where(codes == SPLIT_CODE, self.kid_quads[:, lo:hi, :], codes)
+
     def __init__(self, init: MapInit) -> None:
         self.tile_ids = init.tile_ids
         self.periods = init.periods
@@ -53,6 +63,10 @@ class TileModel:
         self.C = int(self.c.max()) + 1 if n else 0
         self.tile_at = np.full((self.R, self.C), -1, dtype=np.int64)
         self.tile_at[self.r, self.c] = np.arange(n)
+        # Each tile's cell in a row-major (R, C) grid; a rectangular region's tiles fill it in
+        # order (dense): then a per-tile array is that grid as it is, no scatter.
+        self.flat = self.r * self.C + self.c
+        self.dense = n == self.R * self.C and bool((self.flat == np.arange(n)).all())
         self.base = init.base.copy()
         columns = self.base.shape[1]
         self.column_period = (init.column_period if init.column_period is not None
@@ -65,7 +79,9 @@ class TileModel:
         self.period_columns = [(int(edges[p]), int(edges[p + 1]))
                                for p in range(len(self.periods))]
         self.children: dict[tuple[int, int], dict[tuple[int, ...], int]] = {}
-        self.quads = np.repeat(self.base[:, :, None], 4, axis=2)
+        # What a split unit's quadrants show, kept only where base is SPLIT_CODE: a change of
+        # every unit then writes base alone (a million units: half the repaint).
+        self.kid_quads = np.zeros((*self.base.shape, 4), dtype=np.uint8)
         for i, p in zip(*np.nonzero(self.base == SPLIT_CODE), strict=True):
             self._requad(int(i), int(p))
 
@@ -88,8 +104,12 @@ class TileModel:
 
     def apply(self, changes: UnitChanges) -> None:
         tiles, columns, codes = changes.tiles, changes.columns, changes.codes
-        self.base[tiles, columns] = codes
-        self.quads[tiles, columns, :] = codes[:, None]
+        # One index array: a pair cost twice as much (and one column needs no arithmetic,
+        # whose temporary array of a million indexes cost more than the assignment).
+        if self.base.shape[1] == 1:
+            self.base[:, 0][tiles] = codes
+        else:
+            self.base.reshape(-1)[tiles * self.base.shape[1] + columns] = codes
         # A tile that is split shows its children: those are the only ones worked out one by one.
         split = codes == SPLIT_CODE
         dirty = set(zip(tiles[split].tolist(), columns[split].tolist(), strict=True))
@@ -100,24 +120,40 @@ class TileModel:
             self._requad(i, p)
 
     def _requad(self, i: int, p: int) -> None:
-        code = int(self.base[i, p])
-        if code != SPLIT_CODE:
-            self.quads[i, p, :] = code
+        if int(self.base[i, p]) != SPLIT_CODE:
             return
         kids = self.children.get((i, p), {})
         for q in range(4):
             leaves = [c for path, c in kids.items() if path[0] == q and c != SPLIT_CODE]
-            self.quads[i, p, q] = max(leaves) if leaves else CODE[PENDING]
+            self.kid_quads[i, p, q] = max(leaves) if leaves else CODE[PENDING]
 
     def tile_quads(self, period: int | None) -> np.ndarray:
         """(tiles, 4) codes for one period, or the most urgent over all periods; a period of
         several batches shows the most urgent of them."""
-        if period is None:
-            return self.quads.max(axis=1) if self.quads.shape[1] else self.quads[:, 0, :]
-        lo, hi = self.period_columns[period]
-        if hi - lo == 1:  # no batches: a view, no copy
-            return self.quads[:, lo, :]
-        return self.quads[:, lo:hi, :].max(axis=1)
+        lo, hi = (0, self.base.shape[1]) if period is None else self.period_columns[period]
+        quads = self._quads(lo, hi)
+        return quads.max(axis=1) if hi - lo > 1 else quads[:, 0, :]
+
+    def tile_max(self, period: int | None) -> np.ndarray:
+        """(tiles,) the most urgent code a tile shows for one period or all: its units' codes,
+        or for a split one its children's, worked out only for the tiles that have them."""
+        lo, hi = (0, self.base.shape[1]) if period is None else self.period_columns[period]
+        codes = self.base[:, lo:hi]
+        worst = codes.max(axis=1) if hi - lo > 1 else codes[:, 0].copy()
+        split = np.flatnonzero(worst == SPLIT_CODE)  # the highest code: any column split
+        if len(split):
+            codes = self.base[split, lo:hi]
+            kids = self.kid_quads[split, lo:hi, :].max(axis=2)
+            worst[split] = np.where(codes == SPLIT_CODE, kids, codes).max(axis=1)
+        return worst
+
+    def grid_of(self, per_tile: np.ndarray) -> np.ndarray:
+        """(R, C) of a per-tile array, EMPTY where there is no tile."""
+        if self.dense:
+            return per_tile.reshape(self.R, self.C)
+        grid = np.zeros(self.R * self.C, dtype=per_tile.dtype)
+        grid[self.flat] = per_tile
+        return grid.reshape(self.R, self.C)
 
     def quad_grid(self, period: int | None) -> np.ndarray:
         """(2R, 2C) codes: each tile's four quadrants in their places."""
@@ -226,7 +262,11 @@ class TileMap(ScrollView, can_focus=True):
         if self.model is None:
             return
         bh, bw, cw = block(self.zoom)
-        levels = block_max(self.model.quad_grid(self.period), bh, bw)
+        if self.zoom >= 2:  # a cell covers whole tiles: a quarter of the work of quadrants
+            levels = block_max(self.model.grid_of(self.model.tile_max(self.period)),
+                               bh // 2, bw // 2)
+        else:
+            levels = block_max(self.model.quad_grid(self.period), bh, bw)
         old = self._levels
         if old.shape != levels.shape:
             self._strips.clear()
@@ -291,7 +331,7 @@ class TileMap(ScrollView, can_focus=True):
         tiles = self.cell_tiles()
         if not len(tiles):
             return None
-        worst = self.model.tile_quads(self.period)[tiles].max(axis=1)
+        worst = self.model.tile_max(self.period)[tiles]
         return int(tiles[int(np.argmax(worst))])
 
     def set_cursor(self, row: int, col: int) -> None:
@@ -330,7 +370,7 @@ class TileMap(ScrollView, can_focus=True):
     def action_next_failed(self, direction: int) -> None:
         if self.model is None or not len(self.model.tile_ids):
             return
-        failed = np.flatnonzero(self.model.tile_quads(self.period).max(axis=1) == FAILED_CODE)
+        failed = np.flatnonzero(self.model.tile_max(self.period) == FAILED_CODE)
         if not len(failed):
             self.notify("no failed tile" + ("" if self.period is None else " in this period"),
                         timeout=3)
