@@ -60,9 +60,11 @@ class CostOps:
         return Spend(float(used), per_pixel, int(n), int(pixels), float(live_used))
 
     def pixels_to_send(self) -> int:
-        """Estimated pixels of the units not sent yet (pending or backed off)."""
+        """Estimated pixels of the units not sent yet (pending or backed off), as the
+        triggers of schema v10 keep them per state: summed over the units, it read every
+        pending unit at each poll (0.9 s at a million)."""
         return int(self.conn.execute(
-            "SELECT COALESCE(SUM(est_pixels), 0) FROM units WHERE state IN (?, ?)",
+            "SELECT COALESCE(SUM(pixels), 0) FROM unit_counts WHERE state IN (?, ?)",
             (PENDING, BACKOFF)).fetchone()[0])
 
     def running_attempts(self) -> list[sqlite3.Row]:

@@ -84,6 +84,7 @@ def test_counts_match_counting_every_unit_through_a_run_with_splits_retries_and_
     assert len(looks) > 20
     kept, counted = kept_and_counted(store.conn)
     assert kept == counted and store.counts() == {s: n for s, (n, _) in counted.items()}
+    assert store.pixels_to_send() == 0
     # The run went through what the triggers must follow: splits, backoffs, the cancel.
     assert store.counts()[SPLIT] > 0
     seen = {state for kept, _ in looks for state in kept}
@@ -117,6 +118,9 @@ def test_admission_reads_the_same_units_in_the_same_order_from_its_index(store: 
     for limit in (1, 3, 7, 100):
         expected = [r[0] for r in store.conn.execute(TO_SEND, (now, limit))]
         assert [r["id"] for r in store.units_to_send(now, limit)] == expected
+    # the cost guard's pixels still to send, from the same kept counts
+    assert store.pixels_to_send() == store.conn.execute(
+        "SELECT SUM(est_pixels) FROM units WHERE state IN ('pending', 'backoff')").fetchone()[0]
     plan = " ".join(r[3] for r in store.conn.execute(
         "EXPLAIN QUERY PLAN SELECT * FROM units INDEXED BY units_to_send WHERE state IN"
         " ('pending', 'backoff') AND (not_before IS NULL OR not_before <= ?) ORDER BY"
