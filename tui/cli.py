@@ -657,6 +657,8 @@ def cmd_assets(args: argparse.Namespace) -> int:
             raise BadInput(str(exc)) from None
         except BackendError as exc:
             raise CannotRun(str(exc)) from None
+        except (BadInput, StoreError):
+            raise  # the user's to mend (no terminal to ask on): exit 2
         except Exception as exc:  # EE's answer to a call: its own words, one line
             raise CannotRun(f"Earth Engine: {classify_exception(exc)[1]}") from None
     finally:
