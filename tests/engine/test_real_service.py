@@ -58,7 +58,7 @@ def test_a_drive_listing_lag_of_seconds_exports_no_unit_twice(tmp_path: Path) ->
 def test_outages_at_the_start_and_mid_run_fail_nothing(tmp_path: Path) -> None:
     """EE answers 503 "The service is currently unavailable." on every route for 60 s as the
     worker starts (longer than earthengine-api's own retries: the start ended in a traceback),
-    then again for 40 s mid-run, with Drive down for 30 s: the worker waits and says since
+    then again for 70 s mid-run, with Drive down for 30 s: the worker waits and says since
     when EE is unreachable, and once it answers every unit is done, none failed, none sent
     twice."""
     emu = emulator_with(speed=20.0, task_overhead_seconds=20.0, slots=2)
@@ -71,10 +71,12 @@ def test_outages_at_the_start_and_mid_run_fail_nothing(tmp_path: Path) -> None:
             assert "the worker starts once it answers" in store.worker_status()["down_why"]
             wait_for(lambda: store.counts().get("done", 0) >= 2, "two units done",
                      timeout=300)
-            admin(emu.url, "/_emulator/outage", {"route": "ee", "seconds": 40})
+            # Longer than earthengine-api's own retries of a request (about 30 s), or they
+            # may hide it from the worker.
+            admin(emu.url, "/_emulator/outage", {"route": "ee", "seconds": 70})
             admin(emu.url, "/_emulator/outage", {"route": "drive", "seconds": 30})
             down = wait_for(lambda: (store.worker_status() or {}).get("down"),
-                            "the worker to see the outage")
+                            "the worker to see the outage", timeout=120)
             assert "ee" in down or "drive" in down
             wait_for(lambda: store.counts() == {"done": 8}, "every unit done", timeout=400)
             stop.set()
