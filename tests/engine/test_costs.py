@@ -7,24 +7,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from core.engine.runner import run_session, start_worker
 from core.states import IN_EE
 from core.store import Store
 from tests.engine.conftest import admin, emulator_with, make_session
-
-
-def wait_for(check: Callable[[], object], timeout: float = 60, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}")
+from tests.engine.test_safety import wait_for
 
 
 def ee_tasks(url: str, session: str) -> list[dict]:
@@ -48,7 +37,7 @@ def test_the_eecu_cap_stops_the_job_at_its_limit_and_a_raised_cap_goes_on(
         store = make_session(tmp_path, emu.url, max_tasks=4, limits={"eecu_hours": 0.0001})
         worker = start_worker(store.path)
         try:
-            wait_for(lambda: capped(store), what="the cap's wait")
+            wait_for(lambda: capped(store), "the cap's wait")
             assert len(ee_tasks(emu.url, store.id)) == 1
             one = store.spend().used
             assert one > 0.36  # the one export took the job past its cap of 0.36 EECU-s
@@ -58,7 +47,7 @@ def test_the_eecu_cap_stops_the_job_at_its_limit_and_a_raised_cap_goes_on(
             cap = (one * 3.5) / 3600
             store.post_command("set", arg={"key": "eecu_hours", "value": cap})
             wait_for(lambda: len(ee_tasks(emu.url, store.id)) == 3 and capped(store),
-                     what="two more exports, then the cap again")
+                     "two more exports, then the cap again")
             assert store.spend().used <= cap * 3600 * 1.25  # the jitter of one unit at most
             assert len(ee_tasks(emu.url, store.id)) == 3
             assert store.counts().get("failed", 0) == 0

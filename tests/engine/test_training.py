@@ -6,8 +6,6 @@ emulator."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import ee
@@ -19,6 +17,7 @@ from core.engine.runner import run_session, start_worker
 from core.states import M_READY, M_RUNNING, M_SUBMITTING
 from core.store import Store
 from tests.engine.conftest import emulator_with, make_session
+from tests.engine.test_safety import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TRAINING = EXAMPLES / "landcover-training.geojson"
@@ -29,16 +28,6 @@ def classify_session(tmp_path: Path, url: str, recipe: str = "") -> Store:
     return make_session(tmp_path, url, bbox="[0, 0, 1, 0.5]", recipe=(
         f'name = "classify"\ntraining_file = "{TRAINING}"\ntrees = 5\nseed = 3\n'
         'bands = ["SR_B4", "SR_B5"]\nindices = ["NDVI"]\n' + recipe))
-
-
-def wait_for(check: Callable[[], object], timeout: float = 60, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 def tasks_of(url: str, kind: str) -> list[dict]:
@@ -81,7 +70,7 @@ def test_a_restart_adopts_the_training_it_had_sent(tmp_path: Path) -> None:
         worker = start_worker(store.path)
         try:
             wait_for(lambda: (m := store.model("job")) and m["state"] == M_RUNNING,
-                     what="the training sent")
+                     "the training sent")
         finally:
             worker.stop()
             worker.join(30)
@@ -122,11 +111,11 @@ def test_cancelling_the_job_cancels_its_training(tmp_path: Path) -> None:
         worker = start_worker(store.path)
         try:
             wait_for(lambda: (m := store.model("job")) and m["state"] == M_RUNNING,
-                     what="the training sent")
+                     "the training sent")
             for row in store.units():
                 store.post_command("cancel", row["id"])
             wait_for(lambda: [t for t in tasks_of(emu.url, "EXPORT_CLASSIFIER")
-                              if t["state"] == "CANCELLED"], what="the training cancelled")
+                              if t["state"] == "CANCELLED"], "the training cancelled")
         finally:
             worker.stop()
             worker.join(30)
