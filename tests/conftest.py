@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 
 from tests.jobs import job_text
+
+# pytest-xdist's worker processes ignore SIGINT, and an ignored signal stays ignored across
+# exec: the commands the tests stop with Ctrl+C (SIGINT), as a user does, would never see it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
