@@ -40,6 +40,8 @@ BOUNDS = {
     "max_attempts": Bound(1, 100),
     "split_depth": Bound(0, 8),  # each level is four times the tasks
     "download_workers": Bound(1, 64),
+    # EE answers at most 40 interactive requests at once per project (core/routes.py)
+    "direct_requests": Bound(1, 40),
 }
 MAX_POLL = 86_400.0  # poll_seconds: at most a day between looks at EE
 

@@ -15,6 +15,7 @@ from filelock import FileLock
 from core import paths
 from core.limits import LiveLimits
 from core.plan import Plan, make_plan
+from core.routes import starting_route
 from core.spec import JobSpec, load_spec, parse_spec
 from core.store import SessionInfo, Store, UnitLayout, UnitSlices
 
@@ -45,7 +46,7 @@ def create_session(job_path: Path, spec: JobSpec | None = None) -> tuple[Store, 
         rows, cols, columns = plan.layout()
         store = Store.create(spec.name, job_path.resolve(), spec.text,
                              UnitSlices(plan.slice_rows()), settings,
-                             UnitLayout(rows, cols, columns))
+                             UnitLayout(rows, cols, columns), starting_route(spec))
     return store, plan
 
 

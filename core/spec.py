@@ -33,6 +33,7 @@ from core.region import (
     read_region_file,
     swap_hint,
 )
+from core.routes import DIRECT, ROUTES, direct_refusal_of
 from core.sizes import parse_size
 
 
@@ -86,6 +87,7 @@ class ExportSpec:
     # feature of paid projects, and a noncommercial project may refuse it.
     priority: int | None = None
     workload_tag: str = ""  # "": eebatch-JOB (core/naming.py)
+    route: str = "batch"  # batch | direct | auto (core/routes.py)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,9 @@ class LimitsSpec:
     # A task running this many times longer than the median of its finished siblings of about
     # its size is cancelled and sent again, once (0: never).
     straggler_factor: float = 0.0
+    # Direct-route requests in flight at once (EE allows 40 per project, shared with the
+    # project's other interactive use: the Code Editor, other scripts).
+    direct_requests: int = 32
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "file_format": ((str,), False), "max_pixels": (_NUM, False),
         "file_dimensions": ((int, list), False), "prefix": ((str,), False),
         "priority": ((int,), False), "workload_tag": ((str,), False),
+        "route": ((str,), False),
     },
     "limits": {
         "max_tasks": ((int,), False), "drive_budget": ((str, int, float), False),
@@ -172,7 +178,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "poll_seconds": (_NUM, False), "download_workers": ((int,), False),
         "listing_grace_minutes": (_NUM, False), "eecu_hours": (_NUM, False),
         "eecu_tier_hours": (_NUM, False), "pause_when_restricted": ((bool,), False),
-        "straggler_factor": (_NUM, False),
+        "straggler_factor": (_NUM, False), "direct_requests": ((int,), False),
     },
     "backend": {"kind": ((str,), False), "project": ((str,), False), "url": ((str,), False)},
     "batches": {
@@ -365,6 +371,11 @@ def parse_spec(text: str, path: Path) -> JobSpec:
     batches = _batches(sections["batches"], doc.get("batches"), time, "time" in doc, recipe, p)
     if batches is not None:
         _batch_prefix(batches, export.prefix, name, p)
+    if export.route == DIRECT and recipe is not None and not p.problems:
+        why = direct_refusal_of(export, recipe)
+        if why is not None:
+            p.add("export.route", f"\"direct\" cannot serve this job: {why}; use \"auto\""
+                                  " (direct where it can) or \"batch\"")
     if grid and grid.align and _same_crs(grid.crs, export.crs) is False:
         p.add("grid.align", f"needs grid.crs ({grid.crs}) to equal export.crs ({export.crs}): "
                             "tiles can only share the export's pixel grid in its own CRS")
@@ -651,9 +662,12 @@ def _export(sec: dict[str, Any], job: str, recipe: RecipeSpec | None,
     if not WORKLOAD_TAG.fullmatch(tag):
         p.add("export.workload_tag", f"{tag!r} must be 1 to 63 letters, digits, '-', '_' or "
                                      "'.', starting and ending with a letter or digit")
+    route = sec.get("route", defaults.route)
+    if route not in ROUTES:
+        p.add("export.route", f"{route!r} is not one of {', '.join(ROUTES)}")
     return ExportSpec(dest, sec.get("folder", defaults.folder), sec.get("asset_folder"),
                       sec.get("bucket"), scale, crs, file_format, max_pixels, dims, prefix,
-                      priority, tag)
+                      priority, tag, route)
 
 
 def _prefix(prefix: str, job: str, p: _Problems) -> None:
@@ -721,7 +735,7 @@ def _limits(sec: dict[str, Any], p: _Problems) -> LimitsSpec:
     return LimitsSpec(values["max_tasks"], budget, values["max_attempts"], values["split_depth"],
                       poll, values["download_workers"], grace, eecu["eecu_hours"],
                       eecu["eecu_tier_hours"], bool(sec.get("pause_when_restricted", False)),
-                      straggler)
+                      straggler, values["direct_requests"])
 
 
 def _backend(sec: dict[str, Any], given: bool, p: _Problems) -> BackendSpec:

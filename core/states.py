@@ -8,7 +8,8 @@ Unit:     pending → submitting → queued → running → exported → downloa
           failed / cancelled: wait for the user's retry)
 Attempt:  one EE export of a unit: submitting (our side, before EE answers), then EE's own
           task states PENDING, RUNNING, CANCELLING, SUCCEEDED, FAILED, CANCELLED.
-File:     one Drive file of an attempt: listed → downloading → verified → deleted (from Drive).
+File:     one Drive file of an attempt: listed → downloading → verified → deleted (from Drive);
+          or one file of a unit on the direct route, local from the start (never in Drive).
 """
 
 from __future__ import annotations
@@ -68,4 +69,5 @@ CMD_PENDING, CMD_DONE, CMD_ERROR = "pending", "done", "error"
 # -- files ---------------------------------------------------------------------------------------
 LISTED, FILE_DOWNLOADING, VERIFIED, DELETED = "listed", "downloading", "verified", "deleted"
 IN_DRIVE = (LISTED, FILE_DOWNLOADING, VERIFIED)  # ours, still in Drive
-ON_DISK = (VERIFIED, DELETED)  # verified on disk (and perhaps gone from Drive)
+LOCAL = "local"  # fetched directly from EE and verified on disk (the direct route)
+ON_DISK = (VERIFIED, DELETED, LOCAL)  # verified on disk (and perhaps gone from, or never in, Drive)

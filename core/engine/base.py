@@ -6,6 +6,7 @@ on each other; core/engine/worker.py puts them together and runs the loop."""
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -68,6 +69,9 @@ class WorkerBase:
     one_period: bool  # the job has one period: its model is the job's (training.py)
     restricted: bool  # EE says the project is in restricted mode (monitor.py)
     memory: MemoryLessons  # what memory failures taught (memory.py; admission.py sets it up)
+    manifest_due: bool  # a file was verified since the manifest was written (downloads.py)
+    finished: Any  # deque of when units finished, for throughput (worker.py)
+    recovered: set[str]  # units exported before this start (worker.py)
 
     def _event(self, message: str, level: str = "info", unit: str | None = None) -> None:
         getattr(log, level if level != "warning" else "warning")(
@@ -132,10 +136,20 @@ class WorkerBase:
             children.append((unit_id(tile, period, row["batch"]), tile, row["row"], row["col"],
                              row["depth"] + 1, unit, row["period"], row["start"], row["end"],
                              w, s, e, n, row["est_pixels"] // 4, row["est_bytes"] // 4,
-                             max(row["priority"], 1), time.time(), row["batch"]))
+                             max(row["priority"], 1), time.time(), row["batch"], row["route"]))
         self.store.add_children(children)
         self.store.set_unit(unit, SPLIT, error=message)
         self.store.log(f"{message} -> split into 4 tiles", "warning", unit)
+
+    def _final(self, row: Any) -> Path:
+        """Where a verified file lives: output_dir/PERIOD/TITLE for a job cut into periods
+        (time.period_folders, on by default), else output_dir/TITLE."""
+        time_spec = self.spec.time
+        if time_spec is not None and time_spec.period_folders:
+            period = self.store.unit(row["unit"])["period"]
+            if period != "all":
+                return self.output_dir / period / row["title"]
+        return self.output_dir / row["title"]
 
     def _wake_up(self, _future: Future[Any]) -> None:
         self.wake.set()
@@ -151,6 +165,15 @@ class WorkerBase:
     @staticmethod
     def _counts_text(counts: dict[str, int]) -> str:
         return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def fsync_dir(path: Path) -> None:
+    """A rename into `path` survives a power cut once the directory itself is synced."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _size(n: float) -> str:

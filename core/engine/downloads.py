@@ -22,7 +22,7 @@ from core.backends.failures import (
     classify_exception,
     http_status,
 )
-from core.engine.base import WorkerBase, _size
+from core.engine.base import WorkerBase, _size, fsync_dir
 from core.outputs.bands import write_band_names
 from core.outputs.manifest import write_manifest
 from core.recipes import RECIPES
@@ -121,16 +121,6 @@ class Downloads(WorkerBase):
         downloads never share one (a user's same-named file once overwrote an output there)."""
         return self.output_dir / f"{row['title']}.{row['id']}.part"
 
-    def _final(self, row: Any) -> Path:
-        """Where a verified file lives: output_dir/PERIOD/TITLE for a job cut into periods
-        (time.period_folders, on by default), else output_dir/TITLE."""
-        time_spec = self.spec.time
-        if time_spec is not None and time_spec.period_folders:
-            period = self.store.unit(row["unit"])["period"]
-            if period != "all":
-                return self.output_dir / period / row["title"]
-        return self.output_dir / row["title"]
-
     def _disk_has_room(self, need: int) -> bool:
         """Whether the output disk can take `need` more bytes. When it cannot, downloads and
         submissions wait, and the dashboard says why; they resume when space returns. (A full
@@ -225,7 +215,7 @@ class Downloads(WorkerBase):
         final = self._final(row)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         with self.store.tx():
             self.store.set_file(row["id"], VERIFIED, local_path=str(final))
         self.downloaded.append((time.time(), row["size"]))
@@ -339,11 +329,3 @@ class Downloads(WorkerBase):
                 self.store.log(f"done: {size:,} bytes verified", "info", row["unit"])
                 if row["unit"] not in self.recovered:
                     self.finished.append(time.time())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -20,6 +20,7 @@ from core.engine.assembly import Assembly
 from core.engine.base import Backends, _size
 from core.engine.commands import Commands
 from core.engine.costs import Costs
+from core.engine.direct import Direct
 from core.engine.downloads import MANIFEST_EVERY, Downloads
 from core.engine.monitor import Monitor
 from core.engine.outputs import Outputs
@@ -50,7 +51,8 @@ class Summary:
         return all(self.counts.get(s, 0) == 0 for s in (FAILED, CANCELLED, *UNFINISHED))
 
 
-class Worker(Commands, Monitor, Training, Costs, Admission, Outputs, Downloads, Assembly):
+class Worker(Commands, Monitor, Training, Costs, Admission, Direct, Outputs, Downloads,
+             Assembly):
     def __init__(self, store: Store, spec: JobSpec, backends: Backends, *,
                  stay_alive: bool = False, tick: float = 0.2,
                  rng: random.Random | None = None) -> None:
@@ -84,6 +86,7 @@ class Worker(Commands, Monitor, Training, Costs, Admission, Outputs, Downloads, 
         self._init_assembly()
         self._init_training()
         self._init_costs()
+        self._init_direct()
 
     def run(self, stop: threading.Event | None = None) -> Summary:
         stop = stop or threading.Event()
@@ -103,7 +106,9 @@ class Worker(Commands, Monitor, Training, Costs, Admission, Outputs, Downloads, 
                     self.watch_stragglers()
                 self.train()
                 self.submit()
+                self.fetch_direct()
                 self.collect()
+                self.collect_direct()
                 self.schedule_downloads()
                 self.assemble_settled()
                 self.write_status()
@@ -123,6 +128,7 @@ class Worker(Commands, Monitor, Training, Costs, Admission, Outputs, Downloads, 
                 self.wake.clear()
         finally:
             self.stopping = True
+            self.stop_direct()
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.delete_pool.shutdown(wait=True, cancel_futures=True)
             self.collect()
@@ -144,7 +150,7 @@ class Worker(Commands, Monitor, Training, Costs, Admission, Outputs, Downloads, 
                     f"{t.splits:,} splits")
 
     def idle(self) -> bool:
-        if self.downloads or self.deletes:
+        if self.downloads or self.deletes or self.fetches:
             return False
         # EXISTS stops at the first unfinished unit (state is indexed): counting every unit
         # of a 100,000-unit session each tick was most of the idle loop's CPU.
@@ -168,6 +174,7 @@ class Worker(Commands, Monitor, Training, Costs, Admission, Outputs, Downloads, 
                 (self.output_dir / f"{row['title']}.part").unlink(missing_ok=True)
             store.downloads_back_to_listed()
             store.units_downloading_back_to_exported()
+            self.recover_direct()
         unsent, live = store.count_unsent_and_live()
         if unsent or live:
             # Adopts by operation name or description; one EE no longer knows (a restarted

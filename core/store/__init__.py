@@ -24,6 +24,7 @@ from filelock import FileLock, Timeout
 from core import paths
 from core.limits import LimitError, check_live
 from core.processes import pid_alive
+from core.routes import AUTO, BATCH, DIRECT
 from core.states import (
     CMD_DONE,
     CMD_ERROR,
@@ -42,7 +43,7 @@ from core.store.costs import CostOps
 from core.store.dashboard import DashboardOps, UnitLayout
 from core.store.files import FileOps
 from core.store.models import ModelOps
-from core.store.units import UnitOps
+from core.store.units import UnitOps, marks
 from core.store.views import ViewOps
 
 COMMAND_VERBS = ("cancel", "retry", "pause", "resume", "set")
@@ -241,6 +242,15 @@ MIGRATIONS: list[str] = [
         WHERE id = 1;
     END;
     """,
+    # version 11: the route each unit takes (core/routes.py): 'batch' (an export through
+    # Drive) or 'direct' (computed interactively); admission and the direct room each read
+    # their own units in the send order, so the route leads the index.
+    """
+    ALTER TABLE units ADD COLUMN route TEXT NOT NULL DEFAULT 'batch';
+    DROP INDEX units_to_send;
+    CREATE INDEX units_to_send ON units(route, priority DESC, est_bytes DESC, id)
+        WHERE state IN ('pending', 'backoff');
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -404,7 +414,7 @@ def _first_free(directory: Path, base: str, n: int) -> int:
 
 def _build(tmp: Path, session_id: str, name: str, job_path: Path, job_text: str,
            units: Iterable[tuple[Any, ...]] | UnitSlices, settings: dict[str, Any],
-           layout: UnitLayout | None) -> None:
+           layout: UnitLayout | None, route: tuple[str, int | None]) -> None:
     """Write the whole session into `tmp` and leave it closed and self-contained (no -wal).
     Written without a journal (a build that fails is deleted whole, never opened), then
     switched to WAL and synced: through the WAL, a million units were written twice."""
@@ -442,6 +452,7 @@ def _build(tmp: Path, session_id: str, name: str, job_path: Path, job_text: str,
                 " north, est_pixels, est_bytes, batch, updated) VALUES"
                 " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " + str(now) + ")",
                 _with_batch(units))
+        _set_starting_routes(conn, route)
         for _, _, sql in later:
             conn.execute(sql)
         conn.execute("INSERT INTO unit_counts (state, n, pixels) SELECT state, COUNT(*),"
@@ -459,6 +470,17 @@ def _build(tmp: Path, session_id: str, name: str, job_path: Path, job_text: str,
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _set_starting_routes(conn: sqlite3.Connection, route: tuple[str, int | None]) -> None:
+    """Each new unit's route (core/routes.py starting_route): every unit batch (the column's
+    default) or direct, or for auto, direct up to the given pixels."""
+    name, max_pixels = route
+    if name == DIRECT:
+        conn.execute("UPDATE units SET route = ?", (DIRECT,))
+    elif name == AUTO:
+        assert max_pixels is not None
+        conn.execute("UPDATE units SET route = ? WHERE est_pixels <= ?", (DIRECT, max_pixels))
 
 
 @dataclass(frozen=True)
@@ -578,12 +600,14 @@ class Store(UnitOps, AttemptOps, FileOps, ModelOps, CostOps, ViewOps, DashboardO
     @classmethod
     def create(cls, name: str, job_path: Path, job_text: str,
                units: Iterable[tuple[Any, ...]] | UnitSlices, settings: dict[str, Any],
-               layout: UnitLayout | None = None) -> Store:
+               layout: UnitLayout | None = None,
+               route: tuple[str, int | None] = (BATCH, None)) -> Store:
         """Write a new session: built in a temporary file, then hard-linked to its final name.
         The link fails if the name exists, so two `new`s at once never share an id: the loser
         takes the next number. A temporary is removed on any error, and one left by a killed
         process is removed by the next `new`. `layout` says where the units sit, in the order
-        given (the dashboard's first read; kept only if the rows match it)."""
+        given (the dashboard's first read; kept only if the rows match it); `route` the units'
+        routes (core/routes.py starting_route)."""
         directory = paths.sessions_dir()
         _remove_stale_temporaries(directory)
         base = _slug(name)
@@ -593,7 +617,8 @@ class Store(UnitOps, AttemptOps, FileOps, ModelOps, CostOps, ViewOps, DashboardO
         tmp = Path(tmp_name)
         try:
             n = _first_free(directory, base, 1)
-            _build(tmp, f"{base}-{n}", name, job_path, job_text, units, settings, layout)
+            _build(tmp, f"{base}-{n}", name, job_path, job_text, units, settings, layout,
+                   route)
             while True:
                 final = directory / f"{base}-{n}.sqlite"
                 try:
@@ -800,7 +825,7 @@ class Store(UnitOps, AttemptOps, FileOps, ModelOps, CostOps, ViewOps, DashboardO
     def totals(self) -> Totals:
         conn = self.conn
         files = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files"
-                             " WHERE state IN (?, ?)", ON_DISK).fetchone()
+                             f" WHERE state IN ({marks(ON_DISK)})", ON_DISK).fetchone()
         eecu, tries, units = conn.execute(
             "SELECT COALESCE(SUM(eecu_seconds), 0), COUNT(*), COUNT(DISTINCT unit)"
             " FROM attempts").fetchone()

@@ -127,8 +127,9 @@ class DashboardOps:
             f"SELECT {UNIT_COLUMNS} FROM units WHERE state IN ({marks(busy)}) AND {tasked}",
             busy).fetchall()
         rows += self.conn.execute(
-            f"SELECT {UNIT_COLUMNS} FROM units INDEXED BY units_to_send WHERE {TO_SEND_WHERE}"
-            f" AND priority > 0 AND state = ? AND {tasked}", (PENDING,)).fetchall()
+            f"SELECT {UNIT_COLUMNS} FROM units INDEXED BY units_to_send WHERE route IN"
+            f" ('batch', 'direct') AND {TO_SEND_WHERE} AND priority > 0 AND state = ?"
+            f" AND {tasked}", (PENDING,)).fetchall()
         if finished <= 0:
             return rows
         # Few finished units: those, sorted. Many: the latest changes first, until enough

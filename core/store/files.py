@@ -16,6 +16,7 @@ from core.states import (
     FILE_DOWNLOADING,
     IN_DRIVE,
     LISTED,
+    LOCAL,
     ON_DISK,
     VERIFIED,
 )
@@ -58,6 +59,16 @@ class FileOps:
             "INSERT INTO files (unit, attempt, drive_id, title, size, md5, state, updated)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(unit, attempt_id, f.id, f.title, f.size, f.md5, LISTED, now) for f in files])
+
+    def record_local_files(self, unit: str, files: Iterable[tuple[str, int, str, str]]) -> None:
+        """Files of a direct unit, verified in place: (title, size, md5, local path). They were
+        never in Drive; their drive_id says so and keeps the column unique."""
+        now = time.time()
+        self.conn.executemany(
+            "INSERT INTO files (unit, attempt, drive_id, title, size, md5, local_path, state,"
+            " updated) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?)",
+            [(unit, f"direct:{unit}:{title}", title, size, md5, path, LOCAL, now)
+             for title, size, md5, path in files])
 
     def set_file(self, file_id: int, state: str, **fields: Any) -> None:
         sets = ", ".join(["state = ?", "updated = ?"] + [f"{k} = ?" for k in fields])

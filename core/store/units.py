@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from core.routes import BATCH, DIRECT
 from core.states import (
     A_SUBMITTING,
     BACKOFF,
@@ -74,16 +75,30 @@ class UnitOps:
         return [(r["id"], r["error"] or "") for r in self.conn.execute(
             "SELECT id, error FROM units WHERE state = ? ORDER BY id", (FAILED,))]
 
-    def units_to_send(self, now: float, limit: int) -> list[sqlite3.Row]:
-        """Pending and backed-off units due now, retries first, then the largest. Read in
-        the order of the units_to_send index, so it costs the units read, not every pending
-        unit sorted (200 ms a call at a million). Named: without statistics SQLite takes
-        units_state and sorts."""
+    def units_to_send(self, now: float, limit: int,
+                      route: str = BATCH) -> list[sqlite3.Row]:
+        """Pending and backed-off units of a route due now, retries first, then the largest.
+        Read in the order of the units_to_send index, so it costs the units read, not every
+        pending unit sorted (200 ms a call at a million). Named: without statistics SQLite
+        takes units_state and sorts."""
         return self.conn.execute(
-            f"SELECT * FROM units INDEXED BY units_to_send WHERE {TO_SEND_WHERE} AND"
-            " (not_before IS NULL OR"
-            " not_before <= ?) ORDER BY priority DESC, est_bytes DESC, id LIMIT ?",
-            (now, limit)).fetchall()
+            f"SELECT * FROM units INDEXED BY units_to_send WHERE route = ? AND {TO_SEND_WHERE}"
+            " AND (not_before IS NULL OR not_before <= ?)"
+            " ORDER BY priority DESC, est_bytes DESC, id LIMIT ?",
+            (route, now, limit)).fetchall()
+
+    def set_route(self, unit: str, route: str) -> None:
+        self.conn.execute("UPDATE units SET route = ? WHERE id = ?", (route, unit))
+
+    def direct_units_downloading_back_to_pending(self) -> list[sqlite3.Row]:
+        """After a restart: direct fetches cut off mid-way start again (no try counted); the
+        units, for their part files."""
+        rows = self.conn.execute("SELECT * FROM units WHERE state = ? AND route = ?",
+                                 (DOWNLOADING, DIRECT)).fetchall()
+        self.conn.execute("UPDATE units SET state = ?, not_before = NULL, updated = ?"
+                          " WHERE state = ? AND route = ?",
+                          (PENDING, time.time(), DOWNLOADING, DIRECT))
+        return rows
 
     def exported_units_due(self, now: float, limit: int) -> list[sqlite3.Row]:
         return self.conn.execute(
@@ -98,12 +113,12 @@ class UnitOps:
 
     def add_children(self, children: list[tuple[Any, ...]]) -> None:
         """A split unit's four children: (id, tile, row, col, depth, parent, period, start,
-        end, west, south, east, north, est_pixels, est_bytes, priority, updated, batch); each
-        is its parent's batch on a quarter of its tile."""
+        end, west, south, east, north, est_pixels, est_bytes, priority, updated, batch, route);
+        each is its parent's batch on a quarter of its tile, on its parent's route."""
         self.conn.executemany(
             "INSERT OR IGNORE INTO units (id, tile, row, col, depth, parent, period, start, end,"
-            " west, south, east, north, est_pixels, est_bytes, priority, updated, batch) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", children)
+            " west, south, east, north, est_pixels, est_bytes, priority, updated, batch, route)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", children)
 
     def raise_need_bytes(self, needs: list[tuple[int, str]]) -> None:
         """(bytes, unit): what Drive-full failures taught each unit it needs at least."""
@@ -130,8 +145,8 @@ class UnitOps:
 
     def units_downloading_back_to_exported(self) -> None:
         """After a restart: downloads start again from the beginning."""
-        self.conn.execute("UPDATE units SET state = ?, updated = ? WHERE state = ?",
-                          (EXPORTED, time.time(), DOWNLOADING))
+        self.conn.execute("UPDATE units SET state = ?, updated = ? WHERE state = ? AND route = ?",
+                          (EXPORTED, time.time(), DOWNLOADING, BATCH))
 
     def unsent_units_to_backoff(self) -> None:
         """After a restart: units whose export request may not have reached EE are sent

@@ -278,7 +278,7 @@ def test_a_session_of_schema_7_opens_with_no_batches(tmp_path: Path) -> None:
     unit = rows[0]
     store.add_children([(f"{unit['tile']}.0", f"{unit['tile']}.0", unit["row"], unit["col"],
                          1, unit["id"], unit["period"], None, None, 0, 0, 1, 1, 1, 1, 0,
-                         dt.datetime.now().timestamp(), unit["batch"])])
+                         dt.datetime.now().timestamp(), unit["batch"], "batch")])
     child = store.unit(f"{unit['tile']}.0")
     assert child is not None and child["batch"] is None
     store.close()

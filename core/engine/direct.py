@@ -1,0 +1,344 @@
+"""The worker's direct route (core/routes.py): a unit computed by EE interactively, with no
+batch slot and no Drive. An image unit is asked for on its batch export's exact grid with
+computePixels, cut into requests under EE's per-request limits; a table unit with
+computeFeatures. At most `limits.direct_requests` requests are in flight.
+
+Each fetch runs on a thread of its own (daemon: a stop never waits out a five-minute
+computation) and writes each request's file to TITLE.direct.part, which is decoded and checked
+against the request (size, bands, grid, georeferencing) before it counts. The loop thread,
+which owns the store, then moves the parts into place and marks the unit done in one
+transaction; a crash before that leaves the unit 'downloading', and recover() sends it again
+from the start (its parts removed): nothing is counted twice, nothing half-written counts.
+
+Failures: 429 and 5xx are retried on the thread with backoff; EE down holds the unit without
+counting a try; "User memory limit exceeded." or "Computation timed out." move an auto unit
+to the batch route (whose own failures split it) and split a direct one.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import io
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.backends.drive import VerifyError
+from core.backends.failures import Kind, classify
+from core.batches import unit_batch
+from core.engine.base import WorkerBase, fsync_dir
+from core.limits import LiveLimits
+from core.naming import file_prefix
+from core.outputs.bands import write_band_names
+from core.recipes import RECIPES
+from core.recipes.build import RecipeError, UnitWork, build
+from core.routes import AUTO, BATCH, DIRECT, Chunk, PixelGrid, chunk_side, chunks, unit_grid
+from core.states import DONE, DOWNLOADING, FAILED, PENDING
+
+# A request that answers 429 (EE's 40 in flight, shared with the project's other use) or 5xx
+# is asked again on its thread this many times, from RETRY_FIRST seconds doubling, before the
+# unit's try counts as failed.
+RETRIES = 6
+RETRY_FIRST = 0.5
+RETRY_MOST = 30.0
+
+
+class Stopped(Exception):
+    """The worker stops: a fetch gives up between requests (its unit is sent again later)."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    title: str
+    part: Path
+    size: int
+    md5: str
+
+
+class Direct(WorkerBase):
+    def _init_direct(self) -> None:
+        self.fetches: dict[str, Future[list[Fetched]]] = {}
+        recipe = self.spec.recipe
+        assert recipe is not None
+        self.direct_kind = RECIPES[recipe.name].output(recipe.params)
+        self.direct_side = chunk_side(self.spec)
+        self.direct_bands = RECIPES[recipe.name].band_names(recipe.params)
+
+    # -- the loop thread ---------------------------------------------------------------------
+
+    def fetch_direct(self) -> None:
+        """Start fetches of direct units due now, up to the request limit."""
+        live = LiveLimits.of(self.limits, self.store.settings())
+        if live.paused or "disk" in self.waits or "ee" in self.down or self.stopping:
+            return
+        room = self.limits.direct_requests - len(self.fetches)
+        if room <= 0:
+            return
+        for row in self.store.units_to_send(time.time(), room, DIRECT):
+            if self.model_recipe is not None and self.model_of(row["period"])[1] is None:
+                continue  # its model is being trained (training.py)
+            if not self._disk_has_room(int(row["est_bytes"] * self.ratio)):
+                return
+            self._start_fetch(row)
+
+    def _start_fetch(self, row: Any) -> None:
+        unit = row["id"]
+        work = UnitWork(unit, (row["west"], row["south"], row["east"], row["north"]),
+                        row["start"], row["end"],
+                        unit_batch(self.spec, row["batch"], row["start"], row["end"]),
+                        model=(self.model_of(row["period"])[1]
+                               if self.model_recipe is not None else None))
+        try:
+            kind, obj = build(self.spec, work)
+        except RecipeError as exc:
+            with self.store.tx():
+                self.store.set_unit(unit, FAILED, error=str(exc))
+                self.store.log(f"failed: {exc}", "error", unit)
+            return
+        with self.store.tx():
+            self.store.set_unit(unit, DOWNLOADING, attempts=row["attempts"] + 1, not_before=None)
+        requests = self._requests(row)
+        future: Future[list[Fetched]] = Future()
+        future.add_done_callback(self._wake_up)
+        thread = threading.Thread(target=self._run_fetch, args=(future, kind, obj, requests),
+                                  name=f"eebatch-direct-{unit}", daemon=True)
+        self.fetches[unit] = future
+        thread.start()
+
+    def _requests(self, row: Any) -> list[Chunk]:
+        """The unit's requests: its grid's chunks, or its one table."""
+        prefix = file_prefix(self.spec.export.prefix, self.spec.name, row["id"])
+        if self.direct_kind == "table":
+            return [Chunk(0, 0, None, f"{prefix}.csv")]
+        grid = unit_grid(self.spec, (row["west"], row["south"], row["east"], row["north"]))
+        return chunks(grid, self.direct_side, prefix)
+
+    def _direct_part(self, title: str) -> Path:
+        return self.output_dir / f"{title}.direct.part"
+
+    def collect_direct(self) -> None:
+        """Fold finished fetches into the store (this thread owns it)."""
+        for unit, future in list(self.fetches.items()):
+            if future.done():
+                del self.fetches[unit]
+                exc = future.exception()
+                if exc is None:
+                    self._fetched(unit, future.result())
+                else:
+                    self._fetch_failed(unit, exc)
+
+    def _fetched(self, unit: str, files: list[Fetched]) -> None:
+        row = self.store.unit(unit)
+        if row is None or row["state"] != DOWNLOADING:  # let go meanwhile (a stop)
+            _remove(f.part for f in files)
+            return
+        placed: list[tuple[Fetched, Path]] = []
+        try:
+            for f in files:
+                final = self._final({"unit": unit, "title": f.title})
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f.part, final)
+                placed.append((f, final))
+            for folder in {final.parent for _, final in placed}:
+                fsync_dir(folder)
+        except OSError as exc:
+            _remove(f.part for f in files)
+            self._fetch_failed(unit, exc)
+            return
+        with self.store.tx():
+            self.store.record_local_files(unit, [(f.title, f.size, f.md5, str(final))
+                                                 for f, final in placed])
+            self.store.set_unit(unit, DONE, error=None)
+            size = sum(f.size for f in files)
+            self.store.log(f"done: {size:,} bytes verified (direct, {len(files)} "
+                           f"request{'s' if len(files) != 1 else ''})", "info", unit)
+        self.manifest_due = True
+        if unit not in self.recovered:
+            self.finished.append(time.time())
+        if self.direct_bands:
+            for _, final in placed:
+                if final.suffix == ".tif":
+                    try:
+                        write_band_names(final, self.direct_bands)
+                    except OSError as exc:  # a nicety: the verified file counts without it
+                        self._event(f"band names for {final.name} not written: {exc}",
+                                    "warning", unit)
+
+    def _fetch_failed(self, unit: str, exc: BaseException) -> None:
+        row = self.store.unit(unit)
+        if row is None or row["state"] != DOWNLOADING:
+            return
+        again = {"attempts": max(row["attempts"] - 1, 0), "not_before": None}
+        if isinstance(exc, Stopped):
+            with self.store.tx():
+                self.store.set_unit(unit, PENDING, only_from=(DOWNLOADING,), **again)
+            return
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Not the unit's fault: it waits, costing no try, until the disk has room.
+            with self.store.tx():
+                self.store.set_unit(unit, PENDING, **again)
+            self._disk_has_room(int(row["est_bytes"] * self.ratio) + 1)
+            return
+        if isinstance(exc, VerifyError):
+            with self.store.tx():
+                self._backoff(unit, row["attempts"], f"direct: {exc}")
+            return
+        failure = classify(exc)
+        message = f"direct: {failure.message}"
+        with self.store.tx():
+            if failure.kind is Kind.OUTAGE:
+                self.store.set_unit(unit, PENDING, error=message, **again)
+            elif failure.kind is Kind.SPLIT:
+                self._too_heavy(row, failure.message)
+            elif failure.kind is Kind.TRANSIENT:
+                self._backoff(unit, row["attempts"], message)
+            else:
+                self.store.set_unit(unit, FAILED, error=message)
+                self.store.log(f"failed: {message}", "error", unit)
+        if failure.kind is Kind.OUTAGE:
+            self._unreachable("ee", failure.message)
+
+    def _too_heavy(self, row: Any, message: str) -> None:
+        """EE could not compute the unit interactively (inside a transaction). auto sends it
+        by the batch route, whose task has more memory and 12 hours (its own failure there
+        splits it); direct splits it."""
+        unit = row["id"]
+        if self.spec.export.route == AUTO:
+            self.store.set_route(unit, BATCH)
+            self.store.set_unit(unit, PENDING, error=message, not_before=None,
+                                attempts=max(row["attempts"] - 1, 0))
+            self.store.log(f"EE could not compute it directly ({message}): it goes by the "
+                           "batch route", "warning", unit)
+        elif row["depth"] < self.limits.split_depth:
+            self._split(unit, message)
+        else:
+            self.store.set_unit(unit, FAILED, error=f"{message} (already split {row['depth']}"
+                                f" times; split_depth = {self.limits.split_depth})")
+            self.store.log(f"failed: {message}", "error", unit)
+
+    def recover_direct(self) -> None:
+        """After any stop (inside recover's transaction): fetches cut off start again from
+        the beginning, and their parts go."""
+        for row in self.store.direct_units_downloading_back_to_pending():
+            _remove(self._direct_part(c.title) for c in self._requests(row))
+
+    def stop_direct(self) -> None:
+        """The worker stops: fetches still running are let go (their threads remove their
+        parts and end at the next request); their units are sent again at the next start."""
+        if not self.fetches:
+            return
+        with self.store.tx():
+            for unit in self.fetches:
+                row = self.store.unit(unit)
+                if row is not None:
+                    self.store.set_unit(unit, PENDING, only_from=(DOWNLOADING,),
+                                        attempts=max(row["attempts"] - 1, 0), not_before=None)
+        self.fetches.clear()
+
+    # -- a fetch's own thread (never the store) ----------------------------------------------
+
+    def _run_fetch(self, future: Future[list[Fetched]], kind: str, obj: Any,
+                   requests: list[Chunk]) -> None:
+        try:
+            future.set_result(self._fetch(kind, obj, requests))
+        except BaseException as exc:  # handed to the loop thread (collect_direct)
+            future.set_exception(exc)
+
+    def _fetch(self, kind: str, obj: Any, requests: list[Chunk]) -> list[Fetched]:
+        done: list[Fetched] = []
+        tag = self.spec.export.workload_tag
+        try:
+            for chunk in requests:
+                if self.stopping:
+                    raise Stopped()
+                if kind == "table":
+                    data = self._ask(lambda: self.ee.compute_table(obj, workload_tag=tag))
+                    _check_table(data)
+                else:
+                    grid = chunk.grid
+                    assert grid is not None
+                    data = self._ask(lambda g=grid: self.ee.compute_pixels(
+                        obj, crs=g.crs, transform=list(g.transform), width=g.width,
+                        height=g.height, workload_tag=tag))
+                    _check_image(data, grid, len(self.direct_bands) or None)
+                part = self._direct_part(chunk.title)
+                _write(part, data)
+                done.append(Fetched(chunk.title, part, len(data), hashlib.md5(data).hexdigest()))
+            if self.stopping:
+                raise Stopped()
+        except BaseException:
+            _remove(f.part for f in done)
+            raise
+        return done
+
+    def _ask(self, call: Callable[[], bytes]) -> bytes:
+        """One request, asked again on 429 and 5xx with backoff (not on EE down: the loop
+        waits for EE as a whole, and not on the unit's own failures)."""
+        for n in range(RETRIES + 1):
+            try:
+                return call()
+            except Exception as exc:
+                if n == RETRIES or classify(exc).kind is not Kind.TRANSIENT:
+                    raise
+            delay = min(RETRY_FIRST * 2**n, RETRY_MOST) * self.rng.uniform(0.5, 1.5)
+            if self.stop_event.wait(delay):
+                raise Stopped()
+        raise AssertionError("unreachable")
+
+
+def _check_image(data: bytes, grid: PixelGrid, bands: int | None) -> None:
+    """The GeoTIFF EE sent is the one asked for: its size, bands, CRS and georeferencing."""
+    from rasterio.crs import CRS
+    from rasterio.errors import RasterioError
+    from rasterio.io import MemoryFile
+
+    try:
+        with MemoryFile(data) as mem, mem.open() as ds:
+            shape, count, crs, transform = (ds.height, ds.width), ds.count, ds.crs, ds.transform
+    except RasterioError as exc:
+        raise VerifyError(f"the GeoTIFF EE sent does not open: {exc}") from exc
+    if shape != (grid.height, grid.width):
+        raise VerifyError(f"EE sent {shape[1]} x {shape[0]} pixels for a request of "
+                          f"{grid.width} x {grid.height}")
+    if bands is not None and count != bands:
+        raise VerifyError(f"EE sent {count} bands, the recipe makes {bands}")
+    if crs is None or crs != CRS.from_user_input(grid.crs):
+        raise VerifyError(f"EE sent the pixels in {crs}, not {grid.crs}")
+    got = (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f)
+    step = abs(grid.transform[0])
+    if any(not math.isclose(g, w, rel_tol=1e-9, abs_tol=step * 1e-6)
+           for g, w in zip(got, grid.transform, strict=True)):
+        raise VerifyError(f"EE sent the pixels at {got}, not at {grid.transform}")
+
+
+def _check_table(data: bytes) -> None:
+    """A CSV with a header and rows as wide as it."""
+    try:
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise VerifyError(f"the table EE sent is not a CSV: {exc}") from exc
+    if not rows or any(len(r) != len(rows[0]) for r in rows):
+        raise VerifyError("the table EE sent has no header or rows of another width")
+
+
+def _write(part: Path, data: bytes) -> None:
+    with open(part, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _remove(parts: Any) -> None:
+    for part in parts:
+        part.unlink(missing_ok=True)
+
+
+__all__ = ["DIRECT", "Direct"]
