@@ -4,7 +4,9 @@ Routes: the discovery document, the algorithms list from the wheel, the
 export endpoints feeding the batch model (batch.py), operations list/get/cancel, assets,
 value:compute (evaluate.py: constants, statistics, sizes, samples, ... of the synthetic world),
 direct pixels (image:computePixels, and getDownloadURL's thumbnails + getPixels: pixels.py, the
-export's pixels on the request's grid, 40 in flight per project), project config, and a fake
+export's pixels on the request's grid, 40 in flight per project), direct tables
+(table:computeFeatures: features.py, the export's features a page at a time, on the same 40
+slots), project config, and a fake
 OAuth token endpoint. Image exports are the world's values at each
 pixel (world.py), table exports the features the expression computes (or, for what the
 emulator does not model, made-up rows as outputs.py describes); table assets exported here can
@@ -29,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.emulator import classifier, outputs, pixels
+from core.emulator import classifier, features, outputs, pixels
 from core.emulator.assets import AssetError, AssetStore, is_root, parent_of, split_name
 from core.emulator.batch import DONE_STATES, BatchModel, QueueFull, Task
 from core.emulator.classifier import TrainedClassifier
 from core.emulator.clock import SimClock, rfc3339
-from core.emulator.compute import Coll, Feat, Unsupported
+from core.emulator.compute import Feat, Unsupported
 from core.emulator.config import EmulatorConfig
 from core.emulator.discovery import document_bytes
 from core.emulator.drive_port import DriveForExports
@@ -118,6 +120,8 @@ class EarthEngineService:
         self.model = BatchModel(config, self.clock, self._finish)
         # The interactive route (computePixels, getDownloadURL): no queue, no Drive.
         self.direct = DirectModel(config, self.clock)
+        # Its tables (table:computeFeatures): the same slots, clock and EECU.
+        self.direct_tables = features.DirectTables(config, self.direct, self._evaluator)
         self.assets = AssetStore(self.clock)
         # The features of table assets the emulator's exports wrote, by asset name (the asset
         # store holds their metadata; an asset deleted there is gone here too).
@@ -168,7 +172,7 @@ class EarthEngineService:
             "tasks_total": len(everything),
             "assets": self.assets.count(),
             "parallelism_restricted": self.parallelism_restricted,
-            "direct": self.direct.state(),
+            "direct": {**self.direct.state(), "tables": self.direct_tables.state()},
         }
 
     # -- routes ---------------------------------------------------------------------------------
@@ -256,6 +260,12 @@ class EarthEngineService:
             self._compute_pixels,
             name="ee image.computePixels",
         )
+        add(
+            "POST",
+            rf"/v1/projects/{P}/table:computeFeatures",
+            self._compute_features,
+            name="ee table.computeFeatures",
+        )
         add("POST", rf"/v1/projects/{P}/thumbnails", self._thumbnail_create,
             name="ee thumbnails.create")
         add(
@@ -335,6 +345,14 @@ class EarthEngineService:
             return error_response(exc.status, exc.message)
         return self._serve_pixels(project, job)
 
+    def _compute_features(self, req: Request, project: str) -> Response:
+        """A page of a FeatureCollection, computed directly (features.py)."""
+        try:
+            data = self.direct_tables.compute(project, _body(req))
+        except PixelsError as exc:
+            return error_response(exc.status, exc.message)
+        return Response(200, data, {"Content-Type": "application/json; charset=UTF-8"})
+
     def _thumbnail_create(self, req: Request, project: str) -> Response:
         """getDownloadId's request: checked now (EE refuses an oversized download here), its
         pixels computed by :getPixels."""
@@ -402,18 +420,8 @@ class EarthEngineService:
             value = self._evaluator().graph(job.expression)
         except Unsupported:
             return job.table
-        if not isinstance(value, Coll) or value.kind != "feature":
-            raise ExpressionError("A table export needs a FeatureCollection.")
-        feats = [f for f in value.items if isinstance(f, Feat)]
-        columns = sorted({str(k) for f in feats for k in f.props})
-        return TableSpec(
-            len(feats),
-            columns,
-            [dict(f.props) for f in feats],
-            [f.geometry for f in feats],
-            ids=[f.id for f in feats],
-            computed=True,
-        )
+        # The same table computeFeatures pages through (the direct route).
+        return features.computed_table(value)
 
     def _image_render(self, job: ExportJob) -> Any:
         """Pixels → band values of the export's image."""
