@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import humanize
+import numpy as np
 
 from core.plan import BATCH_MODEL, Plan, plan_warnings, preview
 from core.recipes import RECIPES
 from core.region import extent_text
+from core.routes import AUTO, BATCH, chunk_side, direct_refusal, direct_seconds, starting_route
 
 
 def size_text(n: float) -> str:
@@ -76,6 +78,7 @@ def describe_plan(plan: Plan) -> list[str]:
         *([f"Model    {model}"] if (model := recipe.model_summary(spec.recipe.params)) else []),
         _output_line(plan),
         f"EE       {ee_text(plan)}",
+        *route_lines(plan),
         _drive_line(plan),
         f"Limits   {limits.max_tasks} tasks at once, {limits.max_attempts} attempts,"
         f" split depth {limits.split_depth}",
@@ -83,6 +86,39 @@ def describe_plan(plan: Plan) -> list[str]:
         "",
     ]
     return lines + ["  " + line for line in preview(plan)]
+
+
+def route_lines(plan: Plan) -> list[str]:
+    """The Route line when the job asks for more than the batch route (core/routes.py): how
+    many units go direct, in how many requests, and what the emulator's model says of their
+    time."""
+    spec = plan.spec
+    asked = spec.export.route
+    if asked == BATCH:
+        return []
+    route, max_pixels = starting_route(spec)
+    if route == BATCH:
+        return [f"Route    {asked}: every unit by batch: the direct route cannot serve this "
+                f"job ({direct_refusal(spec)})"]
+    at = f"{spec.limits.direct_requests} at a time (limits.direct_requests)"
+    if _table(plan):
+        return [f"Route    {asked}: every unit's table by computeFeatures, {at}, no EE task and "
+                "no Drive" + ("; one EE cannot answer in 5 minutes goes batch"
+                              if asked == AUTO else "")]
+    side = chunk_side(spec)
+    pixels = plan.tile_pixels
+    direct = pixels <= max_pixels if max_pixels is not None else np.ones(len(pixels), bool)
+    n = int(direct.sum()) * len(plan.slices)
+    requests = int(np.ceil(pixels[direct] / side**2).sum()) * len(plan.slices)
+    seconds = direct_seconds(int(pixels[direct].sum()) * len(plan.slices) * plan.bands,
+                             requests, spec.limits.direct_requests)
+    line = (f"Route    {asked}: {n:,} units by computePixels, ~{requests:,} requests of up to "
+            f"{side:,}² pixels, {at}: ~{humanize.naturaldelta(seconds)} (the emulator's "
+            "direct model), no EE task and no Drive")
+    if asked == AUTO:
+        bigger = f"{plan.units - n:,} bigger units by batch, and " if plan.units > n else ""
+        line += f"; {bigger}any unit EE cannot compute interactively goes batch"
+    return [line]
 
 
 def _pixels_line(plan: Plan) -> str:

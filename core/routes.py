@@ -78,6 +78,16 @@ def auto_max_pixels(spec: JobSpec) -> int:
     return chunk_side(spec) ** 2 * AUTO_MAX_REQUESTS
 
 
+def direct_seconds(pixel_bands: int, requests: int, at_once: int) -> float:
+    """The direct route's time for this work by the emulator's model (its config.py says
+    where the rates come from: Google publishes none)."""
+    from core.emulator.config import EmulatorConfig
+
+    model = EmulatorConfig()
+    busy = requests * model.direct_latency_seconds + pixel_bands / model.direct_pixel_rate
+    return busy / max(1, min(at_once, requests))
+
+
 def starting_route(spec: JobSpec) -> tuple[str, int | None]:
     """(route of every unit, or for auto: DIRECT for units of at most the returned pixels and
     BATCH for the rest). A table unit's size is its rows, which no estimate knows: auto sends

@@ -20,6 +20,7 @@ from core.limits import PAUSED, SETTABLE
 from core.plan import make_plan, plan_warnings
 from core.plan_text import describe_plan, size_text
 from core.recipes import RECIPES
+from core.routes import BATCH, DIRECT
 from core.session import OWN_OUTPUTS, create_session, load_session_spec, unfinished_sessions
 from core.spec import SpecError, load_spec
 from core.states import (
@@ -189,12 +190,29 @@ def _where_and_cost(store: Store) -> list[str]:
     splits, wall time (for `status` and the end of a headless run)."""
     t = store.totals()
     try:
-        where = f" in {load_session_spec(store).output_dir}"
+        spec = load_session_spec(store)
     except SpecError:  # the job's region file has gone since: the rest still holds
-        where = ""
-    return [f"files        {t.files:,} verified, {_size(t.bytes)}{where}",
-            f"cost         {t.eecu_seconds / 3600:,.2f} EECU-hours, {t.retries:,} retries, "
-            f"{t.splits:,} splits, {humanize.precisedelta(t.wall_seconds)} of wall time"]
+        spec = None
+    where = f" in {spec.output_dir}" if spec is not None else ""
+    lines = [f"files        {t.files:,} verified, {_size(t.bytes)}{where}",
+             f"cost         {t.eecu_seconds / 3600:,.2f} EECU-hours, {t.retries:,} retries, "
+             f"{t.splits:,} splits, {humanize.precisedelta(t.wall_seconds)} of wall time"]
+    if spec is not None and spec.export.route != BATCH:
+        lines.append(f"routes       {_routes_text(spec.export.route, store.route_counts())}")
+    return lines
+
+
+def _routes_text(route: str, counts: dict[str, dict[str, int]]) -> str:
+    """How the job's units go (core/routes.py): per route, how many and how far, e.g.
+    "auto: direct 1,940 (1,900 done), batch 60 (20 done)"."""
+    parts = []
+    for name in (DIRECT, BATCH):
+        states = counts.get(name, {})
+        if states:
+            parts.append(f"{name} {sum(states.values()):,} ({states.get(DONE, 0):,} done)")
+    where = "computePixels/computeFeatures, no Drive" if route == DIRECT else \
+        "direct where EE computes it interactively, batch for the rest"
+    return f"{route} ({where}): {', '.join(parts) or 'no units'}"
 
 
 def _worker_lines(status: dict[str, object], alive: bool) -> list[str]:

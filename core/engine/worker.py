@@ -224,6 +224,9 @@ class Worker(Commands, Monitor, Training, Costs, Admission, Direct, Outputs, Dow
             "down_why": "; ".join(v for k, v in self.waits.items()
                                   if k.endswith("-down")) or None,
             "restricted": self.restricted,
+            # The direct route (direct.py): its requests in flight and their limit.
+            "route": self.spec.export.route, "direct_in_flight": len(self.fetches),
+            "direct_limit": self.limits.direct_requests,
             **self.cost_status(LiveLimits.of(self.limits, self.store.settings()).eecu_hours),
         }
         with self.store.tx():

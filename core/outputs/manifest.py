@@ -16,14 +16,15 @@ from typing import Any
 import pandas as pd
 
 NAME = "manifest.csv"
+# route: how the file came (core/routes.py): "batch" (an export through Drive) or "direct"
 COLUMNS = ["file", "unit", "tile", "period", "start", "end", "west", "south", "east", "north",
-           "crs", "bands", "size", "md5"]
+           "crs", "bands", "size", "md5", "route"]
 
 
 def write_manifest(output_dir: Path, files: Iterable[dict[str, Any]], *, crs: str,
                    bands: str) -> Path:
     """Write the manifest of `files` (dicts with local_path, unit, tile, period, start, end,
-    west, south, east, north, size, md5); paths are relative to output_dir. Returns its
+    west, south, east, north, size, md5, route); paths are relative to output_dir. Returns its
     path."""
     rows = []
     for f in files:

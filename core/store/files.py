@@ -131,9 +131,12 @@ class FileOps:
         return int(n), int(size)
 
     def manifest_rows(self) -> list[sqlite3.Row]:
-        """A row per verified file on disk, with its unit's tile, period and bounds."""
+        """A row per verified file on disk, with its unit's tile, period, bounds and the route
+        the file came by (a file listed in Drive came by batch, whatever its unit is on now)."""
         return self.conn.execute(
             "SELECT f.local_path, f.unit, u.tile, u.period, u.start, u.end, u.west, u.south,"
-            " u.east, u.north, f.size, f.md5 FROM files f JOIN units u ON u.id = f.unit"
+            " u.east, u.north, f.size, f.md5,"
+            f" CASE WHEN f.state = '{LOCAL}' THEN 'direct' ELSE 'batch' END AS route"
+            " FROM files f JOIN units u ON u.id = f.unit"
             f" WHERE f.state IN ({marks(ON_DISK)}) AND f.local_path IS NOT NULL",
             ON_DISK).fetchall()

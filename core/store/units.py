@@ -87,6 +87,16 @@ class UnitOps:
             " ORDER BY priority DESC, est_bytes DESC, id LIMIT ?",
             (route, now, limit)).fetchall()
 
+    def route_counts(self) -> dict[str, dict[str, int]]:
+        """Units per route and state (split units left out: their children count). Reads
+        every unit: for one-shot views (status), not for every second."""
+        counts: dict[str, dict[str, int]] = {}
+        for route, state, n in self.conn.execute(
+                "SELECT route, state, COUNT(*) FROM units WHERE state != 'split'"
+                " GROUP BY route, state"):
+            counts.setdefault(route, {})[state] = n
+        return counts
+
     def set_route(self, unit: str, route: str) -> None:
         self.conn.execute("UPDATE units SET route = ? WHERE id = ?", (route, unit))
 
@@ -95,8 +105,8 @@ class UnitOps:
         units, for their part files."""
         rows = self.conn.execute("SELECT * FROM units WHERE state = ? AND route = ?",
                                  (DOWNLOADING, DIRECT)).fetchall()
-        self.conn.execute("UPDATE units SET state = ?, not_before = NULL, updated = ?"
-                          " WHERE state = ? AND route = ?",
+        self.conn.execute("UPDATE units SET state = ?, not_before = NULL, updated = ?,"
+                          " attempts = MAX(attempts - 1, 0) WHERE state = ? AND route = ?",
                           (PENDING, time.time(), DOWNLOADING, DIRECT))
         return rows
 

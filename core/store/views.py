@@ -15,11 +15,12 @@ class ViewOps:
     conn: sqlite3.Connection
 
     def unit_table_rows(self) -> tuple[list[str], list[tuple[object, ...]]]:
-        """(columns, rows): one row per unit with its state, attempts, EECU-seconds, bytes and
-        files, the last error, the tile's bounds, the period's dates and the local file
+        """(columns, rows): one row per unit with its state, route, attempts, EECU-seconds,
+        bytes and files, the last error, the tile's bounds, the period's dates and the local file
         path(s), `;`-separated."""
         cursor = self.conn.execute(
-            "SELECT u.id AS unit, u.tile, u.period, u.state, u.attempts, u.depth, u.parent,"
+            "SELECT u.id AS unit, u.tile, u.period, u.state, u.route, u.attempts, u.depth,"
+            " u.parent,"
             " (SELECT SUM(eecu_seconds) FROM attempts a WHERE a.unit = u.id) AS eecu_seconds,"
             " (SELECT COUNT(*) FROM files f WHERE f.unit = u.id) AS files,"
             " (SELECT SUM(size) FROM files f WHERE f.unit = u.id) AS bytes,"
