@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 import rasterio
 
-from core.engine.runner import run_session, start_worker
+from core.engine.runner import open_backends, run_session, start_worker
+from core.engine.worker import Worker
 from core.outputs.manifest import NAME as MANIFEST
+from core.session import load_session_spec
 from core.store import Store
 from tests.engine.conftest import admin, drive_files, emulator_with, inject, make_session, md5
 from tests.engine.test_safety import wait_for
@@ -160,10 +162,13 @@ def test_kill_9_mid_fetch_then_resume(tmp_path: Path) -> None:
         part.write_bytes(b"II*\x00 cut off")
         admin(emu.url, "/_emulator/faults", method="DELETE")
 
+        spec = load_session_spec(store)
+        Worker(store, spec, open_backends(spec)).recover()  # what a restart does first
+        assert not part.exists()
+        assert "downloading" not in store.counts()
         summary = run_session(store.path)
 
         assert summary.ok, (summary.counts, summary.failed)
-        assert not part.exists()
         paths = assert_direct_and_verified(store, emu.url)
         assert len(paths) == 8  # one file a unit: none fetched twice into two files
         # A fetch cut off costs no try.
