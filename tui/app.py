@@ -26,6 +26,7 @@ from core.store import DatabaseError, Store, StoreError
 from tui.messages import CommandRequest, PollFailed, ShowUnit, SnapshotReady
 from tui.new_session import create_or_notify
 from tui.reader import Snapshot, StoreReader
+from tui.routes import job_route
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.details import DetailsScreen
 from tui.screens.help import HelpScreen
@@ -142,6 +143,7 @@ class EEBatchApp(App[Path | None]):
         self.theme = THEME.name
         self.title = f"eebatch · {self.session_id}"
         self.query_one("#job-pane").border_title = f"Job · {self.ui_store.job_path.name}"
+        self.query_one(TilesPane).set_route(job_route(self.ui_store.job_text), self._tile_routes)
         self._narrow(self.size.width)
         self._show_header()
         if self.poll_interval is None:
@@ -412,6 +414,9 @@ class EEBatchApp(App[Path | None]):
             return
         tile = model.tile_ids[event.tile]
         self.push_screen(DetailsScreen(f"Tile {tile}", self.ui_store, tile=tile))
+
+    def _tile_routes(self, tile: str) -> list[tuple[str, str, str]]:
+        return [(u["period"], u["route"], u["state"]) for u in self.ui_store.units_of_tile(tile)]
 
     @on(ShowUnit)
     def _show_unit(self, event: ShowUnit) -> None:

@@ -243,6 +243,14 @@ class DashboardOps:
         """unit -> its files, in order."""
         return self._by_unit("SELECT * FROM files WHERE unit IN ({}) ORDER BY id", ids)
 
+    def route_moves(self, ids: list[str]) -> dict[str, str]:
+        """unit -> the event that moved it from the direct route to batch (core/engine/direct.py,
+        _too_heavy), of these units. Events have no index on unit: a scan of the table (0.3-0.4
+        s at 3,000,000 events), for a details screen's few units, never per poll."""
+        moves = self._by_unit("SELECT unit, message FROM events WHERE unit IN ({}) AND message"
+                              " LIKE 'EE could not compute it directly (%'", ids)
+        return {unit: rows[-1]["message"] for unit, rows in moves.items()}
+
     def _by_unit(self, sql: str, ids: list[str]) -> dict[str, list[sqlite3.Row]]:
         out: dict[str, list[sqlite3.Row]] = {}
         for start in range(0, len(ids), 500):  # SQLite's variable limit

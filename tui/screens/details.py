@@ -22,7 +22,9 @@ from core.states import (
     CANCELLABLE,
     CANCELLED,
     DELETED,
+    DOWNLOADING,
     FAILED,
+    LOCAL,
     PENDING,
     RETRYABLE,
     SPLIT,
@@ -30,11 +32,13 @@ from core.states import (
 )
 from core.store import Row, Store
 from tui.messages import CommandRequest
+from tui.routes import BATCH, DIRECT, job_route, moved_text, unit_route_text
 from tui.widgets.common import GLYPH, URGENCY, clock, duration, size, stamp
 from tui.widgets.tiles_pane import batch_states
 
 # A file's state in the store says where it is in Drive; beside a local path, say it whole.
-FILE_STATE = {DELETED: "verified, removed from Drive", VERIFIED: "verified, still in Drive"}
+FILE_STATE = {DELETED: "verified, removed from Drive", VERIFIED: "verified, still in Drive",
+              LOCAL: "verified, fetched directly from EE"}
 TROUBLE = (FAILED, BACKOFF, CANCELLED)  # a batch in one of these is named with its error
 
 
@@ -68,11 +72,40 @@ def batch_lines(units: list[Row]) -> list[Text]:
     return lines
 
 
+def unit_routes(store: Store, units: list[Row]) -> dict[str, Text]:
+    """unit -> its route in words, when the job's route is direct or auto (a batch job's units
+    all go by batch: nothing to say). A unit on batch in an auto job says whether it moved
+    there from direct, and why: from the event that moved it or the unit it was split from."""
+    job = store.job_text
+    if job_route(job) == BATCH:
+        return {}
+    known = {u["id"]: u for u in units}
+    lineage: dict[str, list[str]] = {}  # a batch unit -> itself, then its ancestors
+    for u in units:
+        if u["route"] != DIRECT:
+            chain, row = [u["id"]], u
+            while row is not None and row["parent"]:
+                chain.append(row["parent"])
+                row = known.get(row["parent"]) or store.unit(row["parent"])
+            lineage[u["id"]] = chain
+    moves = store.route_moves(sorted({i for chain in lineage.values() for i in chain}))
+    out: dict[str, Text] = {}
+    for u in units:
+        text = Text.assemble("  route ", (unit_route_text(u["route"], job), "bold"))
+        moved = next((i for i in lineage.get(u["id"], []) if i in moves), None)
+        if moved is not None:
+            text.append(moved_text(moves[moved], moved, u["id"]), "yellow")
+        out[u["id"]] = text
+    return out
+
+
 def render_units(store: Store, units: list[Row], *, tile: bool = False) -> Group:
-    """Each unit with its attempts, errors and files; a tile's begin with its batches."""
+    """Each unit with its route (unless the job's is batch), attempts, errors and files; a
+    tile's begin with its batches."""
     ids = [u["id"] for u in units]
     attempts = store.attempts_of(ids)
     files = store.files_of(ids)
+    routes = unit_routes(store, units)
     parts: list[Text | Table] = [*batch_lines(units)] if tile else []
     for u in units:
         head = Text()
@@ -91,6 +124,8 @@ def render_units(store: Store, units: list[Row], *, tile: bool = False) -> Group
         # On a line of its own: wrapped inside the line above, "W" was cut from its number.
         parts.append(Text(f"  W {u['west']:.4f}  S {u['south']:.4f}  E {u['east']:.4f}"
                           f"  N {u['north']:.4f}", "dim"))
+        if u["id"] in routes:
+            parts.append(routes[u["id"]])
         if u["error"]:
             parts.append(Text(f"  error: {u['error']}", "red"))
         if u["state"] == BACKOFF and u["not_before"]:
@@ -111,7 +146,10 @@ def render_units(store: Store, units: list[Row], *, tile: bool = False) -> Group
                 if a["error"] and a["error"] != u["error"]:
                     parts.append(Text(f"  try {a['n']}: {a['error']}", "red"))
         elif u["state"] == PENDING:
-            parts.append(Text("  not submitted yet", "dim"))
+            parts.append(Text("  not fetched yet" if u["route"] == DIRECT
+                              else "  not submitted yet", "dim"))
+        elif u["state"] == DOWNLOADING and u["route"] == DIRECT:
+            parts.append(Text("  its pixels are being fetched from EE", "dim"))
         for f in files.get(u["id"], []):
             where = f["local_path"] or "(not downloaded)"
             state = FILE_STATE.get(f["state"], f["state"])

@@ -85,6 +85,15 @@ class StatusHeader(Static):
         near = cap is not None and used >= 0.9 * cap
         text.append(chip, self._s("header--warn" if near else "header--dim"))
 
+    def _direct(self, text: Text, status: dict[str, Any], alive: bool) -> None:
+        """Direct-route requests in flight of their limit (core/engine/direct.py), for a job
+        whose route is direct or auto; none in flight once its worker is gone."""
+        if status.get("route") not in ("direct", "auto") or not status.get("direct_limit"):
+            return
+        in_flight = int(status.get("direct_in_flight") or 0) if alive else 0
+        text.append(f"  direct {in_flight}/{status['direct_limit']}",
+                    self._s("header--ok" if in_flight else "header--dim"))
+
     def compose_text(self, st: HeaderState) -> Text:
         counts = st.counts or {}
         settings = st.settings or {}
@@ -128,6 +137,8 @@ class StatusHeader(Static):
                 text.append(f"  ETA {eta_text(status.get('eta_seconds'), bool(paused))}")
         max_tasks = st.max_tasks if st.max_tasks is not None else settings.get("max_tasks")
         text.append(f"  tasks {active}/{max_tasks}")
+        if not (done == total and total):
+            self._direct(text, status, st.worker in ("here", "attached"))
         self._eecu(text, status)
         if paused:
             text.append("  ")

@@ -36,7 +36,8 @@ from core.batches import BY, MAX_SIZE
 from core.limits import BOUNDS
 from core.problems import Problem
 from core.recipes import RECIPES
-from core.spec import SpecError, parse_spec
+from core.routes import BATCH, MAX_DIRECT_REQUESTS, ROUTES
+from core.spec import LimitsSpec, SpecError, parse_spec
 
 if TYPE_CHECKING:
     from core.plan import Plan
@@ -102,6 +103,10 @@ FIELDS = (
           hint=f"EE tasks running and queued at once ({BOUNDS['max_tasks'].text})"),
     Field("limits.drive_budget", "Drive budget", "size", "10 GB",
           hint="Drive space eebatch may fill with exports not yet downloaded"),
+    Field("limits.direct_requests", "direct requests", "int", str(LimitsSpec.direct_requests),
+          hint=f"direct and auto routes: requests to EE at once "
+               f"({BOUNDS['direct_requests'].text}; EE allows {MAX_DIRECT_REQUESTS} a project, "
+               "shared with your other scripts)"),
     Field("backend.project", "EE project", "str",
           hint="your Google Cloud project id (backend earthengine)"),
     Field("backend.url", "emulator URL", "str",
@@ -128,11 +133,18 @@ SELECTS = {
                           "earthengine (needs a project) or the built-in emulator (needs its URL)"),
     "batches.by": Field("batches.by", "batches by", "str", NO_BATCHES,
                         "none, count (so many images a batch) or date (a step)"),
+    # core/routes.py
+    "export.route": Field("export.route", "route", "str", BATCH,
+                          "batch: export tasks, files through Drive (EE runs a few at once)\n"
+                          "direct: computed interactively (computePixels), no task slot and "
+                          "no Drive; for small units\n"
+                          "auto: direct where a unit fits, batch for the rest and for what EE "
+                          "cannot compute interactively"),
 }
 FIELD = {f.key: f for f in (*FIELDS, SAVE, *SELECTS.values())}
 SELECT_OPTIONS = {"recipe.name": list(RECIPES), "export.destination": ["drive", "asset", "gcs"],
                   "backend.kind": ["earthengine", "emulator"],
-                  "batches.by": [NO_BATCHES, *BY]}
+                  "batches.by": [NO_BATCHES, *BY], "export.route": list(ROUTES)}
 # A newcomer's fields, in the order they think of them; the rest sit under "more".
 # "params" stands for the recipe's required parameters (its optional ones go under "more").
 ESSENTIAL = (("Where", ("region", "grid.size")),
@@ -143,7 +155,8 @@ ESSENTIAL = (("Where", ("region", "grid.size")),
              ("Run on", ("backend.kind", "backend.project", "backend.url")))
 MORE = (("Files and CRSs", ("job.output_dir", "grid.crs", "export.crs")),
         ("Recipe options", ("more-params",)),
-        ("Limits", ("limits.max_tasks", "limits.drive_budget")),
+        ("Limits and route", ("limits.max_tasks", "limits.drive_budget", "export.route",
+                              "limits.direct_requests")),
         ("Batches", ("batches.by", *BATCH_KEYS)))
 WIDE = 96  # a form at least this wide shows the plan beside the fields
 DEBOUNCE = 0.3  # seconds after the last keystroke before the job is checked
@@ -503,6 +516,8 @@ class JobForm(Vertical):
             put(f.key, _parsed(text, f.kind) if text.strip() else None)
         for key in [k for k in SELECTS if k != "batches.by"]:
             value = self.query_one("#" + field_id(key), Select).value
+            if key == "export.route" and value == BATCH and self._value(key) is None:
+                value = None  # the default, not written into a file that did not say it
             put(key, value if isinstance(value, str) else None)
         # greyed batch keys are left out (the file's other keys stay, and are checked)
         for key in set(BATCH_KEYS) - set(self._batch_keys()):

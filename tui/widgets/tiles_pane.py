@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -10,9 +11,13 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from core.routes import AUTO, BATCH, DIRECT
 from core.states import DONE, PENDING, SPLIT
 from tui.widgets.common import CODE, GLYPH, LEGEND_ORDER, SPLIT_CODE, STATE_OF_CODE
 from tui.widgets.tile_map import TileMap
+
+# A tile's units as (period, route, state): read for the cursor's tile of an auto job only
+TileRoutes = Callable[[str], list[tuple[str, str, str]]]
 
 
 class TilesPane(Vertical):
@@ -25,6 +30,11 @@ class TilesPane(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.counts: dict[str, int] = {}
+        self.route = BATCH  # the job's export.route
+        self.tile_routes: TileRoutes | None = None
+
+    def set_route(self, route: str, tile_routes: TileRoutes) -> None:
+        self.route, self.tile_routes = route, tile_routes
 
     def compose(self) -> ComposeResult:
         yield TileMap(id="map")
@@ -79,7 +89,27 @@ class TilesPane(Vertical):
 
     def _tile_line(self) -> None:
         line = self.query_one("#tile-line", Static)
-        line.update(describe_tile(self.map, line.content_region.width or None))
+        line.update(describe_tile(self.map, line.content_region.width or None,
+                                  self._route_of_cursor()))
+
+    def _route_of_cursor(self) -> str:
+        """The route of the cursor's tile in a word or two, when it is not batch: a direct
+        job's units are all direct; an auto job's are read for the tile (a few rows, by
+        primary key), as some may have moved to batch."""
+        if self.route == DIRECT:
+            return "direct"
+        tile_map = self.map
+        model = tile_map.model
+        i = tile_map.selected_tile()
+        if self.route != AUTO or self.tile_routes is None or model is None or i is None:
+            return ""
+        period = None if tile_map.period is None else model.periods[tile_map.period]
+        routes = Counter(route for p, route, state in self.tile_routes(model.tile_ids[i])
+                         if state != SPLIT and (period is None or p == period))
+        direct, total = routes[DIRECT], sum(routes.values())
+        if not direct:
+            return ""
+        return "direct" if direct == total else f"{direct} of {total} direct"
 
 
 def _date(period: str) -> str:
@@ -88,10 +118,10 @@ def _date(period: str) -> str:
     return period
 
 
-def describe_tile(tile_map: TileMap, width: int | None = None) -> str:
+def describe_tile(tile_map: TileMap, width: int | None = None, route: str = "") -> str:
     """One line about the cursor: the tile and its units' states (or the cell, zoomed out);
-    with [batches], each batch's most urgent state ("b0 done, b1 failed"). Within `width`
-    when it can be."""
+    with [batches], each batch's most urgent state ("b0 done, b1 failed"); the `route` of its
+    units when it is not batch ("direct", "2 of 3 direct"). Within `width` when it can be."""
     model = tile_map.model
     if model is None:
         return ""
@@ -121,8 +151,9 @@ def describe_tile(tile_map: TileMap, width: int | None = None) -> str:
                                                      key=lambda kv: LEGEND_ORDER.index(kv[0])))
     head = f"{prefix}{model.tile_ids[i]}{' (split)' if split else ''}"
     where = model.where(i)
-    # What does not fit goes, least needed first: the key hint, then where the tile is.
-    for parts in ([head, where, what, "enter: details"], [head, where, what], [head, what]):
+    # What does not fit goes, least needed first: the key hint, where the tile is, its route.
+    for parts in ([head, where, what, route, "enter: details"], [head, where, what, route],
+                  [head, what, route], [head, what]):
         line = " · ".join(p for p in parts if p)
         if width is None or len(line) <= width:
             break
