@@ -11,16 +11,20 @@ from core import paths
 from core.assembly.products import mosaic_paths
 from core.emulator.app import Emulator
 from core.emulator.config import EmulatorConfig
+from core.routes import BATCH
 from core.session import create_session, load_session_spec
 from core.store import Store
 
 # EE's batch model at 15 times its speed with 4 slots, so the demo finishes in about a minute,
-# and limits that make the southern tiles (the biggest, at 1 km) run out of memory and split.
+# and limits that make the southern tiles (the biggest, at 1 km) run out of memory and split;
+# an interactive request (`--route direct` or `auto`) gets a little less memory than a batch
+# task, so under auto the bigger (southern) tiles go by batch and some of them split there,
+# and under direct they split.
 # As strict as Google may be: names beyond [A-Za-z0-9_-] refused (strict_names, the default),
 # and new files reaching Drive's listing 3 s late.
 DEMO_EMULATOR = EmulatorConfig(slots=4, speed=15.0, task_overhead_seconds=20.0, seed=7,
                                memory_limit_pixels=5_950, internal_error_rate=0.05,
-                               drive_listing_lag=3.0)
+                               drive_listing_lag=3.0, direct_memory_limit_pixels=5_600)
 
 
 def demo_dir() -> Path:
@@ -30,6 +34,7 @@ def demo_dir() -> Path:
 
 
 EMULATOR_KIND = 'kind = "emulator"\n'
+EXPORT = "[export]\n"
 
 
 def is_demo(path: Path) -> bool:
@@ -41,9 +46,10 @@ def is_demo(path: Path) -> bool:
         store.close()
 
 
-def write_demo_job(url: str) -> Path:
+def write_demo_job(url: str, route: str = BATCH) -> Path:
     """A fresh copy of the demo job file and its region (its output goes beside it). The job
-    names the emulator `url` it runs on: an emulator job without one is refused."""
+    names the emulator `url` it runs on: an emulator job without one is refused; `route` is
+    its export.route (core/routes.py)."""
     directory = demo_dir()
     shutil.rmtree(directory / "output", ignore_errors=True)
     region = resources.files("core") / "california.geojson"
@@ -51,18 +57,21 @@ def write_demo_job(url: str) -> Path:
     text = (resources.files("core") / "demo_job.toml").read_text(encoding="utf-8")
     assert EMULATOR_KIND in text
     job = directory / "demo.toml"
-    job.write_text(text.replace(EMULATOR_KIND, f'{EMULATOR_KIND}url = "{url}"\n'),
-                   encoding="utf-8")
+    text = text.replace(EMULATOR_KIND, f'{EMULATOR_KIND}url = "{url}"\n')
+    if route != BATCH:
+        assert EXPORT in text
+        text = text.replace(EXPORT, f'{EXPORT}route = "{route}"\n')
+    job.write_text(text, encoding="utf-8")
     return job
 
 
-def prepare_demo(state_dir: Path | None = None,
-                 config: EmulatorConfig = DEMO_EMULATOR) -> tuple[Emulator, Path]:
+def prepare_demo(state_dir: Path | None = None, config: EmulatorConfig = DEMO_EMULATOR,
+                 route: str = BATCH) -> tuple[Emulator, Path]:
     """Start the emulator on a free loopback port and create the demo session. The caller
     runs the worker with `emulator_url=emulator.url` and stops the emulator at the end."""
     emulator = Emulator(config if state_dir is None else
                         EmulatorConfig(**{**config.__dict__, "state_dir": state_dir})).start()
-    store, _ = create_session(write_demo_job(emulator.url))
+    store, _ = create_session(write_demo_job(emulator.url, route))
     path = store.path
     store.close()
     return emulator, path

@@ -20,7 +20,7 @@ from core.limits import PAUSED, SETTABLE
 from core.plan import make_plan, plan_warnings
 from core.plan_text import describe_plan, size_text
 from core.recipes import RECIPES
-from core.routes import BATCH, DIRECT
+from core.routes import AUTO, BATCH, DIRECT, ROUTES
 from core.session import OWN_OUTPUTS, create_session, load_session_spec, unfinished_sessions
 from core.spec import SpecError, load_spec
 from core.states import (
@@ -489,16 +489,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.headless:
         from tui.launch import demo
 
-        return demo(mouse=not args.no_mouse)
-    emulator, path = prepare_demo()
+        return demo(mouse=not args.no_mouse, route=args.route)
+    emulator, path = prepare_demo(route=args.route)
     print(f"demo: emulator at {emulator.url}, session {path.stem}")
     try:
         code = run_headless(path, emulator_url=emulator.url, every=args.every)
         store = Store(path)
         splits = store.counts().get(SPLIT, 0)
         retried = store.count_retried_units()
-        print(f"{splits} tiles ran out of memory and were split in four; {retried} units were "
-              "retried after transient failures; the Drive folder was emptied as files landed.")
+        if args.route == DIRECT:
+            print(f"{splits} tiles were too big for one interactive request and were split "
+                  f"in four; {retried} units were retried; nothing went through Drive.")
+        else:
+            print(f"{splits} tiles ran out of memory and were split in four; {retried} units "
+                  "were retried after transient failures; the Drive folder was emptied as "
+                  "files landed.")
+        if args.route == AUTO:
+            direct = store.route_counts().get(DIRECT, {}).get(DONE, 0)
+            print(f"{direct} units came directly from EE (computePixels: no task, no Drive); "
+                  "the rest, too big for an interactive request, by batch exports.")
         for mosaic, quicklook in demo_products(path):
             print(f"the summer's mosaic: {mosaic} (a look at it: {quicklook})")
         print(f"look at it: eebatch status {store.id}   (its log: eebatch log {store.id})")
@@ -932,6 +941,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=_positive_float, default=5.0, metavar="S",
                    help="seconds between progress lines (default 5)")
     p.add_argument("--no-mouse", action="store_true", help="dashboard without mouse support")
+    p.add_argument("--route", choices=ROUTES, default=BATCH,
+                   help="how the units come back (export.route): batch exports through Drive "
+                        "(default), direct computePixels, or auto (direct where EE can)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("emulator", help="serve the local EE and Drive emulator")

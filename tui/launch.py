@@ -150,7 +150,7 @@ def pick_session(*, mouse: bool = True) -> int:
     return run_dashboard(picked, mouse=mouse)
 
 
-def demo(*, mouse: bool = True) -> int:
+def demo(*, mouse: bool = True, route: str = "batch") -> int:
     """`eebatch demo`: the demo job on the built-in emulator, with a worker in this app."""
     try:
         from core.demo import prepare_demo
@@ -158,7 +158,7 @@ def demo(*, mouse: bool = True) -> int:
         print("error: the demo is not available in this build (core.demo is missing)",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-    emulator, path = prepare_demo()
+    emulator, path = prepare_demo(route=route)
     try:
         url = getattr(emulator, "url", None)
         return run_dashboard(path, mouse=mouse, emulator_url=url)

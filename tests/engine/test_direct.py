@@ -5,6 +5,7 @@ the middle of a fetch. The real worker and earthengine-api against the emulator.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 
+from core.demo import DEMO_EMULATOR, demo_products, prepare_demo
 from core.engine.runner import open_backends, run_session, start_worker
 from core.engine.worker import Worker
 from core.outputs.manifest import NAME as MANIFEST
@@ -193,3 +195,32 @@ def test_a_stop_does_not_wait_out_the_requests_in_flight(tmp_path: Path) -> None
         admin(emu.url, "/_emulator/faults", method="DELETE")
         assert run_session(store.path).ok
         assert_direct_and_verified(store, emu.url)
+
+
+def test_the_demo_by_auto_and_direct_gives_the_batch_routes_mosaic(tmp_path: Path) -> None:
+    # The demo's own emulator (batch tiles that split, interactive requests with a little
+    # less memory), faster: auto mixes both routes, direct splits what it cannot compute.
+    config = dataclasses.replace(DEMO_EMULATOR, speed=60.0, drive_listing_lag=0.0)
+    mosaics = {}
+    routes = {}
+    for route in ("batch", "auto", "direct"):
+        emulator, path = prepare_demo(config=config, route=route)
+        try:
+            assert run_session(path, emulator_url=emulator.url).ok
+        finally:
+            emulator.stop()
+        ((vrt, _),) = demo_products(path)
+        with rasterio.open(vrt) as mosaic:
+            mosaics[route] = (mosaic.transform, mosaic.read(masked=True))
+        store = Store(path)
+        routes[route] = store.route_counts()
+        store.close()
+    assert set(routes["auto"]) == {"direct", "batch"}  # some of each
+    assert set(routes["direct"]) == {"direct"} and set(routes["batch"]) == {"batch"}
+    transform, want = mosaics["batch"]
+    assert want.count() > 0
+    for route in ("auto", "direct"):
+        got_transform, got = mosaics[route]
+        assert got_transform == transform
+        assert np.array_equal(got.mask, want.mask)
+        assert np.array_equal(got.filled(0), want.filled(0)), route
