@@ -134,6 +134,12 @@ class ResetConnection(Exception):
     """Raised by a hook to drop the connection without an answer (a 'connection reset')."""
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of 40 new connections (the direct
+    # route's requests in flight) saw connections refused and retried for about a second.
+    request_queue_size = 128
+
+
 class HttpServer:
     """ThreadingHTTPServer bound to 127.0.0.1 only. `hooks` lets the fault injector see each
     request before its handler and each response before it is written."""
@@ -164,7 +170,7 @@ class HttpServer:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd = _Server(("127.0.0.1", port), _Handler)
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
