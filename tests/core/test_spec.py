@@ -371,3 +371,26 @@ def test_problems_found_after_the_first_checks_have_lines_too(tmp_path: Path) ->
     (problem,) = found(tmp_path, body)
     assert problem.key == "grid.size" and "uncountably many" in problem.message
     assert problem.line == body.splitlines().index("size = 1e-300") + 1
+
+
+def test_the_route_must_be_one_the_worker_knows(tmp_path: Path) -> None:
+    one(tmp_path, BASE_JOB + '\n[export]\nroute = "fast"\n', "export.route",
+        "'fast' is not one of batch, direct, auto")
+
+
+def test_direct_is_refused_where_it_cannot_serve_the_job(tmp_path: Path) -> None:
+    # Into EE assets: the direct route only writes files.
+    one(tmp_path, BASE_JOB + '\n[export]\nroute = "direct"\ndestination = "asset"\n'
+        'asset_folder = "projects/p/assets/f"\n', "export.route",
+        '"direct" cannot serve this job: it writes files into output_dir, and destination '
+        "'asset' needs an export; use \"auto\"")
+    # auto takes the same job: every unit by batch.
+    spec = load_spec(write_job(tmp_path, BASE_JOB + '\n[export]\nroute = "auto"\n'
+                               'destination = "asset"\nasset_folder = "projects/p/assets/f"\n'))
+    assert spec.export.route == "auto"
+
+
+@pytest.mark.parametrize("value", [0, 41, -3])
+def test_direct_requests_stay_within_ees_forty(tmp_path: Path, value: int) -> None:
+    one(tmp_path, BASE_JOB + f"\n[limits]\ndirect_requests = {value}\n",
+        "limits.direct_requests", f"must be between 1 and 40, got {value}")
