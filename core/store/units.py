@@ -19,6 +19,7 @@ from core.states import (
     IN_EE,
     LISTED,
     PENDING,
+    SPLIT,
     SUBMITTING,
 )
 
@@ -92,8 +93,8 @@ class UnitOps:
         every unit: for one-shot views (status), not for every second."""
         counts: dict[str, dict[str, int]] = {}
         for route, state, n in self.conn.execute(
-                "SELECT route, state, COUNT(*) FROM units WHERE state != 'split'"
-                " GROUP BY route, state"):
+                "SELECT route, state, COUNT(*) FROM units WHERE state != ?"
+                " GROUP BY route, state", (SPLIT,)):
             counts.setdefault(route, {})[state] = n
         return counts
 
