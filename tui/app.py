@@ -21,6 +21,7 @@ from textual.widgets import Footer
 from textual.worker import get_current_worker
 
 from core.limits import BOUNDS, MAX_TASKS
+from core.routes import DIRECT
 from core.states import ACTIVE, CMD_DONE, CMD_ERROR, FAILED, SETTLED
 from core.store import DatabaseError, Store, StoreError
 from tui.messages import CommandRequest, PollFailed, ShowUnit, SnapshotReady
@@ -143,7 +144,8 @@ class EEBatchApp(App[Path | None]):
         self.theme = THEME.name
         self.title = f"eebatch · {self.session_id}"
         self.query_one("#job-pane").border_title = f"Job · {self.ui_store.job_path.name}"
-        self.query_one(TilesPane).set_route(job_route(self.ui_store.job_text), self._tile_routes)
+        self.header_state.route = job_route(self.ui_store.job_text)
+        self.query_one(TilesPane).set_route(self.header_state.route, self._tile_routes)
         self._narrow(self.size.width)
         self._show_header()
         if self.poll_interval is None:
@@ -400,6 +402,8 @@ class EEBatchApp(App[Path | None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "max_tasks":
+            if self.header_state.route == DIRECT:
+                return False  # a direct job sends no export task: nothing to set
             current = self.header_state.max_tasks or int(self.settings.get("max_tasks") or 1)
             delta = int(parameters[0])  # type: ignore[call-overload]
             return True if BOUNDS[MAX_TASKS].holds(current + delta) else None

@@ -79,6 +79,34 @@ async def test_a_unit_auto_moved_to_batch_says_so_and_why(tmp_path: Path) -> Non
     store.close()
 
 
+async def test_the_tile_line_counts_an_auto_tiles_units_still_direct(tmp_path: Path) -> None:
+    store = make_session(tmp_path, "http://127.0.0.1:9", export={"route": "auto"},
+                         extra='[time]\nstart = 2023-06-01\nend = 2023-09-01\n'
+                               'step = "1 month"\n')
+    app = EEBatchApp(store.path, poll_interval=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await ready(pilot)
+        tile_map = app.query_one(TileMap)
+        model = tile_map.model
+        i = tile_map.selected_tile()
+        assert model is not None and i is not None and len(model.periods) == 3
+        assert tile_line(app).split(" · ")[-1] == "direct", tile_line(app)
+        # what the worker does when EE cannot compute a unit interactively
+        july = next(u["id"] for u in store.units_of_tile(model.tile_ids[i])
+                    if u["period"] == model.periods[1])
+        with store.tx():
+            store.set_route(july, "batch")
+            store.set_unit(july, "pending", error="User memory limit exceeded.")
+        app.poll_now()
+        await pilot.pause()
+        assert tile_line(app).split(" · ")[-1] == "2 of 3 direct", tile_line(app)
+        tile_map.focus()
+        await pilot.press("t", "t")  # July alone: all batch, nothing said
+        assert tile_map.period == 1
+        assert "direct" not in tile_line(app), tile_line(app)
+    store.close()
+
+
 async def test_the_header_counts_direct_requests_in_flight_at_80_columns(
         tmp_path: Path) -> None:
     # Each request takes 3 s at least: the worker keeps its 3 requests in flight a while.
@@ -94,7 +122,10 @@ async def test_the_header_counts_direct_requests_in_flight_at_80_columns(
                                "counting requests in flight",
                                seen=lambda: header_text(app))
                 head = header_text(app)
-                assert "tasks 0/4" in head and len(head) <= 78, head  # nothing cut off
+                # a direct job sends no export task: its requests take the tasks' place
+                assert "tasks" not in head and len(head) <= 78, head  # nothing cut off
+                await pilot.press("plus")  # nor has it task slots to set
+                assert app.header_state.max_tasks is None and "tasks" not in header_text(app)
                 await wait_for(pilot, lambda: app.counts.get("done") == 8, "done",
                                timeout=120, seen=lambda: app.counts)
                 await quit_app(pilot)

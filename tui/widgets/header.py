@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.widgets import Static
 
+from core.routes import BATCH, DIRECT
 from core.states import COUNTED, DONE, FAILED, IN_EE
 from tui.widgets.common import duration
 
@@ -24,6 +25,7 @@ class HeaderState:
     commands_pending: int = 0
     max_tasks: int | None = None  # what the user asked for (may not be applied yet)
     paused: bool | None = None
+    route: str = BATCH  # the job's export.route (core/routes.py)
 
 
 SERVICE_LABEL = {"ee": "EE", "drive": "Drive"}
@@ -87,8 +89,8 @@ class StatusHeader(Static):
 
     def _direct(self, text: Text, status: dict[str, Any], alive: bool) -> None:
         """Direct-route requests in flight of their limit (core/engine/direct.py), for a job
-        whose route is direct or auto; none in flight once its worker is gone."""
-        if status.get("route") not in ("direct", "auto") or not status.get("direct_limit"):
+        whose route is direct or auto, once its worker has said; none once it is gone."""
+        if not status.get("direct_limit"):
             return
         in_flight = int(status.get("direct_in_flight") or 0) if alive else 0
         text.append(f"  direct {in_flight}/{status['direct_limit']}",
@@ -136,8 +138,9 @@ class StatusHeader(Static):
             else:
                 text.append(f"  ETA {eta_text(status.get('eta_seconds'), bool(paused))}")
         max_tasks = st.max_tasks if st.max_tasks is not None else settings.get("max_tasks")
-        text.append(f"  tasks {active}/{max_tasks}")
-        if not (done == total and total):
+        if st.route != DIRECT:  # a direct job sends no export task
+            text.append(f"  tasks {active}/{max_tasks}")
+        if st.route != BATCH and not (done == total and total):
             self._direct(text, status, st.worker in ("here", "attached"))
         self._eecu(text, status)
         if paused:

@@ -135,11 +135,9 @@ SELECTS = {
                         "none, count (so many images a batch) or date (a step)"),
     # core/routes.py
     "export.route": Field("export.route", "route", "str", BATCH,
-                          "batch: export tasks, files through Drive (EE runs a few at once)\n"
-                          "direct: computed interactively (computePixels), no task slot and "
-                          "no Drive; for small units\n"
-                          "auto: direct where a unit fits, batch for the rest and for what EE "
-                          "cannot compute interactively"),
+                          "batch: export tasks, files via Drive (a few at a time)\n"
+                          "direct: computed interactively, no task slot, no Drive\n"
+                          "auto: direct where a unit fits, batch for the rest"),
 }
 FIELD = {f.key: f for f in (*FIELDS, SAVE, *SELECTS.values())}
 SELECT_OPTIONS = {"recipe.name": list(RECIPES), "export.destination": ["drive", "asset", "gcs"],
