@@ -49,3 +49,15 @@ def log_dir() -> Path:
     path = home / "log" if home else platformdirs.user_log_path(APP, appauthor=False)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def relative(path: str | os.PathLike[str], base: str | os.PathLike[str]) -> str:
+    """os.path.relpath(path, base), without its cost in the usual case of an absolute, plain
+    file under an absolute `base`: at ~90 µs a call, the manifest and the mosaics' plan of a
+    100,000-file job took half a minute of the worker's loop at each start."""
+    p, b = os.fspath(path), os.fspath(base).rstrip(os.sep)
+    if b and p.startswith(b + os.sep) and os.path.isabs(b):
+        rest = p[len(b) + 1:]
+        if rest and not any(part in ("", ".", "..") for part in rest.split(os.sep)):
+            return rest
+    return os.path.relpath(p, b or os.sep)

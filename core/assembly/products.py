@@ -14,7 +14,6 @@ Where they land:
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from core.assembly.rasters import (
 from core.assembly.rasters import up_to_date as mosaic_up_to_date
 from core.assembly.tables import Table, TablePaths, TableSource, merge_tables
 from core.assembly.tables import up_to_date as table_up_to_date
+from core.paths import relative
 from core.recipes import RECIPES
 from core.spec import JobSpec
 
@@ -64,7 +64,7 @@ class Outcome:
 
 
 def _digest(base: Path, entries: Iterable[tuple[Path, str]], *extra: str) -> str:
-    text = "\n".join([FORMAT, *extra, *(f"{os.path.relpath(p, base)}\t{md5}"
+    text = "\n".join([FORMAT, *extra, *(f"{relative(p, base)}\t{md5}"
                                          for p, md5 in entries)])
     return hashlib.sha256(text.encode()).hexdigest()
 

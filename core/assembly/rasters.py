@@ -28,6 +28,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 
 from core.outputs.bands import read_band_names
+from core.paths import relative
 from core.processes import pid_alive
 
 DIGEST_KEY = "EEBATCH_SOURCES"  # dataset metadata item of the VRT (and the COG made from it)
@@ -174,7 +175,7 @@ def vrt_xml(headers: Sequence[Header], grid: Layout, band_names: Sequence[str], 
             source = ET.SubElement(vrt_band, "ComplexSource" if header.nodata is not None
                                    else "SimpleSource")
             ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = \
-                Path(os.path.relpath(header.path, folder)).as_posix()
+                Path(relative(header.path, folder)).as_posix()
             ET.SubElement(source, "SourceBand").text = str(band)
             ET.SubElement(source, "SourceProperties", RasterXSize=str(header.width),
                           RasterYSize=str(header.height), DataType=gdal_type,

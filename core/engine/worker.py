@@ -26,6 +26,7 @@ from core.engine.monitor import Monitor
 from core.engine.outputs import Outputs
 from core.engine.training import Training
 from core.limits import PAUSED, LiveLimits
+from core.outputs.manifest import NAME as MANIFEST
 from core.spec import JobSpec
 from core.states import (
     CANCELLED,
@@ -187,7 +188,11 @@ class Worker(Commands, Monitor, Training, Costs, Admission, Direct, Outputs, Dow
             self._event(f"recovered: {live - len(lost)} live EE tasks adopted, "
                         f"{unsent + len(lost)} exports to resend")
         self._learn_ratio()
-        self.manifest_due = True  # files verified just before a crash: list them now
+        # Files verified just before a crash are listed now; a manifest written after the
+        # newest of them is left as it is (100,000 rows took the loop seconds at each start).
+        manifest = self.output_dir / MANIFEST
+        self.manifest_due = not manifest.exists() or \
+            manifest.stat().st_mtime < self.store.last_verified()
 
     def write_status(self, force: bool = False) -> None:
         now = time.time()

@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from core.paths import relative
+
 NAME = "manifest.csv"
 # route: how the file came (core/routes.py): "batch" (an export through Drive) or "direct"
 COLUMNS = ["file", "unit", "tile", "period", "start", "end", "west", "south", "east", "north",
@@ -29,7 +31,7 @@ def write_manifest(output_dir: Path, files: Iterable[dict[str, Any]], *, crs: st
     rows = []
     for f in files:
         row = {k: f.get(k) for k in COLUMNS if k in f}
-        row["file"] = os.path.relpath(f["local_path"], output_dir)
+        row["file"] = relative(f["local_path"], output_dir)
         rows.append({**row, "crs": crs, "bands": bands})
     frame = pd.DataFrame(rows, columns=COLUMNS).sort_values(["period", "unit", "file"])
     path = output_dir / NAME

@@ -130,6 +130,12 @@ class FileOps:
             (LISTED, FILE_DOWNLOADING)).fetchone()
         return int(n), int(size)
 
+    def last_verified(self) -> float:
+        """When the newest verified file was recorded (0: none yet)."""
+        return float(self.conn.execute(
+            f"SELECT COALESCE(MAX(updated), 0) FROM files WHERE state IN ({marks(ON_DISK)})",
+            ON_DISK).fetchone()[0])
+
     def manifest_rows(self) -> list[sqlite3.Row]:
         """A row per verified file on disk, with its unit's tile, period, bounds and the route
         the file came by (a file listed in Drive came by batch, whatever its unit is on now)."""

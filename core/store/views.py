@@ -59,8 +59,11 @@ class ViewOps:
                 " ORDER BY period", UNFINISHED)]
         # The units changed since then, through the units_updated index; then, for each of
         # their periods, whether any unit of it is unfinished (stops at the first).
+        # Named: SQLite otherwise takes units_state and reads every settled unit (late in a
+        # 100,000-unit job, 120 ms at each look, once a second).
         recent = [r[0] for r in self.conn.execute(
-            f"SELECT DISTINCT period FROM units WHERE updated >= ? AND state IN"
+            f"SELECT DISTINCT period FROM units INDEXED BY units_updated WHERE updated >= ?"
+            " AND state IN"
             f" ({marks(SETTLED)}) ORDER BY period", (since, *SETTLED))]
         return [p for p in recent if not self.conn.execute(
             f"SELECT EXISTS (SELECT 1 FROM units WHERE period = ? AND {unfinished})",

@@ -35,15 +35,26 @@ GOAL = 0.02  # of one core
 
 
 def _late(store: Any) -> None:
-    """A job near its end: every unit but 10 done, each with its downloaded and deleted file
-    recorded (the rows the worker's file queries must not scan every tick)."""
+    """A job near its end, as a worker that ran it leaves it: every unit but 10 done (one
+    unfinished in each of its 10 periods, so no period is complete yet), each with its
+    downloaded and deleted file recorded (the rows the worker's file queries must not scan
+    every tick) in its period's folder, and the manifest of them written."""
+    from core.outputs.manifest import write_manifest
+    from core.session import load_session_spec
+
     now = time.time()
+    out = load_session_spec(store).output_dir
     with store.tx():
-        store.conn.execute("UPDATE units SET state = 'done' WHERE rowid > 10")
+        store.conn.execute(
+            "UPDATE units SET state = 'done' WHERE rowid NOT IN"
+            " (SELECT MIN(rowid) FROM units GROUP BY period)")
         store.conn.execute(
             "INSERT INTO files (unit, attempt, drive_id, title, size, md5, local_path, state,"
-            " updated) SELECT id, NULL, 'gone-' || rowid, id || '.tif', 1000000, '', '/out/'"
-            " || id || '.tif', 'deleted', ? FROM units WHERE state = 'done'", (now,))
+            " updated) SELECT id, NULL, 'gone-' || rowid, id || '.tif', 1000000, '',"
+            " ? || '/' || period || '/' || id || '.tif', 'deleted', ? FROM units"
+            " WHERE state = 'done'", (str(out), now))
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, (dict(r) for r in store.manifest_rows()), crs="EPSG:4326", bands="")
 
 
 def measure_idle(units_bbox: str, size: float, months: int, seconds: float,

@@ -31,9 +31,9 @@ COUNTS = "SELECT state, COUNT(*), SUM(est_pixels) FROM units GROUP BY state"
 MEASURED = ("SELECT (SELECT COALESCE(SUM(size), 0) FROM files),"
             " (SELECT COALESCE(SUM(est_bytes), 0) FROM units"
             "  WHERE id IN (SELECT unit FROM files))")
-TO_SEND = ("SELECT id FROM units NOT INDEXED WHERE state IN ('pending', 'backoff') AND"
-           " (not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, est_bytes DESC,"
-           " id LIMIT ?")
+TO_SEND = ("SELECT id FROM units NOT INDEXED WHERE route = ? AND state IN ('pending',"
+           " 'backoff') AND (not_before IS NULL OR not_before <= ?)"
+           " ORDER BY priority DESC, est_bytes DESC, id LIMIT ?")
 
 
 def kept_and_counted(conn: sqlite3.Connection) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -115,15 +115,19 @@ def test_admission_reads_the_same_units_in_the_same_order_from_its_index(store: 
             store.set_unit(unit, [PENDING, BACKOFF, QUEUED, PENDING][i % 4], **fields)
             if i % 8 == 1:
                 store.set_unit(unit, BACKOFF, not_before=now + 3600)  # not due yet
-    for limit in (1, 3, 7, 100):
-        expected = [r[0] for r in store.conn.execute(TO_SEND, (now, limit))]
-        assert [r["id"] for r in store.units_to_send(now, limit)] == expected
+            if i % 6 == 2:
+                store.set_route(unit, "direct")  # the direct room's own queue
+    for route in ("batch", "direct"):
+        for limit in (1, 3, 7, 100):
+            expected = [r[0] for r in store.conn.execute(TO_SEND, (route, now, limit))]
+            assert expected and [r["id"] for r in store.units_to_send(now, limit, route)] == \
+                expected
     # the cost guard's pixels still to send, from the same kept counts
     assert store.pixels_to_send() == store.conn.execute(
         "SELECT SUM(est_pixels) FROM units WHERE state IN ('pending', 'backoff')").fetchone()[0]
     plan = " ".join(r[3] for r in store.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT * FROM units INDEXED BY units_to_send WHERE state IN"
-        " ('pending', 'backoff') AND (not_before IS NULL OR not_before <= ?) ORDER BY"
+        "EXPLAIN QUERY PLAN SELECT * FROM units INDEXED BY units_to_send WHERE route = 'batch'"
+        " AND state IN ('pending', 'backoff') AND (not_before IS NULL OR not_before <= ?) ORDER BY"
         " priority DESC, est_bytes DESC, id LIMIT ?", (now, 4)))
     assert "units_to_send" in plan and "TEMP B-TREE" not in plan
 
@@ -194,10 +198,12 @@ def test_a_session_of_schema_9_migrates_and_keeps_its_figures(tmp_path: Path) ->
     with sqlite3.connect(path) as conn:
         before_counts = {r[0]: r[1] for r in conn.execute(COUNTS)}
         before_measured = tuple(conn.execute(MEASURED).fetchone())
+        # schema 9 has no route: every unit of it is batch
         before_send = [r[0] for r in conn.execute(
-            TO_SEND.replace(" NOT INDEXED", ""), (time.time(), 50))]
+            TO_SEND.replace(" NOT INDEXED", "").replace("route = ? AND ", ""),
+            (time.time(), 50))]
     store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 11
     assert store.counts() == before_counts
     assert store.measured_and_estimated_bytes() == before_measured
     assert [r["id"] for r in store.units_to_send(time.time(), 50)] == before_send
