@@ -8,7 +8,15 @@ import numpy as np
 from core.plan import BATCH_MODEL, Plan, plan_warnings, preview
 from core.recipes import RECIPES
 from core.region import extent_text
-from core.routes import AUTO, BATCH, chunk_side, direct_refusal, direct_seconds, starting_route
+from core.routes import (
+    AUTO,
+    BATCH,
+    DIRECT,
+    chunk_side,
+    direct_refusal,
+    direct_seconds,
+    starting_route,
+)
 
 
 def size_text(n: float) -> str:
@@ -77,15 +85,23 @@ def describe_plan(plan: Plan) -> list[str]:
         *(["         " + ", ".join(settings)] if settings else []),
         *([f"Model    {model}"] if (model := recipe.model_summary(spec.recipe.params)) else []),
         _output_line(plan),
-        f"EE       {ee_text(plan)}",
-        *route_lines(plan),
-        _drive_line(plan),
+        *_ee_and_drive_lines(plan),
         f"Limits   {limits.max_tasks} tasks at once, {limits.max_attempts} attempts,"
         f" split depth {limits.split_depth}",
         *plan_warnings(plan),
         "",
     ]
     return lines + ["  " + line for line in preview(plan)]
+
+
+def _ee_and_drive_lines(plan: Plan) -> list[str]:
+    """EE's batch work, the route, and Drive: on the direct route there is no batch task and
+    no Drive (auto keeps both: what EE cannot compute interactively goes batch)."""
+    if starting_route(plan.spec)[0] == DIRECT:
+        return ["EE       no batch task: every unit is computed interactively",
+                *route_lines(plan),
+                "Drive    not used: the direct route writes each file into output_dir"]
+    return [f"EE       {ee_text(plan)}", *route_lines(plan), _drive_line(plan)]
 
 
 def route_lines(plan: Plan) -> list[str]:

@@ -67,3 +67,30 @@ def test_a_table_recipe_says_what_its_tables_are_not_zero_bytes() -> None:
         "Output   a table (CSV) per unit, merged at the end into table.csv and table.parquet; "
         "their sizes are learned as they arrive")
     assert "0 Bytes" not in line(lines, "Drive")
+
+
+def with_route(tmp_path: Path, name: str, route: str) -> Path:
+    """An example job (and its data files) with `export.route` set."""
+    for data in EXAMPLES.glob("*.geojson"):
+        (tmp_path / data.name).write_bytes(data.read_bytes())
+    text = (EXAMPLES / f"{name}.toml").read_text()
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text.replace("[export]\n", f'[export]\nroute = "{route}"\n', 1))
+    return path
+
+
+def test_the_plan_says_how_the_units_come_back_by_each_route(tmp_path: Path) -> None:
+    assert not [x for x in summary(EXAMPLES / "california.toml") if x.startswith("Route")]
+    auto = summary(with_route(tmp_path, "california", "auto"))
+    assert line(auto, "Route") == (
+        "Route    auto: 30 units by computePixels, ~570 requests of up to 1,536² pixels, 32 at "
+        "a time (limits.direct_requests): ~5 minutes (the emulator's direct model), no EE "
+        "task and no Drive; any unit EE cannot compute interactively goes batch")
+    assert line(auto, "EE").startswith("EE       30 tasks")  # what batch would take
+    tables = summary(with_route(tmp_path, "field-points", "direct"))
+    assert line(tables, "EE") == "EE       no batch task: every unit is computed interactively"
+    assert line(tables, "Route") == (
+        "Route    direct: every unit's table by computeFeatures, 32 at a time "
+        "(limits.direct_requests), no EE task and no Drive")
+    assert line(tables, "Drive") == (
+        "Drive    not used: the direct route writes each file into output_dir")
