@@ -1,12 +1,13 @@
 """Every benchmark of issues 6 and 15 in one command.
 
-    python -m tests.bench [--quick] [--runs N] [--only queue,downloads,scale,idle,realistic]
+    python -m tests.bench [--quick] [--runs N]
+                          [--only queue,downloads,scale,idle,realistic,routes]
                           [--markdown docs/benchmarks-results.md]
 
 Each part runs in its own process (`python -m tests.bench.bench_NAME`), one after the other,
 so none measures another's threads or memory. Prints one JSON document: the machine, each
-part's full results per run, and a summary of every goal. `--markdown FILE` also writes that
-summary as a Markdown table (one column per run).
+part's full results per run, and a summary of every goal; the summary is also printed as a
+Markdown table (one column per run) on stderr, and written to FILE with `--markdown FILE`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from tests.bench.common import machine
 
-PARTS = ("queue", "downloads", "scale", "idle", "realistic")
+PARTS = ("queue", "downloads", "scale", "idle", "realistic", "routes")
 
 
 def run_part(name: str, quick: bool) -> dict[str, Any]:
@@ -159,6 +160,43 @@ ROWS: list[tuple[str, str, str, str, str | None, str]] = [
      "submit_all/drive_peak_pct_of_quota", "(baseline)", None, "{:.0f} %"),
     ("realistic", "6. submit all: requests per unit", "submit_all/requests_total_per_unit",
      "(baseline)", None, "{:.2f}"),
+    ("realistic", "6. eebatch, route auto: every unit done and verified",
+     "eebatch_auto/makespan_hours", "(info)", None, "{:.1f} h"),
+    ("realistic", "6. eebatch, route auto ÷ the job's bound", "eebatch_auto/vs_job_bound",
+     "(info)", None, "{:.3f}"),
+    ("realistic", "6. eebatch, route auto: units done direct", "eebatch_auto/units_done_direct",
+     "(info)", None, "{}"),
+    ("realistic", "6. eebatch, route auto: units moved to batch (EE could not compute them "
+     "directly)", "eebatch_auto/units_moved_to_batch", "(info)", None, "{}"),
+    ("realistic", "6. eebatch, route auto: EECU-hours of direct requests",
+     "eebatch_auto/direct_eecu_hours", "(info)", None, "{:.1f}"),
+    ("realistic", "6. eebatch, route auto: Drive peak, % of quota",
+     "eebatch_auto/drive_peak_pct_of_quota", "(info)", None, "{:.0f} %"),
+    ("realistic", "6. eebatch, route auto: units lost", "eebatch_auto/units_lost_per_pass",
+     "0", None, "{}"),
+    ("routes", "7. small units (2,000 of 1 Mpx; 200 if --quick), 2 slots: the batch lower "
+     "bound", "batch_lower_bound_hours", "(info)", None, "{:.2f} h"),
+    ("routes", "7. route batch: every unit done and verified", "batch/done_hours", "(info)",
+     None, "{:.2f} h"),
+    ("routes", "7. route batch ÷ the batch lower bound", "batch/vs_batch_bound", "(≥ 1)",
+     None, "{:.3f}"),
+    ("routes", "7. route auto (direct_requests 40): every unit done and verified",
+     "auto/done_s", "(info)", None, "{:.0f} s"),
+    ("routes", "7. route auto ÷ the batch lower bound", "auto/vs_batch_bound", "< 1",
+     "goal_auto_below_batch_bound", "{:.4f}"),
+    ("routes", "7. route auto ÷ the direct model's own bound (40 in flight)",
+     "auto/over_direct_bound", "(info)", None, "{:.2f}"),
+    ("routes", "7. units lost or failed, batch / auto", "units_lost_or_failed", "0 / 0",
+     "goal_no_unit_lost", "{}"),
+    ("routes", "7. requests per unit, batch", "batch/requests_total_per_unit", "(info)", None,
+     "{:.2f}"),
+    ("routes", "7. requests per unit, auto", "auto/requests_total_per_unit", "(info)", None,
+     "{:.2f}"),
+    ("routes", "7. EE batch tasks, batch / auto", "batch_tasks_used", "(info)", None, "{}"),
+    ("routes", "7. direct requests (429s), auto", "direct_requests_and_429", "(info)", None,
+     "{}"),
+    ("routes", "7. files equal byte for byte, batch vs auto", "same_pixels/byte_for_byte_equal",
+     "all", "goal_same_pixels", "{}"),
 ]
 
 
@@ -228,8 +266,10 @@ def main() -> None:
         tables.append(rows)
         out["runs"].append({"results": results, "summary": rows})
     print(json.dumps(out, indent=2, ensure_ascii=False))
+    table = markdown(tables, info)
+    print(table, file=sys.stderr)  # the summary for whoever watches; stdout stays JSON
     if args.markdown:
-        args.markdown.write_text(markdown(tables, info), encoding="utf-8")
+        args.markdown.write_text(table, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -91,6 +92,36 @@ def requests_since(before: dict[str, int], after: dict[str, int]) -> dict[str, i
         if delta and not route.split(" ", 2)[1].startswith("admin"):
             out[route] = delta
     return dict(sorted(out.items()))
+
+
+class DirectRecorder:
+    """Every direct request the emulator admits (in-process): its arrival on the simulated
+    clock and the seconds the emulator's direct model plans for it (pixels.py DirectModel),
+    so a benchmark knows when a run's first request went out and the direct model's own
+    bound, max(total request seconds / requests in flight, longest request)."""
+
+    def __init__(self, model: Any) -> None:
+        self.lock = threading.Lock()
+        self.arrivals: list[float] = []
+        self.seconds: list[float] = []
+        plan, clock = model.plan, model.clock
+
+        def recorded(job: Any) -> Any:  # the plan itself is unchanged
+            p = plan(job)
+            with self.lock:
+                self.arrivals.append(clock.now())
+                self.seconds.append(p.seconds)
+            return p
+
+        model.plan = recorded
+
+    def first(self) -> float | None:
+        return min(self.arrivals, default=None)
+
+    def lower_bound(self, in_flight: int) -> float | None:
+        if not self.seconds:
+            return None
+        return max(sum(self.seconds) / in_flight, max(self.seconds))
 
 
 def per_unit(requests: dict[str, int], units: int) -> dict[str, float]:
