@@ -1,8 +1,9 @@
 """What the reliability parts share beyond the shape of a result (common.py): an emulator in
-the part's process with a ledger of every file EE delivered into Drive, a session of a job on
-it, a headless worker in its own process (`eebatch run SESSION --headless`) to start, kill -9
-and restart, read-only looks at the session file, and the invariants a finished job must hold,
-read from the emulator's records and the output dir.
+the part's process with a ledger of every file EE delivered into Drive and of every image its
+computePixels computed (the direct route), a session of a job on it, a headless worker in its
+own process (`eebatch run SESSION --headless`) to start, kill -9 and restart, read-only looks
+at the session file, and the invariants a finished job must hold, read from the emulator's
+records and the output dir.
 
 The signatures here are stable: other parts import them.
 """
@@ -20,12 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.emulator.app import Emulator
 from core.emulator.config import EmulatorConfig
+from core.naming import file_prefix
+from core.routes import PixelGrid, chunk_side, chunks, unit_grid
 from core.session import load_session_spec
 from tests.engine.conftest import FAST, admin, make_session, task_unit
 from tests.reliability.common import Result
@@ -57,13 +60,47 @@ class Served:
     folder: str = ""  # the export folder's name, as the export gave it
 
 
+# A request's grid as both sides name it: (crs, x0, y0, pixel width, pixel height, width,
+# height), the floats rounded so the engine's and the emulator's spellings meet.
+GridKey = tuple[str, float, float, float, float, int, int]
+
+
+def grid_key(crs: str, x0: float, y0: float, dx: float, dy: float, width: int,
+             height: int) -> GridKey:
+    return (crs.upper(), round(x0, 9), round(y0, 9), round(dx, 12), round(abs(dy), 12),
+            int(width), int(height))
+
+
+def request_key(grid: PixelGrid) -> GridKey:
+    """The key of the direct request the engine sends for `grid` (core.routes)."""
+    a, _, c, _, e, f = grid.transform
+    return grid_key(grid.crs, c, f, a, e, grid.width, grid.height)
+
+
+_DATE = re.compile(r"'(\d{4}-\d{2}-\d{2})")  # a date in an expression's repr
+
+
+@dataclass(frozen=True)
+class Computed:
+    """One image the emulator's computePixels computed and answered with (before any
+    injected fault touched the bytes on their way): its grid, the dates its expression names
+    (a unit's period: the months of a job share their grids), its size and MD5."""
+
+    grid: GridKey
+    dates: frozenset[str]
+    size: int
+    md5: str
+
+
 class Ledger:
-    """Every file the emulator's EE delivered into its Drive, recorded as it is stored: what
-    the emulator served, even after the file is deleted from Drive."""
+    """Every file the emulator's EE delivered into its Drive, recorded as it is stored, and
+    every image its computePixels computed: what the emulator served, even after the file is
+    deleted from Drive or the answer was cut or corrupted on the wire."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._files: dict[str, Served] = {}
+        self._pixels: dict[GridKey, list[Computed]] = {}
 
     def add(self, served: Served) -> None:
         with self._lock:
@@ -73,9 +110,19 @@ class Ledger:
         with self._lock:
             return dict(self._files)
 
+    def add_pixels(self, computed: Computed) -> None:
+        with self._lock:
+            self._pixels.setdefault(computed.grid, []).append(computed)
+
+    def pixels(self) -> dict[GridKey, list[Computed]]:
+        """Every computePixels answer, by its grid (a grid asked again has several)."""
+        with self._lock:
+            return {k: list(v) for k, v in self._pixels.items()}
+
 
 def attach_ledger(emu: Emulator) -> Ledger:
-    """Record every file the emulator's EE adds to its Drive (the hooks EE calls, wrapped)."""
+    """Record every file the emulator's EE adds to its Drive and every image its
+    computePixels computes (the hooks EE calls, wrapped)."""
     ledger = Ledger()
     drive = emu.ee.drive
     add_file, ensure_folder = drive.add_file, drive.ensure_export_folder
@@ -94,6 +141,20 @@ def attach_ledger(emu: Emulator) -> Ledger:
 
     drive.ensure_export_folder = named_folder  # type: ignore[method-assign]
     drive.add_file = recording  # type: ignore[method-assign]
+
+    direct = emu.ee.direct
+    run = direct.run
+
+    def computing(project: str, job: Any, compute: Any) -> tuple[bytes, str]:
+        # DirectModel.run returns the bytes the HTTP layer then sends (and a fault may cut).
+        data, mime = run(project, job, compute)
+        g = job.grid
+        ledger.add_pixels(Computed(grid_key(g.crs, g.x0, g.y0, g.dx, g.dy, g.width, g.height),
+                                   frozenset(_DATE.findall(repr(job.spec.core))), len(data),
+                                   hashlib.md5(data, usedforsecurity=False).hexdigest()))
+        return data, mime
+
+    direct.run = computing  # type: ignore[method-assign]
     return ledger
 
 
@@ -141,19 +202,20 @@ class Session:
     output_dir: Path
     job: Path
     folder: str = ""  # the Drive folder its exports write to
+    spec: Any = field(default=None, compare=False, repr=False)  # its JobSpec
 
 
 def new_session(workdir: Path, url: str, **job: Any) -> Session:
     """A session of a job on the emulator at `url`, created as `eebatch new` does; `job` is
     tests.engine.conftest.make_session's keywords (bbox, size, scale, max_tasks, split_depth,
-    max_attempts, folder, recipe, extra, export)."""
+    max_attempts, folder, recipe, extra, export, limits)."""
     workdir.mkdir(parents=True, exist_ok=True)
     store = make_session(workdir, url, **job)
     try:
         spec = load_session_spec(store)
         name = job.get("name", "t")
         return Session(store.id, store.path, spec.output_dir, workdir / f"{name}.toml",
-                       spec.export.folder)
+                       spec.export.folder, spec)
     finally:
         store.close()
 
@@ -248,14 +310,19 @@ def _short(items: Any, n: int = 5) -> str:
 def check_finished_job(result: Result, url: str, ledger: Ledger, session: Session) -> None:
     """The invariants of a job that ran to its end, whatever happened on the way, each read
     from the emulator's records (its tasks, its Drive, the ledger of what it served) and the
-    output dir; the session file says only which units the job has and where files went."""
+    output dir; the session file says only which units the job has, by which route each
+    went, and where files went. A unit on the direct route (core/routes.py) has no export
+    and its files never were in Drive: each is checked against what computePixels computed
+    for the unit's own grid (check_direct_files)."""
     everything = state(url)
     if everything["ee"]["tasks_total"] > len(everything["ee"]["tasks"]):
         result.skipped += (" the emulator lists only its newest "
                            f"{len(everything['ee']['tasks'])} tasks;")
     tasks = [t for t in everything["ee"]["tasks"]
              if t["description"].startswith(f"eebatch_{session.id}_")]
-    units = {r["id"]: r["state"] for r in rows(session, "SELECT id, state FROM units")}
+    unit_rows = rows(session, "SELECT id, state, route FROM units")
+    units = {r["id"]: r["state"] for r in unit_rows}
+    direct = {r["id"] for r in unit_rows if r["route"] == "direct"}
 
     unsettled = {u: s for u, s in units.items() if s not in ("done", "split")}
     result.check("every unit done (split ones by their parts)", not unsettled,
@@ -272,9 +339,12 @@ def check_finished_job(result: Result, url: str, ledger: Ledger, session: Sessio
     result.check("no attempt exported twice (one EE task per attempt)", not twice,
                  _short(f"{d} x{n}" for d, n in twice.items()))
     done = [u for u, s in units.items() if s == "done"]
-    wrong = {u: succeeded.get(u, 0) for u in done if succeeded.get(u, 0) != 1}
+    wrong = {u: succeeded.get(u, 0) for u in done
+             if succeeded.get(u, 0) != (0 if u in direct else 1)}
     wrong.update({u: n for u, n in succeeded.items() if units.get(u) != "done"})
-    result.check("exactly one SUCCEEDED export per done unit, none for others", not wrong,
+    result.check("exactly one SUCCEEDED export per done unit, none for others" if not direct
+                 else "exactly one SUCCEEDED export per done batch unit, none for direct"
+                 " units or others", not wrong,
                  _short(f"{u}: {n} SUCCEEDED" for u, n in wrong.items()))
 
     live = [f"{t['description']} {t['state']}" for t in tasks if t["state"] in LIVE]
@@ -282,9 +352,12 @@ def check_finished_job(result: Result, url: str, ledger: Ledger, session: Sessio
 
     # The files EE delivered for this session's exports (other sessions may share the emulator).
     served = {d: s for d, s in ledger.files().items() if s.folder == session.folder}
-    files = rows(session, "SELECT unit, drive_id, title, md5, local_path, state FROM files")
+    files = rows(session, "SELECT unit, drive_id, title, size, md5, local_path, state"
+                          " FROM files")
+    fetched = [f for f in files if f["drive_id"].startswith("direct:")]
+    exported = [f for f in files if not f["drive_id"].startswith("direct:")]
     bad: list[str] = []
-    for f in files:
+    for f in exported:
         local = Path(f["local_path"]) if f["local_path"] else None
         origin = served.get(f["drive_id"])
         if origin is None:
@@ -293,8 +366,12 @@ def check_finished_job(result: Result, url: str, ledger: Ledger, session: Sessio
             bad.append(f"{f['title']}: no local file ({f['state']})")
         elif md5(local) != origin.md5 or local.stat().st_size != origin.size:
             bad.append(f"{local.name}: md5 {md5(local)}, served {origin.md5}")
-    result.check("every local file's MD5 and size equal what the emulator served",
-                 bool(files) and not bad, _short(bad) if files else "no files recorded")
+    if exported or len(direct) < len(units):
+        result.check("every local file's MD5 and size equal what the emulator served",
+                     bool(exported) and not bad,
+                     _short(bad) if exported else "no files recorded")
+    if direct or fetched:
+        check_direct_files(result, ledger, session, fetched)
 
     recorded = {f["drive_id"] for f in files}
     unclaimed = [s.title for d, s in served.items() if d not in recorded]
@@ -319,6 +396,67 @@ def check_finished_job(result: Result, url: str, ledger: Ledger, session: Sessio
         "ee_tasks_failed": sum(1 for t in tasks if t["state"] == "FAILED"),
         "files": len(files),
     })
+    if direct:
+        result.numbers["units_direct"] = sum(1 for u in direct if units[u] != "split")
+        result.numbers["files_direct"] = len(fetched)
+
+
+def direct_requests(session: Session, unit: str, bounds: tuple[float, float, float, float]
+                    ) -> dict[str, GridKey]:
+    """The requests the direct route sends for an image unit: file title -> its grid, the
+    unit's batch-export grid cut as core.routes cuts it."""
+    spec = session.spec
+    grid = unit_grid(spec, bounds)
+    prefix = file_prefix(spec.export.prefix, spec.name, unit)
+    return {c.title: request_key(c.grid) for c in chunks(grid, chunk_side(spec), prefix)
+            if c.grid is not None}
+
+
+def check_direct_files(result: Result, ledger: Ledger, session: Session,
+                       fetched: list[sqlite3.Row]) -> None:
+    """A done direct unit has one file per request of its grid, each in place, and each
+    one's bytes are what the emulator's computePixels computed for that request's grid (the
+    ledger), not what reached the worker: an answer cut or corrupted on the wire must have
+    been refused and asked again."""
+    done = {r["id"]: r for r in rows(
+        session, "SELECT id, west, south, east, north, start, end FROM units WHERE"
+        " route = 'direct' AND state = 'done'")}
+    by_unit: dict[str, list[sqlite3.Row]] = {}
+    for f in fetched:
+        by_unit.setdefault(f["unit"], []).append(f)
+    computed = ledger.pixels()
+    shape: list[str] = []
+    wrong: list[str] = []
+    for unit, row in sorted(done.items()):
+        want = direct_requests(session, unit, (row["west"], row["south"], row["east"],
+                                               row["north"]))
+        period = {row["start"], row["end"]} - {None}
+        have = [f["title"] for f in by_unit.get(unit, [])]
+        if sorted(have) != sorted(want):
+            shape.append(f"{unit}: files {sorted(have)}, requests {sorted(want)}")
+        for f in by_unit.get(unit, []):
+            local = Path(f["local_path"]) if f["local_path"] else None
+            if local is None or not local.exists():
+                shape.append(f"{f['title']}: no local file ({f['state']})")
+                continue
+            answers = {(c.md5, c.size) for c in computed.get(want.get(f["title"], ()), [])
+                       if period <= c.dates}
+            got = (md5(local), local.stat().st_size)
+            if len(answers) > 1:
+                wrong.append(f"{f['title']}: the emulator computed {len(answers)} different"
+                             " images for one grid and period")
+            elif got not in answers:
+                wrong.append(f"{local.name}: md5 {got[0]} ({got[1]} bytes), computed "
+                             + (f"{next(iter(answers))[0]}" if answers else "never"))
+            elif f["md5"] != got[0] or f["size"] != got[1]:
+                wrong.append(f"{local.name}: the session says md5 {f['md5']}, the file is"
+                             f" {got[0]}")
+    strays = sorted(set(by_unit) - set(done))
+    shape += [f"{u}: files recorded for a unit not done by the direct route" for u in strays]
+    result.check("every direct unit has one local file per request of its grid",
+                 bool(done) and not shape, _short(shape) if done else "no direct unit done")
+    result.check("every direct file's bytes are what computePixels computed for its grid",
+                 bool(fetched) and not wrong, _short(wrong) if fetched else "no direct files")
 
 
 def attempt_number(description: str) -> int:
