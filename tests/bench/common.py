@@ -84,6 +84,19 @@ def wall_to_sim(emu: Any) -> Any:
     return lambda wall: s0 + (wall - w0) * speed
 
 
+class ClockWatch:
+    """Whether the wall clock stepped during a run. Stored times (the store's, time.time())
+    are turned into simulated time linearly (wall_to_sim), while the emulator's clock runs on
+    time.monotonic(): a step of the system clock (this shared VM's clock was seen to jump
+    ~54 s mid-run) shifts every later stored time by step x speed simulated seconds."""
+
+    def __init__(self) -> None:
+        self.wall, self.mono = time.time(), time.monotonic()
+
+    def step_s(self) -> float:
+        return round((time.time() - self.wall) - (time.monotonic() - self.mono), 2)
+
+
 def requests_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """Counter difference, without the admin routes the benchmark itself calls."""
     out = {}
