@@ -39,7 +39,7 @@ hours of slots in about 6 minutes), auto 1 (its ~200 simulated seconds in as man
 seconds). Faster, the machine sets the pace, not EE: a batch run whose `slot_use_pct` falls
 well below 100, or a direct run whose `over_direct_bound` is well above 1 with
 `direct_peak_in_flight` under 40, was measured on a machine that could not keep up (see the
-load). The whole part takes about 10 minutes (--quick: under 2).
+load). The whole part takes about 11 minutes (--quick: under 2).
 """
 
 from __future__ import annotations
