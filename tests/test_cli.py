@@ -62,7 +62,7 @@ def test_new_sessions_status_rm(tmp_path: Path) -> None:
     table = tmp_path / "units.csv"
     assert eebatch("status", "t-1", "--csv", str(table)).returncode == 0
     lines = table.read_text().splitlines()
-    assert lines[0].startswith("unit,tile,period,state,attempts")
+    assert lines[0].startswith("unit,tile,period,state,route,attempts")
     assert len(lines) == 9 and all(",pending," in line for line in lines[1:])
 
     refused = eebatch("rm", "t-1", stdin="")  # no terminal to ask on: refuse

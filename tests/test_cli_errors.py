@@ -186,7 +186,7 @@ def test_a_job_files_problems_print_one_a_line(tmp_path: Path,
     assert out.err == (
         f"error: {path}: limits.max_taks: unknown key; known: max_tasks, drive_budget, "
         "max_attempts, split_depth, poll_seconds, download_workers, listing_grace_minutes, "
-        "eecu_hours, eecu_tier_hours, pause_when_restricted, straggler_factor\n"
+        "eecu_hours, eecu_tier_hours, pause_when_restricted, straggler_factor, direct_requests\n"
         f"error: {path}: grid.size: must be > 0, got 0\n"
         f"error: {path}: time.end: 2023-05-01 is not after time.start 2023-06-01 "
         "(end is exclusive)\n")

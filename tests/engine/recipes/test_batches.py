@@ -189,7 +189,7 @@ def test_a_session_of_schema_7_still_runs(tmp_path: Path, emulator: Emulator) ->
                 kind == "table" and name not in v7_tables):
             conn.execute(f"DROP {kind.upper()} {name}")
     columns = {r[1] for r in conn.execute("PRAGMA table_info(units)")}
-    for column in ("batch", "seq"):
+    for column in ("batch", "seq", "route"):
         if column in columns:
             conn.execute(f"ALTER TABLE units DROP COLUMN {column}")
     conn.execute("PRAGMA user_version=7")
