@@ -71,6 +71,10 @@ class Direct(WorkerBase):
         self.direct_kind = RECIPES[recipe.name].output(recipe.params)
         self.direct_side = chunk_side(self.spec)
         self.direct_bands = RECIPES[recipe.name].band_names(recipe.params)
+        # What auto learns of EE's interactive limit (see _foreseen_too_heavy): the smallest
+        # unit it could not compute (pixels, unit, EE's message) and the largest it could.
+        self.too_heavy_at: tuple[int, str, str] | None = None
+        self.computed_up_to = 0
 
     # -- the loop thread ---------------------------------------------------------------------
 
@@ -87,7 +91,26 @@ class Direct(WorkerBase):
                 continue  # its model is being trained (training.py)
             if not self._disk_has_room(int(row["est_bytes"] * self.ratio)):
                 return
+            if self._foreseen_too_heavy(row):
+                continue
             self._start_fetch(row)
+
+    def _foreseen_too_heavy(self, row: Any) -> bool:
+        """Under auto, a unit at least as big as one EE could not compute interactively, and
+        bigger than every one it could, goes by batch without trying: each failed request
+        is minutes of EE's time (the realistic benchmark: 300 tiles, every one too heavy,
+        24 EECU-hours spent on failed requests before this)."""
+        if self.spec.export.route != AUTO or self.too_heavy_at is None:
+            return False
+        pixels, unit, message = self.too_heavy_at
+        if row["est_pixels"] < pixels or row["est_pixels"] <= self.computed_up_to:
+            return False
+        with self.store.tx():
+            self.store.set_route(row["id"], BATCH)
+            self.store.log(f"EE could not compute it directly (foreseen: {unit}, of "
+                           f"{pixels:,} pixels, failed with {message}): it goes by the "
+                           "batch route", "warning", row["id"])
+        return True
 
     def _start_fetch(self, row: Any) -> None:
         unit = row["id"]
@@ -161,6 +184,7 @@ class Direct(WorkerBase):
             self.store.log(f"done: {size:,} bytes verified (direct, {len(files)} "
                            f"request{'s' if len(files) != 1 else ''})", "info", unit)
         self.manifest_due = True
+        self.computed_up_to = max(self.computed_up_to, row["est_pixels"])
         if unit not in self.recovered:
             self.finished.append(time.time())
         if self.direct_bands:
@@ -212,6 +236,8 @@ class Direct(WorkerBase):
         splits it); direct splits it."""
         unit = row["id"]
         if self.spec.export.route == AUTO:
+            if self.too_heavy_at is None or row["est_pixels"] < self.too_heavy_at[0]:
+                self.too_heavy_at = (row["est_pixels"], unit, message)
             self.store.set_route(unit, BATCH)
             self.store.set_unit(unit, PENDING, error=message, not_before=None,
                                 attempts=max(row["attempts"] - 1, 0))

@@ -104,6 +104,24 @@ def test_auto_sends_a_unit_ee_cannot_compute_interactively_by_batch(tmp_path: Pa
         assert set(manifest["route"]) == {"batch"} and len(manifest) == 8
 
 
+def test_auto_learns_what_ee_cannot_compute_and_sends_the_rest_by_batch(
+        tmp_path: Path) -> None:
+    # Two requests at a time, every tile too heavy: once the first fail, the tiles as big
+    # are foreseen to fail too and go by batch without spending a request each.
+    with emulator_with(direct_memory_limit_pixels=1) as emu:
+        store = make_session(tmp_path, emu.url, export={"route": "auto"},
+                             limits={"direct_requests": 2})
+        summary = run_session(store.path)
+        assert summary.ok, summary.failed
+        failed = sum(direct_state(emu.url)["failed"].values())
+        assert 1 <= failed <= 2 and store.counts() == {"done": 8}
+        foreseen = store.conn.execute(
+            "SELECT COUNT(DISTINCT unit) FROM events WHERE message LIKE 'EE could not compute"
+            " it directly (foreseen: %'").fetchone()[0]
+        assert foreseen == 8 - failed
+        assert {r[0] for r in store.conn.execute("SELECT route FROM units")} == {"batch"}
+
+
 def test_a_unit_too_heavy_for_one_direct_request_splits_on_the_direct_route(
         tmp_path: Path) -> None:
     # A whole tile is over the interactive memory limit, its quarters are not.
