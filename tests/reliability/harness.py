@@ -101,6 +101,7 @@ class Ledger:
         self._lock = threading.Lock()
         self._files: dict[str, Served] = {}
         self._pixels: dict[GridKey, list[Computed]] = {}
+        self._answers = 0
 
     def add(self, served: Served) -> None:
         with self._lock:
@@ -113,6 +114,13 @@ class Ledger:
     def add_pixels(self, computed: Computed) -> None:
         with self._lock:
             self._pixels.setdefault(computed.grid, []).append(computed)
+            self._answers += 1
+
+    def answers(self) -> int:
+        """How many computePixels answers the emulator computed so far (each is recorded
+        before it is sent)."""
+        with self._lock:
+            return self._answers
 
     def pixels(self) -> dict[GridKey, list[Computed]]:
         """Every computePixels answer, by its grid (a grid asked again has several)."""

@@ -203,9 +203,10 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
     rng = random.Random(seed)
     result = Result(part="direct_faults", tried="")
     bbox = d.QUICK_BBOX if quick else d.FULL_BBOX
-    jobs = [("direct", d.job("direct", bbox, 3)), ("corrupted", d.job("direct", bbox, 2))]
+    jobs = [("direct", d.job("direct", bbox, 3, name="direct")),
+            ("corrupted", d.job("direct", bbox, 2, name="corrupted"))]
     if not quick:
-        jobs.append(("auto", d.job("auto", bbox, 2)))
+        jobs.append(("auto", d.job("auto", bbox, 2, name="auto")))
     plans = [fault_plan(rng, *_routes_and_kinds(label, job)) for label, job in jobs]
     parts = [Result(part="direct_faults", tried="") for _ in jobs]
     numbers: list[dict[str, Any]] = [{} for _ in jobs]

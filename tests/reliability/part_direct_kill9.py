@@ -12,9 +12,10 @@ restarting it each time, then one last worker runs the job to its end:
 
 The moments between a part's write, its rename and the store's commit last microseconds;
 to stop the worker inside them the part holds the session's write lock (a write transaction
-of its own, as a slow disk would hold a commit) in short pulses while fetches run: the fetch
-threads go on writing parts, the loop thread stops at its next write, which after a fetch
-ends is the commit that follows the rename. The worker is killed while it waits.
+of its own, as a slow disk would hold a commit) for a moment as an answer is on its way (the
+ledger sees each image as the emulator computes it): the fetch thread goes on writing its
+part, the loop thread stops at its next write, which after a fetch ends is most often the
+commit that follows the rename. The worker is killed while it waits.
 
 At the end: every unit done, each direct unit's files one per request of its grid with the
 bytes computePixels computed, no part left, nothing in EE or Drive
@@ -22,7 +23,7 @@ bytes computePixels computed, no part left, nothing in EE or Drive
 
 Quick: a direct job of 8 tiles x 2 months whose southern tiles split, two kills: mid-fetch,
 and renamed-uncommitted (with parts written beside: part-written too). Full: an auto job of
-20 tiles x 3 months, 20 kills.
+20 tiles x 8 months, 20 kills.
 """
 
 from __future__ import annotations
@@ -42,13 +43,16 @@ from tests.reliability.part_kill9 import Cycle
 
 # The quick run's second kill finds parts written beside the files moved in.
 QUICK_MOMENTS = ["mid-fetch", "renamed-uncommitted"]
-# How often each moment is drawn for the full run (each at least once).
-WEIGHTS = {"mid-fetch": 4, "part-written": 4, "renamed-uncommitted": 4, "after-split": 1,
-           "mid-download": 1, "random": 3}
+# How often each moment is drawn for the full run (each at least once), after an
+# after-split and a mid-download.
+WEIGHTS = {"mid-fetch": 4, "part-written": 4, "renamed-uncommitted": 4, "random": 3}
 LOCKED = ("part-written", "renamed-uncommitted")  # moments reached under the write lock
 _SEEN = {"part-written": "parts", "renamed-uncommitted": "uncommitted"}
-PULSE = 0.4
-DIRECT_REQUESTS = 4  # seconds the lock is held before it is let go (and taken again 0.05 s later)
+PULSE = 0.4  # seconds the lock is held for one answer before it is let go
+DIRECT_REQUESTS = {True: 4, False: 2}  # quick, full
+# The full run's 20 kills need direct work to the end: most tiles fit a direct request (the
+# two southernmost move to batch and split there), each request takes ~2 s, two at once.
+FULL_EMULATOR = {"direct_memory_limit_pixels": 2320, "direct_latency_seconds": 40.0}
 START_TIMEOUT = 60.0
 MOMENT_TIMEOUT = 20.0
 END_TIMEOUT = 300.0
@@ -91,13 +95,22 @@ class DirectCycle(Cycle):
             " 'EE could not compute it directly%' OR message LIKE '%split into 4 tiles')",
             (self.t0,)))
 
-    def under_lock(self, moment: str, timeout: float, proc: Any) -> bool:
-        """Pulses of the session's write lock, while the worker runs, until the moment is
-        reached under one (True: then the lock is let go only after the kill)."""
+    def under_lock(self, moment: str, timeout: float, proc: Any, ledger: h.Ledger) -> bool:
+        """Until the moment is reached: each time the emulator has an image answer ready
+        (the ledger counts them as they are computed), take the session's write lock — at
+        once for part-written (the fetch thread writes its part, the loop cannot commit its
+        next step), once the part is on disk for renamed-uncommitted (the loop moves it into
+        place, then waits at its commit) — and hold it up to PULSE s. True once the moment
+        is seen under it: the worker is killed before the lock is let go."""
         deadline = time.monotonic() + timeout
+        answered = ledger.answers()
         while time.monotonic() < deadline and proc.poll() is None:
-            if not self.fetching():
-                time.sleep(0.01)
+            if ledger.answers() == answered:
+                time.sleep(0.002)
+                continue
+            answered = ledger.answers()
+            if moment == "renamed-uncommitted" and not h.wait_for(
+                    lambda: bool(self.parts()), 1.0, every=0.001):
                 continue
             self.pulses += 1
             conn = sqlite3.connect(self.session.path, timeout=10, isolation_level=None)
@@ -117,17 +130,21 @@ class DirectCycle(Cycle):
                     time.sleep(0.005)
             finally:
                 conn.close()  # the transaction with it
-            time.sleep(0.05)
         return False
 
 
 def _plan(quick: bool, rng: random.Random) -> list[str]:
+    """The moments to kill at, in order. The move to batch and a batch download come first:
+    the worker sends the biggest units first, so those EE cannot compute directly are met
+    early, and their batch exports end long before the direct work does."""
     if quick:
         return list(QUICK_MOMENTS)
-    kinds = list(WEIGHTS)
-    drawn = kinds + rng.choices(kinds, weights=[WEIGHTS[k] for k in kinds], k=20 - len(kinds))
+    early = ["after-split", "mid-download"]
+    kinds = [k for k in WEIGHTS if k not in early]
+    drawn = kinds + rng.choices(kinds, weights=[WEIGHTS[k] for k in kinds],
+                                k=20 - len(early) - len(kinds))
     rng.shuffle(drawn)
-    return drawn
+    return [*early, *drawn]
 
 
 def _setup(url: str, moment: str) -> None:
@@ -160,8 +177,8 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
     route = "direct" if quick else "auto"
     # Few requests at once: a fetch's end is then the loop's next write (no room to start
     # another until it is collected), which the lock's pulses stop it at.
-    job = d.job(route, d.QUICK_BBOX if quick else d.FULL_BBOX, 2 if quick else 3,
-                limits={"direct_requests": DIRECT_REQUESTS})
+    job = d.job(route, d.QUICK_BBOX if quick else d.FULL_BBOX, 2 if quick else 8,
+                limits={"direct_requests": DIRECT_REQUESTS[quick]})
     result = Result(part="direct_kill9", tried="")
     log = workdir / "workers.log"
     hits: dict[str, int] = {}
@@ -170,7 +187,8 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
     left = {"parts": 0, "uncommitted": 0}  # what the kills under the lock left behind
     kills = 0
     pulses: list[int] = []  # lock pulses each kill under the lock took
-    with h.emulator(**d.emulator_config(seed)) as (emu, ledger):
+    with h.emulator(**d.emulator_config(seed, **({} if quick else FULL_EMULATOR))) as (emu,
+                                                                                    ledger):
         session = h.new_session(workdir, emu.url, **job)
         for moment in moments:
             if _finished(session):
@@ -182,7 +200,7 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
                 h.wait_for(functools.partial(cycle.ready, worker.pid), START_TIMEOUT,
                            proc=worker)
             if moment in LOCKED:
-                hit = cycle.under_lock(moment, MOMENT_TIMEOUT, worker)
+                hit = cycle.under_lock(moment, MOMENT_TIMEOUT, worker, ledger)
                 for key, n in cycle.seen.items():
                     left[key] += n
                 pulses.append(cycle.pulses)
