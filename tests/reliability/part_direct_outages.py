@@ -200,7 +200,7 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
                 round(said - window.began, 1) if said else "never")
             if window.what != "ee" or quick:
                 continue
-            line = [x for x in window.status.splitlines() if x.startswith("waiting")]
+            line = [x for x in window.status.splitlines() if x.strip().startswith("waiting")]
             result.check(f"{name}: `eebatch status` said why it waits, while EE was out",
                          any(UNREACHABLE in x for x in line),
                          window.status[-800:] or "the worker's status never said it")
