@@ -43,6 +43,13 @@ from core.recipes.build import RecipeError, UnitWork, build
 from core.routes import AUTO, BATCH, DIRECT, Chunk, PixelGrid, chunk_side, chunks, unit_grid
 from core.states import DONE, DOWNLOADING, FAILED, PENDING
 
+# Under auto, the requests in flight before any unit has come directly (see fetch_direct).
+AUTO_PROBE = 4
+# Under auto, a unit within this factor of the smallest that EE could not compute
+# interactively, and bigger than every one it could, is foreseen to fail too: a job sends
+# its biggest first, so "as big or bigger" alone never caught the next, slightly smaller,
+# tile (tiles of one grid differ by a few per cent with latitude).
+LESSON_FACTOR = 1.1
 # A request that answers 429 (EE's 40 in flight, shared with the project's other use) or 5xx
 # is asked again on its thread this many times, from RETRY_FIRST seconds doubling, before the
 # unit's try counts as failed.
@@ -83,7 +90,12 @@ class Direct(WorkerBase):
         live = LiveLimits.of(self.limits, self.store.settings())
         if live.paused or "disk" in self.waits or "ee" in self.down or self.stopping:
             return
-        room = self.limits.direct_requests - len(self.fetches)
+        limit = self.limits.direct_requests
+        if self.spec.export.route == AUTO and not self.computed_up_to:
+            # Until a unit has come directly, auto probes with a few requests: a job whose
+            # every unit is too heavy then spends a few failed requests, not one per slot.
+            limit = min(limit, AUTO_PROBE)
+        room = limit - len(self.fetches)
         if room <= 0:
             return
         for row in self.store.units_to_send(time.time(), room, DIRECT):
@@ -96,14 +108,14 @@ class Direct(WorkerBase):
             self._start_fetch(row)
 
     def _foreseen_too_heavy(self, row: Any) -> bool:
-        """Under auto, a unit at least as big as one EE could not compute interactively, and
-        bigger than every one it could, goes by batch without trying: each failed request
-        is minutes of EE's time (the realistic benchmark: 300 tiles, every one too heavy,
-        24 EECU-hours spent on failed requests before this)."""
+        """Under auto, a unit nearly as big as one EE could not compute interactively
+        (LESSON_FACTOR), and bigger than every one it could, goes by batch without trying:
+        each failed request is minutes of EE's time (the realistic benchmark: 300 tiles,
+        every one too heavy, 20-24 EECU-hours spent on failed requests before this)."""
         if self.spec.export.route != AUTO or self.too_heavy_at is None:
             return False
         pixels, unit, message = self.too_heavy_at
-        if row["est_pixels"] < pixels or row["est_pixels"] <= self.computed_up_to:
+        if row["est_pixels"] * LESSON_FACTOR < pixels or row["est_pixels"] <= self.computed_up_to:
             return False
         with self.store.tx():
             self.store.set_route(row["id"], BATCH)

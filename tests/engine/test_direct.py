@@ -139,7 +139,9 @@ def test_a_unit_too_heavy_for_one_direct_request_splits_on_the_direct_route(
 def test_429s_from_a_busy_project_are_retried_and_nothing_fails(tmp_path: Path) -> None:
     # EE lets two requests run at once; eebatch sends up to eight: the rest hear 429 "Too
     # many concurrent requests" and ask again.
-    with emulator_with(direct_concurrency=2, direct_latency_seconds=2.0) as emu:
+    # Each request holds its slot 1 s of wall time (200 simulated s at speed 200), so the
+    # eight overlap however loaded the machine is.
+    with emulator_with(direct_concurrency=2, direct_latency_seconds=200.0) as emu:
         store = make_session(tmp_path, emu.url, export={"route": "direct"},
                              limits={"direct_requests": 8})
         summary = run_session(store.path)
@@ -235,7 +237,7 @@ def test_the_demo_by_auto_and_by_direct_gives_one_mosaic(tmp_path: Path) -> None
         store = Store(path)
         routes[route] = store.route_counts()
         store.close()
-    assert routes["auto"]["batch"]["done"] > 20 and routes["auto"]["direct"]["done"] > 20
+    assert routes["auto"]["batch"]["done"] > 10 and routes["auto"]["direct"]["done"] > 10
     assert set(routes["direct"]) == {"direct"}
     (transform, want), (got_transform, got) = mosaics["auto"], mosaics["direct"]
     assert want.count() > 0 and got_transform == transform
