@@ -16,8 +16,9 @@ flipped). So that job's tiles fit EE's memory, and its corrupted answers, each f
 again.
 
 Quick: a direct job of 8 tiles x 3 months whose southern tiles split on the direct route, and
-the corruption job (8 tiles x 2 months). Full: the same of 20 tiles, an auto job of 20 tiles
-x 2 months (units moved to batch, some split there), and a probe: answers corrupted among
+the corruption job (8 tiles x 2 months). Full: the same of 20 tiles, an auto job of 24 tiles
+x 2 months (_direct.new_auto_session: a third of the units moved to batch, some split there),
+and a probe: answers corrupted among
 their pixels only (three bytes flipped mid-body: the GeoTIFF still opens, same size, same
 grid) — what a worker that checks only a GeoTIFF's header and grid keeps.
 
@@ -63,6 +64,7 @@ BROKEN = 4096
 PIXELS_ONLY = 3  # the probe's flips: in the middle of the body, among the pixels
 PROBE_ANSWERS = 6  # answers the probe corrupts
 END_TIMEOUT = 400.0
+AUTO_MONTHS = 2
 
 
 PIXEL_KINDS = [("truncated", {"kind": "truncate"}), *COMMON]
@@ -129,10 +131,11 @@ def _faulted_job(part: Result, plan: list[dict[str, Any]], seed: int, workdir: P
     routes, kinds = _routes_and_kinds(label, job)
     log = workdir / "worker.log"
     # The corruption job's tiles fit EE's memory for a direct request (no 400 to garble).
-    config = d.emulator_config(seed, **({"direct_memory_limit_pixels": 10**9}
-                                        if corrupting else {}))
+    config = d.emulator_config(seed, **({"direct_memory_limit_pixels": 10**9} if corrupting
+                                        else d.AUTO_MEMORY if auto else {}))
     with h.emulator(**config) as (emu, ledger):
-        session = h.new_session(workdir, emu.url, **job)
+        session = (d.new_auto_session(workdir, emu.url, AUTO_MONTHS, name=label) if auto
+                   else h.new_session(workdir, emu.url, **job))
         h.faults(emu.url, plan)
         code = h.run_to_end(session, log, END_TIMEOUT)
         fired = [f for f in h.admin(emu.url, "/_emulator/faults")["faults"] if f["fired"]]
@@ -206,7 +209,7 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
     jobs = [("direct", d.job("direct", bbox, 3, name="direct")),
             ("corrupted", d.job("direct", bbox, 2, name="corrupted"))]
     if not quick:
-        jobs.append(("auto", d.job("auto", bbox, 2, name="auto")))
+        jobs.append(("auto", {"export": {"route": "auto"}}))  # d.new_auto_session's
     plans = [fault_plan(rng, *_routes_and_kinds(label, job)) for label, job in jobs]
     parts = [Result(part="direct_faults", tried="") for _ in jobs]
     numbers: list[dict[str, Any]] = [{} for _ in jobs]

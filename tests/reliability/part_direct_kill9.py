@@ -23,7 +23,7 @@ bytes computePixels computed, no part left, nothing in EE or Drive
 
 Quick: a direct job of 8 tiles x 2 months whose southern tiles split, two kills: mid-fetch,
 and renamed-uncommitted (with parts written beside: part-written too). Full: an auto job of
-20 tiles x 8 months, 20 kills.
+24 tiles x 8 months (_direct.new_auto_session: a third moved to batch), 20 kills.
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ LOCKED = ("part-written", "renamed-uncommitted")  # moments reached under the wr
 _SEEN = {"part-written": "parts", "renamed-uncommitted": "uncommitted"}
 PULSE = 0.4  # seconds the lock is held for one answer before it is let go
 DIRECT_REQUESTS = {True: 4, False: 2}  # quick, full
-# The full run's 20 kills need direct work to the end: most tiles fit a direct request (the
-# two southernmost move to batch and split there), each request takes ~2 s, two at once.
-FULL_EMULATOR = {"direct_memory_limit_pixels": 2320, "direct_latency_seconds": 40.0}
+# The full run's 20 kills need direct work to the end (_direct.new_auto_session: two thirds
+# of the tiles come direct), each request taking ~2 s, two at once.
+FULL_EMULATOR = {**d.AUTO_MEMORY, "direct_latency_seconds": 40.0}
+FULL_MONTHS = 8
 START_TIMEOUT = 60.0
 MOMENT_TIMEOUT = 20.0
 END_TIMEOUT = 300.0
@@ -177,8 +178,7 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
     route = "direct" if quick else "auto"
     # Few requests at once: a fetch's end is then the loop's next write (no room to start
     # another until it is collected), which the lock's pulses stop it at.
-    job = d.job(route, d.QUICK_BBOX if quick else d.FULL_BBOX, 2 if quick else 8,
-                limits={"direct_requests": DIRECT_REQUESTS[quick]})
+    limits = {"direct_requests": DIRECT_REQUESTS[quick]}
     result = Result(part="direct_kill9", tried="")
     log = workdir / "workers.log"
     hits: dict[str, int] = {}
@@ -189,7 +189,9 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
     pulses: list[int] = []  # lock pulses each kill under the lock took
     with h.emulator(**d.emulator_config(seed, **({} if quick else FULL_EMULATOR))) as (emu,
                                                                                     ledger):
-        session = h.new_session(workdir, emu.url, **job)
+        session = (h.new_session(workdir, emu.url, **d.job(route, d.QUICK_BBOX, 2,
+                                                            limits=limits)) if quick
+                   else d.new_auto_session(workdir, emu.url, FULL_MONTHS, limits=limits))
         for moment in moments:
             if _finished(session):
                 break
