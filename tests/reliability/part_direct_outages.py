@@ -219,7 +219,7 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
     result.tried = (f"outages of {lengths} during a {numbers['units']}-unit direct job: "
                     + ("computePixels out mid-run" if quick else
                        "EE out mid-run; EE out as the worker is killed and restarted into it;"
-                       " computePixels out mid-run; Drive out as the worker is killed and"
-                       " restarted into it"))
+                       " Drive out as the worker is killed and restarted into it;"
+                       " computePixels out mid-run"))
     result.numbers.update(numbers)
     return result
