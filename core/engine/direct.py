@@ -78,6 +78,12 @@ class Direct(WorkerBase):
         self.direct_kind = RECIPES[recipe.name].output(recipe.params)
         self.direct_side = chunk_side(self.spec)
         self.direct_bands = RECIPES[recipe.name].band_names(recipe.params)
+        # The fetch threads check GeoTIFFs with rasterio: imported here, on the loop thread,
+        # once. Imported first by 32 threads at once (and an assembly thread), Python's import
+        # locks deadlocked and 16 units FAILED with an ImportError in a reliability run.
+        import rasterio.crs
+        import rasterio.errors
+        import rasterio.io  # noqa: F401
         # What auto learns of EE's interactive limit (see _foreseen_too_heavy): the smallest
         # unit it could not compute (pixels, unit, EE's message) and the largest it could.
         self.too_heavy_at: tuple[int, str, str] | None = None
