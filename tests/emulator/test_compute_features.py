@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from core.connect import make_drive
 from core.emulator.batch import MEMORY_MSG, TIMEOUT_MSG
 from core.emulator.clock import ManualClock
 from core.emulator.pixels import CONCURRENCY_MSG
+from tests.emulator.test_compute_pixels import direct, wait_until
 
 ee = pytest.importorskip("ee")
 
@@ -64,20 +63,6 @@ def pixel_sample() -> Any:
     region = ee.Geometry.Rectangle([-122.30, 37.70, -122.29, 37.71], None, False)
     return image().sample(region=region, scale=30, numPixels=12, seed=3).map(
         lambda f: f.set("note", 'a "quoted", text'))
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def direct(emu: Any) -> dict[str, Any]:
-    return emu.state()["ee"]["direct"]
 
 
 def export_csv(emu: Any, collection: Any, name: str) -> bytes:
