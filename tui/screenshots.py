@@ -123,7 +123,7 @@ async def shoot(out: Path) -> list[Path]:
             await pilot.press("e")
             await pilot.pause(0.5)
             form = app.query_one(JobForm)
-            await _until(pilot, lambda: form.checked, 60, "job form checked")
+            await _until(pilot, lambda: form.caught_up, 60, "job form checked")
             await pilot.pause(0.5)
             save("job-form")
     finally:

@@ -5,6 +5,7 @@ plain `eebatch`."""
 from __future__ import annotations
 
 import contextlib
+import time
 import tomllib
 from pathlib import Path
 
@@ -29,8 +30,14 @@ from tui.widgets.job_form import DEBOUNCE, JobForm, field_id, plan_summary, save
 
 
 async def settle(pilot: Pilot[object]) -> None:
-    """Past the debounce, the check and plan thread, and the repaint."""
+    """Until each job form on the screen has checked what its fields say (past the debounce
+    and the check and plan thread), then the repaint. It waits for that, not for a time: on a
+    loaded machine a change can reach the form after the debounce would have run out."""
     await pilot.pause(DEBOUNCE + 0.1)
+    deadline = time.monotonic() + 60
+    while not all(form.caught_up for form in pilot.app.screen.query(JobForm)):
+        assert time.monotonic() < deadline, "the job form did not finish its check in 60 s"
+        await pilot.pause(0.05)
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from textual.pilot import Pilot
 from textual.widgets import Select
 
+from core.emulator.clock import ManualClock
 from core.engine.runner import run_session, start_worker
 from tests.engine.conftest import emulator_with, make_session
 from tests.tui.test_app import header_text, quit_app, ready, wait_for
@@ -109,8 +110,10 @@ async def test_the_tile_line_counts_an_auto_tiles_units_still_direct(tmp_path: P
 
 async def test_the_header_counts_direct_requests_in_flight_at_80_columns(
         tmp_path: Path) -> None:
-    # Each request takes 3 s at least: the worker keeps its 3 requests in flight a while.
-    with emulator_with(direct_latency_seconds=3.0) as emu:
+    with emulator_with() as emu:
+        # Requests are timed by a clock only the test moves: the worker's 3 stay in flight
+        # until the header has been read, however slow the machine.
+        clock, emu.ee.direct.clock = emu.ee.direct.clock, ManualClock()
         store = make_session(tmp_path, emu.url, export={"route": "direct"},
                              limits={"direct_requests": 3})
         worker = start_worker(store.path, emulator_url=emu.url)
@@ -126,6 +129,7 @@ async def test_the_header_counts_direct_requests_in_flight_at_80_columns(
                 assert "tasks" not in head and len(head) <= 78, head  # nothing cut off
                 await pilot.press("plus")  # nor has it task slots to set
                 assert app.header_state.max_tasks is None and "tasks" not in header_text(app)
+                emu.ee.direct.clock = clock  # the real clock: every request is over
                 await wait_for(pilot, lambda: app.counts.get("done") == 8, "done",
                                timeout=120, seen=lambda: app.counts)
                 await quit_app(pilot)

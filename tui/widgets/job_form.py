@@ -590,6 +590,17 @@ class JobForm(Vertical):
             self._pending.stop()
         self._pending = self.set_timer(DEBOUNCE, self._check_now)
 
+    @property
+    def caught_up(self) -> bool:
+        """The last check has finished and was of what the fields say now: no change waits
+        for its debounce or its thread. Screenshots and tests wait for this, not for a time."""
+        if self._pending is not None or not self.checked:
+            return False
+        try:
+            return self.build() == self.text
+        except Exception:  # _check_now showed it as a problem
+            return True
+
     def _check_now(self) -> None:
         self._pending = None
         try:
