@@ -201,8 +201,8 @@ MAX_TILE_METRES = 40_075_017.0  # the Earth's circumference
 # also keep every step's arithmetic inside Python's calendar (years 1-9999).
 FIRST_DAY, LAST_DAY = dt.date(1800, 1, 1), dt.date(2500, 1, 1)
 MAX_STEP = {"days": 366_000, "months": 12_000}  # about 1000 years
-_STEP = re.compile(r"^\s*(\d+)\s*(day|days|month|months|year|years)\s*$")
-_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_STEP = re.compile(r"^\s*(\d+)\s*(day|days|month|months|year|years)\s*\Z")
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 # export.file_format by what the recipe exports (case-insensitive, as ee.batch reads it); a table
 # export's GeoTIFF is the untouched default and means CSV. Only formats whose file names
 # eebatch knows (core/engine/matching.py): it takes no Drive file it cannot tell is its own.

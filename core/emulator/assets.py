@@ -15,8 +15,8 @@ from core.emulator.expression import CATALOG, catalog_entry
 
 CONTAINERS = frozenset({"FOLDER", "IMAGE_COLLECTION"})
 CREATABLE = frozenset({"FOLDER", "IMAGE_COLLECTION"})
-_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
-_NAME = re.compile(r"^projects/([^/]+)/assets/(.+)$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+\Z")
+_NAME = re.compile(r"^projects/([^/]+)/assets/(.+)\Z")
 LEGACY = "earthengine-legacy"
 PUBLIC = "earthengine-public"
 

@@ -24,7 +24,7 @@ from core.batches import Batch
 
 Output = Literal["image", "table"]
 MAX_BANDS = 5000  # more than any EE image holds; estimates build one entry per band
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+\Z")  # \Z: "$" would let a key end in \n
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from core.recipes.base import MAX_BANDS, Output, Param, Recipe, RecipeError, UnitWork, between
 
-_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
+_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _function(value: Any) -> str | None:

@@ -24,7 +24,7 @@ from core.recipes import _image, _vector
 from core.recipes.base import Output, Param, Recipe, RecipeError, UnitWork
 
 SIMPLE = ("mean", "stdDev", "min", "max", "median", "count", "sum")
-_PERCENTILE = re.compile(r"^p(\d{1,2}|100)$")
+_PERCENTILE = re.compile(r"^p(\d{1,2}|100)\Z")
 ZONE_KINDS = ("Polygon", "MultiPolygon")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import shapely
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core import grid
@@ -42,6 +42,7 @@ boxes = st.tuples(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(boxes)
+@example((5e-324, -2.0768448035147536e-83, 0.5, 0.5, 1.0))  # a subnormal west edge
 def test_tiles_cover_the_region_without_overlap(box: tuple[float, ...]) -> None:
     w, s, dx, dy, size = box
     spec = spec_for(w, s, w + dx, s + dy, size)
@@ -52,8 +53,12 @@ def test_tiles_cover_the_region_without_overlap(box: tuple[float, ...]) -> None:
     assert spec.region.difference(union).area < 1e-9 * spec.region.area + 1e-12
     # No overlap: the tiles' areas add up to the area of their union.
     assert abs(shapely.area(polys).sum() - union.area) < 1e-6 * union.area
-    # Every tile shares area with the region (not merely touching its edge).
-    assert (shapely.area(shapely.intersection(polys, spec.region)) > 0).all()
+    # Every tile shares area with the region (not merely touching its edge). Boxes meet by
+    # arithmetic: GEOS loses a subnormal coordinate (5e-324) and returns the corners only.
+    x0, y0, x1, y1 = spec.region.bounds
+    b = tiles.bounds()
+    assert ((np.minimum(b[:, 2], x1) > np.maximum(b[:, 0], x0))
+            & (np.minimum(b[:, 3], y1) > np.maximum(b[:, 1], y0))).all()
     # Ids are unique.
     assert len(set(tiles.ids())) == len(tiles)
 

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from core.plan import make_plan
@@ -152,6 +152,7 @@ TOML_VALUES = st.recursive(
 
 
 @given(TOML_VALUES)
+@example({"0\n": ""})  # a key that ends in a newline is quoted ("$" once let it pass bare)
 def test_a_value_is_shown_as_the_job_file_writes_it(value: object) -> None:
     assert tomllib.loads(f"v = {toml_value(value)}")["v"] == value
 

@@ -159,7 +159,7 @@ MORE = (("Files and CRSs", ("job.output_dir", "grid.crs", "export.crs")),
 WIDE = 96  # a form at least this wide shows the plan beside the fields
 DEBOUNCE = 0.3  # seconds after the last keystroke before the job is checked
 _NUM = r"\s*(-?[\d.]+)\s*"
-_BBOX = re.compile(rf"^\s*\[?{_NUM},{_NUM},{_NUM},{_NUM}\]?\s*$")
+_BBOX = re.compile(rf"^\s*\[?{_NUM},{_NUM},{_NUM},{_NUM}\]?\s*\Z")
 _WARNING = re.compile(r"^\s*(?:⚠|warning\b:?)\s*(.*)$", re.IGNORECASE)
 
 
