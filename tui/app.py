@@ -27,7 +27,7 @@ from core.store import DatabaseError, Store, StoreError
 from tui.messages import CommandRequest, PollFailed, ShowUnit, SnapshotReady
 from tui.new_session import create_or_notify
 from tui.reader import Snapshot, StoreReader
-from tui.routes import job_route
+from tui.routes import direct_text, job_route
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.details import DetailsScreen
 from tui.screens.help import HelpScreen
@@ -146,6 +146,8 @@ class EEBatchApp(App[Path | None]):
         self.query_one("#job-pane").border_title = f"Job · {self.ui_store.job_path.name}"
         self.header_state.route = job_route(self.ui_store.job_text)
         self.query_one(TilesPane).set_route(self.header_state.route, self._tile_routes)
+        self.query_one(TasksPane).set_route(
+            direct_text(self.ui_store.job_text) if self.header_state.route == DIRECT else None)
         self._narrow(self.size.width)
         self._show_header()
         if self.poll_interval is None:

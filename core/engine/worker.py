@@ -106,10 +106,13 @@ class Worker(Commands, Monitor, Training, Costs, Admission, Direct, Outputs, Dow
                     self.read_spend()
                     self.watch_stragglers()
                 self.train()
+                # Finished fetches first: each frees its request for fetch_direct in this
+                # pass (collected after it, a freed request waited for the next wake-up, a
+                # tick at worst), and an auto unit moved to batch is submitted now.
+                self.collect_direct()
                 self.submit()
                 self.fetch_direct()
                 self.collect()
-                self.collect_direct()
                 self.schedule_downloads()
                 self.assemble_settled()
                 self.write_status()

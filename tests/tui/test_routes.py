@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 from textual.pilot import Pilot
-from textual.widgets import Select
+from textual.widgets import Select, Static
 
 from core.emulator.clock import ManualClock
 from core.engine.runner import run_session, start_worker
@@ -22,6 +22,7 @@ from tui.app import EEBatchApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.details import DetailsScreen
 from tui.widgets.job_form import JobForm, field_id
+from tui.widgets.tasks_pane import TasksPane
 from tui.widgets.tile_map import TileMap
 
 
@@ -129,6 +130,12 @@ async def test_the_header_counts_direct_requests_in_flight_at_80_columns(
                 assert "tasks" not in head and len(head) <= 78, head  # nothing cut off
                 await pilot.press("plus")  # nor has it task slots to set
                 assert app.header_state.max_tasks is None and "tasks" not in header_text(app)
+                # Its Tasks pane is empty, and says why and where the requests show instead.
+                pane = app.query_one(TasksPane)
+                assert pane.has_class("-no-tasks") and not pane.table.row_count
+                says = pane.query_one("#no-tasks", Static)
+                assert says.region.height >= 2 and "No export tasks" in pane.empty_text
+                assert "computePixels" in pane.empty_text
                 emu.ee.direct.clock = clock  # the real clock: every request is over
                 await wait_for(pilot, lambda: app.counts.get("done") == 8, "done",
                                timeout=120, seen=lambda: app.counts)
@@ -190,4 +197,18 @@ async def test_a_direct_route_the_job_cannot_take_is_refused_under_the_route(
         await settle(pilot)
         assert "cannot serve this job" in problem(form, "export.route")
         assert not form.valid and form.query_one("#start").disabled
+    store.close()
+
+
+async def test_a_batch_jobs_empty_tasks_pane_says_nothing_of_the_direct_route(
+        tmp_path: Path) -> None:
+    with emulator_with() as emu:
+        store = make_session(tmp_path, emu.url)
+    app = EEBatchApp(store.path, poll_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        pane = app.query_one(TasksPane)
+        assert not pane.table.row_count and not pane.empty_text
+        assert not pane.has_class("-no-tasks")
+        assert pane.query_one("#no-tasks", Static).region.height == 0
     store.close()

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.events import Key
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import RowDoesNotExist
 
 from core.states import A_SUBMITTING, CANCELLABLE, RETRYABLE
@@ -147,6 +147,7 @@ class TaskTable(DataTable[Any]):
         pane = self.parent
         if not isinstance(pane, TasksPane):
             return
+        pane.show_empty(not self.tasks)
         parts = [f"{len(self.cells):,}" + (f" of {len(self.tasks):,}" if self.filter else "")]
         if self.filter:
             parts.append(f"filter “{self.filter}”")
@@ -269,18 +270,36 @@ class TasksPane(Vertical):
     DEFAULT_CSS = """
     TasksPane #filter { display: none; height: 1; border: none; padding: 0 1; }
     TasksPane.-filtering #filter { display: block; }
+    TasksPane #no-tasks { display: none; height: auto; padding: 0 1; color: $text-muted; }
+    TasksPane.-no-tasks #no-tasks { display: block; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close_filter(True)", "Clear filter", show=False),
     ]
 
+    empty_text = ""  # what the pane says while it has no task (a direct job's)
+
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter: unit, state or error text (enter keeps, esc clears)",
                     id="filter")
+        yield Static(id="no-tasks")
         yield TaskTable(id="tasks")
 
     def on_mount(self) -> None:
         self.border_title = "Tasks"
+
+    def set_route(self, route_text: str | None) -> None:
+        """A direct job's units have no export task: while the table is empty, the pane says
+        so and where they show instead (`route_text` names EE's call; None for batch)."""
+        self.empty_text = "" if route_text is None else (
+            f"No export tasks: this job's units come {route_text}, with no batch task and "
+            "no Drive. The header counts the requests in flight (direct n/N), the map marks "
+            "them ↓, and a tile's details (enter) say how each came.")
+        self.query_one("#no-tasks", Static).update(self.empty_text)
+        self.show_empty(not self.table.tasks)
+
+    def show_empty(self, empty: bool) -> None:
+        self.set_class(empty and bool(self.empty_text), "-no-tasks")
 
     @property
     def table(self) -> TaskTable:
