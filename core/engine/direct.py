@@ -50,6 +50,9 @@ AUTO_PROBE = 4
 # its biggest first, so "as big or bigger" alone never caught the next, slightly smaller,
 # tile (tiles of one grid differ by a few per cent with latitude).
 LESSON_FACTOR = 1.1
+# Session setting: what auto has learnt of EE's interactive limit, so a restart (an SSH drop,
+# a Ctrl+C) does not spend its probe's failed requests learning it again.
+LESSON = "direct_lesson"
 # A request that answers 429 (EE's 40 in flight, shared with the project's other use) or 5xx
 # is asked again on its thread this many times, from RETRY_FIRST seconds doubling, before the
 # unit's try counts as failed.
@@ -88,6 +91,25 @@ class Direct(WorkerBase):
         # unit it could not compute (pixels, unit, EE's message) and the largest it could.
         self.too_heavy_at: tuple[int, str, str] | None = None
         self.computed_up_to = 0
+        self._recall_lesson()
+
+    def _recall_lesson(self) -> None:
+        """What an earlier start of this session learnt; a value not of the shape written
+        (an edited or damaged store) is ignored: auto then probes again, as a new job does."""
+        lesson = self.store.setting(LESSON)
+        try:
+            heavy = lesson.get("too_heavy_at")
+            if heavy is not None:
+                pixels, unit, message = heavy
+                self.too_heavy_at = (int(pixels), str(unit), str(message))
+            self.computed_up_to = max(int(lesson.get("computed_up_to", 0)), 0)
+        except (AttributeError, TypeError, ValueError):
+            self.too_heavy_at, self.computed_up_to = None, 0
+
+    def _keep_lesson(self) -> None:
+        """Inside the transaction of the step that taught it."""
+        self.store.set_setting(LESSON, {"too_heavy_at": self.too_heavy_at,
+                                        "computed_up_to": self.computed_up_to})
 
     # -- the loop thread ---------------------------------------------------------------------
 
@@ -201,8 +223,10 @@ class Direct(WorkerBase):
             size = sum(f.size for f in files)
             self.store.log(f"done: {size:,} bytes verified (direct, {len(files)} "
                            f"request{'s' if len(files) != 1 else ''})", "info", unit)
+            if row["est_pixels"] > self.computed_up_to:
+                self.computed_up_to = row["est_pixels"]
+                self._keep_lesson()
         self.manifest_due = True
-        self.computed_up_to = max(self.computed_up_to, row["est_pixels"])
         if unit not in self.recovered:
             self.finished.append(time.time())
         if self.direct_bands:
@@ -256,6 +280,7 @@ class Direct(WorkerBase):
         if self.spec.export.route == AUTO:
             if self.too_heavy_at is None or row["est_pixels"] < self.too_heavy_at[0]:
                 self.too_heavy_at = (row["est_pixels"], unit, message)
+                self._keep_lesson()
             self.store.set_route(unit, BATCH)
             self.store.set_unit(unit, PENDING, error=message, not_before=None,
                                 attempts=max(row["attempts"] - 1, 0))

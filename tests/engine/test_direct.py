@@ -17,6 +17,8 @@ import pandas as pd
 import rasterio
 
 from core.demo import DEMO_EMULATOR, demo_products, prepare_demo
+from core.emulator.clock import ManualClock
+from core.engine.direct import LESSON
 from core.engine.runner import open_backends, run_session, start_worker
 from core.engine.worker import Worker
 from core.outputs.manifest import NAME as MANIFEST
@@ -120,6 +122,54 @@ def test_auto_learns_what_ee_cannot_compute_and_sends_the_rest_by_batch(
             " it directly (foreseen: %'").fetchone()[0]
         assert foreseen == 8 - failed
         assert {r[0] for r in store.conn.execute("SELECT route FROM units")} == {"batch"}
+
+
+def test_a_restart_remembers_what_auto_learnt_and_sends_no_request_to_learn_it_again(
+        tmp_path: Path) -> None:
+    failed_directly = ("SELECT COUNT(*) FROM events WHERE id > ? AND message LIKE 'EE could not"
+                       " compute it directly (%' AND message NOT LIKE '%(foreseen: %'")
+    with emulator_with(direct_memory_limit_pixels=1) as emu:
+        store = make_session(tmp_path, emu.url, export={"route": "auto"},
+                             limits={"direct_requests": 2})
+        # The first two requests are held (a clock only the test moves) while the job is
+        # paused; then they fail, and the worker learns from them but sends nothing more.
+        clock, emu.ee.direct.clock = emu.ee.direct.clock, ManualClock()
+        worker = start_worker(store.path)
+        try:
+            wait_for(lambda: direct_state(emu.url)["in_flight"] == 2, what="two requests out")
+            store.post_command("pause")
+            wait_for(lambda: store.setting("paused") is True, what="paused")
+            emu.ee.direct.clock = clock
+            wait_for(lambda: store.conn.execute(failed_directly, (0,)).fetchone()[0] == 2,
+                     what="both units moved to batch")
+        finally:
+            worker.stop()  # as an SSH drop stops it
+            worker.join(30)
+        left = store.conn.execute("SELECT COUNT(*) FROM units WHERE route = 'direct'")
+        assert left.fetchone()[0] == 6
+        before = store.conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
+        store.post_command("resume")
+        summary = run_session(store.path)
+        assert summary.ok, summary.failed
+        assert store.counts() == {"done": 8}
+        # the six left go by batch, foreseen: none is asked for directly to fail again
+        assert store.conn.execute(failed_directly, (before,)).fetchone()[0] == 0
+        assert direct_state(emu.url)["requests"] == 2
+        assert store.conn.execute(
+            "SELECT COUNT(*) FROM events WHERE id > ? AND message LIKE 'EE could not compute"
+            " it directly (foreseen: %'", (before,)).fetchone()[0] == 6
+
+
+def test_a_damaged_lesson_in_the_store_is_ignored_and_auto_probes_again(
+        tmp_path: Path) -> None:
+    with emulator_with() as emu:
+        store = make_session(tmp_path, emu.url, export={"route": "auto"})
+        with store.tx():
+            store.set_setting(LESSON, {"too_heavy_at": ["x", 1], "computed_up_to": "a lot"})
+        summary = run_session(store.path)
+        assert summary.ok, summary.failed
+        assert {r[0] for r in store.conn.execute("SELECT route FROM units")} == {"direct"}
+        assert store.setting(LESSON)["computed_up_to"] > 0  # written again, as it learnt
 
 
 def test_a_unit_too_heavy_for_one_direct_request_splits_on_the_direct_route(
