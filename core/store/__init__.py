@@ -829,10 +829,14 @@ class Store(UnitOps, AttemptOps, FileOps, ModelOps, CostOps, ViewOps, DashboardO
         eecu, tries, units = conn.execute(
             "SELECT COALESCE(SUM(eecu_seconds), 0), COUNT(*), COUNT(DISTINCT unit)"
             " FROM attempts").fetchone()
+        # A direct unit's tries have no export (attempt): its count of tries says them.
+        direct_retries = conn.execute(
+            "SELECT COALESCE(SUM(attempts - 1), 0) FROM units WHERE route = ? AND attempts > 1",
+            (DIRECT,)).fetchone()[0]
         wall = conn.execute("SELECT COALESCE(SUM(COALESCE(stopped, heartbeat) - started), 0)"
                             " FROM workers").fetchone()[0]
-        return Totals(files[0], files[1], eecu, tries - units, self.counts().get(SPLIT, 0),
-                      wall)
+        return Totals(files[0], files[1], eecu, tries - units + direct_retries,
+                      self.counts().get(SPLIT, 0), wall)
 
     # -- what the session holds in EE and Drive (for `eebatch rm`) ---------------------------
 

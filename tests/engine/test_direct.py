@@ -160,6 +160,18 @@ def test_a_restart_remembers_what_auto_learnt_and_sends_no_request_to_learn_it_a
             " it directly (foreseen: %'", (before,)).fetchone()[0] == 6
 
 
+def test_a_direct_units_tries_count_as_retries_in_the_totals(tmp_path: Path) -> None:
+    # A direct unit's tries leave no export attempt behind: the unit's count of tries says
+    # them (an answer that failed its check, a request whose retries ran out).
+    with emulator_with() as emu:
+        store = make_session(tmp_path, emu.url, export={"route": "direct"})
+    first, second = (r["id"] for r in store.units()[:2])
+    with store.tx():
+        store.conn.execute("UPDATE units SET attempts = 3 WHERE id = ?", (first,))
+        store.conn.execute("UPDATE units SET attempts = 1 WHERE id = ?", (second,))
+    assert store.totals().retries == 2  # as status and the finish line say it
+
+
 def test_a_damaged_lesson_in_the_store_is_ignored_and_auto_probes_again(
         tmp_path: Path) -> None:
     with emulator_with() as emu:
