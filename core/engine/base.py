@@ -33,9 +33,12 @@ WAIT_OVER = {"drive": "Drive has room again: exports resume",
              "disk": "the output disk has room again: downloads and exports resume",
              "ee-down": "Earth Engine answers again: exports resume",
              "drive-down": "Drive answers again: downloads resume",
+             "direct-down": "Earth Engine's direct route answers again: direct requests resume",
              "eecu": "the EECU cap has room again: exports resume",
              "restricted": "EE no longer restricts the project: exports resume"}
-SERVICE_NAMES = {"ee": "Earth Engine", "drive": "Drive"}
+# "direct": computePixels and computeFeatures, which the real service serves on an endpoint of
+# their own (high-volume): out while EE's other calls answer, or the other way round.
+SERVICE_NAMES = {"ee": "Earth Engine", "drive": "Drive", "direct": "Earth Engine's direct route"}
 # How far EE's clock (operation createTime) may be off ours (attempt created) before a search
 # for a task EE does not list gives up on older pages.
 CLOCK_SKEW = 3600.0
@@ -98,7 +101,7 @@ class WorkerBase:
             self.loud_waits.discard(cause)
 
     def _unreachable(self, service: str, message: str) -> None:
-        """`service` ("ee" or "drive") is down (503s, refused connections): nothing that
+        """`service` ("ee", "drive" or "direct") is down (503s, refused connections): nothing that
         waits for it fails or counts a try meanwhile; the wait says since when, and why."""
         since = self.down.setdefault(service, time.time())
         self._wait(f"{service}-down", f"{SERVICE_NAMES[service]} unreachable since "

@@ -10,8 +10,10 @@ which owns the store, then moves the parts into place and marks the unit done in
 transaction; a crash before that leaves the unit 'downloading', and recover() sends it again
 from the start (its parts removed): nothing is counted twice, nothing half-written counts.
 
-Failures: 429 and 5xx are retried on the thread with backoff; EE down holds the unit without
-counting a try; "User memory limit exceeded." or "Computation timed out." move an auto unit
+Failures: 429 and 5xx are retried on the thread with backoff; the route down (503, refused)
+holds the unit without counting a try, and one request at a time asks whether it is back (the
+real service serves these calls on an endpoint of their own, so EE's answering polls say
+nothing of it); "User memory limit exceeded." or "Computation timed out." move an auto unit
 to the batch route (whose own failures split it) and split a direct one.
 """
 
@@ -59,6 +61,10 @@ LESSON = "direct_lesson"
 RETRIES = 6
 RETRY_FIRST = 0.5
 RETRY_MOST = 30.0
+# While the route is down, one request asks whether it is back this many seconds after, then
+# twice as long after each that finds it still down, up to poll_seconds: a lone 503 (a brief
+# overload) holds the route seconds, an outage costs a request a poll.
+PROBE_FIRST = 2.0
 
 
 class Stopped(Exception):
@@ -92,6 +98,11 @@ class Direct(WorkerBase):
         self.too_heavy_at: tuple[int, str, str] | None = None
         self.computed_up_to = 0
         self._recall_lesson()
+        # While the direct route is down: when to ask it again, after how long, and the unit
+        # whose request asks.
+        self.direct_probe_at = 0.0
+        self.direct_probe_wait = 0.0
+        self.direct_probe: str | None = None
 
     def _recall_lesson(self) -> None:
         """What an earlier start of this session learnt; a value not of the shape written
@@ -123,6 +134,12 @@ class Direct(WorkerBase):
             # Until a unit has come directly, auto probes with a few requests: a job whose
             # every unit is too heavy then spends a few failed requests, not one per slot.
             limit = min(limit, AUTO_PROBE)
+        if "direct" in self.down:
+            # Out on its own (EE's polls answer, so they cannot say when it is back): one
+            # request at a time asks, every poll_seconds; its success lets the rest go.
+            if self.fetches or time.time() < self.direct_probe_at:
+                return
+            limit = 1
         room = limit - len(self.fetches)
         if room <= 0:
             return
@@ -133,6 +150,8 @@ class Direct(WorkerBase):
                 return
             if self._foreseen_too_heavy(row):
                 continue
+            if "direct" in self.down:
+                self.direct_probe = row["id"]
             self._start_fetch(row)
 
     def _foreseen_too_heavy(self, row: Any) -> bool:
@@ -227,6 +246,8 @@ class Direct(WorkerBase):
                 self.computed_up_to = row["est_pixels"]
                 self._keep_lesson()
         self.manifest_due = True
+        self._reachable("direct")
+        self.direct_probe_wait = 0.0
         if unit not in self.recovered:
             self.finished.append(time.time())
         if self.direct_bands:
@@ -270,7 +291,18 @@ class Direct(WorkerBase):
                 self.store.set_unit(unit, FAILED, error=message)
                 self.store.log(f"failed: {message}", "error", unit)
         if failure.kind is Kind.OUTAGE:
-            self._unreachable("ee", failure.message)
+            self._unreachable("direct", failure.message)
+            self._probe_later(unit)
+
+    def _probe_later(self, unit: str) -> None:
+        """When the next request asks whether the direct route is back (PROBE_FIRST)."""
+        if unit == self.direct_probe:  # the one that asked found it still down
+            most = max(self.limits.poll_seconds, PROBE_FIRST)
+            self.direct_probe_wait = min(self.direct_probe_wait * 2, most)
+        elif not self.direct_probe_wait:
+            self.direct_probe_wait = PROBE_FIRST
+        self.direct_probe = None
+        self.direct_probe_at = time.time() + self.direct_probe_wait
 
     def _too_heavy(self, row: Any, message: str) -> None:
         """EE could not compute the unit interactively (inside a transaction). auto sends it

@@ -160,6 +160,36 @@ def test_a_restart_remembers_what_auto_learnt_and_sends_no_request_to_learn_it_a
             " it directly (foreseen: %'", (before,)).fetchone()[0] == 6
 
 
+def test_an_outage_of_the_direct_route_alone_is_said_once_and_asked_one_request_at_a_time(
+        tmp_path: Path) -> None:
+    """The real service serves computePixels on an endpoint of its own: out while EE's other
+    calls answer. The wait is said once (EE's answering polls used to end it at every poll and
+    let every request go out again), one request at a time asks whether it is back, and once
+    it is the job ends with nothing failed and no try counted."""
+    computed = "POST ee image.computePixels"
+    with emulator_with() as emu:
+        store = make_session(tmp_path, emu.url, export={"route": "direct"},
+                             limits={"direct_requests": 4})
+        admin(emu.url, "/_emulator/outage", {"route": "image:computePixels", "seconds": 3600})
+        worker = start_worker(store.path)
+        try:
+            wait_for(lambda: emu.state()["requests"].get(computed, 0) >= 6,
+                     what="the route asked again and again while out")
+            assert (store.worker_status() or {}).get("down", {}).keys() == {"direct"}
+            admin(emu.url, "/_emulator/outage", method="DELETE")
+            wait_for(lambda: store.counts() == {"done": 8}, what="every unit done")
+        finally:
+            worker.stop()
+            worker.join(30)
+    said = [r[0] for r in store.conn.execute(
+        "SELECT message FROM events WHERE message LIKE '%unreachable since%'"
+        " OR message LIKE '%answers again%'")]
+    assert len(said) == 2, said
+    assert said[0].startswith("Earth Engine's direct route unreachable since"), said
+    assert said[1].startswith("Earth Engine's direct route answers again"), said
+    assert store.conn.execute("SELECT MAX(attempts) FROM units").fetchone()[0] == 1
+
+
 def test_a_direct_units_tries_count_as_retries_in_the_totals(tmp_path: Path) -> None:
     # A direct unit's tries leave no export attempt behind: the unit's count of tries says
     # them (an answer that failed its check, a request whose retries ran out).

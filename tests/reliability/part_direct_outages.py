@@ -22,7 +22,8 @@ Why the quick run's outage is computePixels alone: the worker's loop sends its p
 ~60 s while the loop (and, through the adapter's lock, each fetch about to send) waits for it;
 a fetch that meets an outage of all of EE is collected, and the wait said, only when that
 poll gives up or EE answers again, so an EE outage of a few seconds passes unsaid (or is said
-after it). An outage of computePixels alone is met by the fetches, the polls still answer.
+after it). An outage of computePixels alone is met by the fetches, the polls still answer:
+it is the direct route's own wait, said once, and one request at a time asks when it is back.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ from tests.reliability.common import Result
 
 UNREACHABLE = "Earth Engine unreachable since"  # the worker's words for the wait
 AGAIN = "Earth Engine answers again"
+# computePixels alone out is the direct route's own wait, said once (see core/engine/direct.py)
+DIRECT_UNREACHABLE = "Earth Engine's direct route unreachable since"
+DIRECT_AGAIN = "Earth Engine's direct route answers again"
+
+
+def _words(what: str) -> tuple[str, str]:
+    """The worker's words for an outage of `what` beginning and ending."""
+    return (DIRECT_UNREACHABLE, DIRECT_AGAIN) if what == "pixels" else (UNREACHABLE, AGAIN)
 # Requests a little slower and two at a time, so the job outlasts its outages: a request
 # takes ~1 s (full) or ~0.5 s (quick) of wall time.
 SPEED = {True: 4.0, False: 2.0}
@@ -156,16 +165,16 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
             worker = _outage(emu.url, session, window, worker, log, ask=not quick)
             key = window.name.lower()
             if window.what != "drive":
-                # computePixels alone: "answers again" at each poll, the outage on or not.
-                resumed = h.wait_for(lambda w=window: _said(  # type: ignore[misc]
-                    session, AGAIN, w.ended) is not None, RESUME_TIMEOUT, proc=worker,
+                down, up = _words(window.what)
+                resumed = h.wait_for(lambda u=up, w=window: _said(  # type: ignore[misc]
+                    session, u, w.ended) is not None, RESUME_TIMEOUT, proc=worker,
                     every=0.2)
-                again = _said(session, AGAIN, window.ended)
+                again = _said(session, up, window.ended)
                 numbers[f"{key}_resumed_after_s"] = (
                     round(again - window.ended, 1) if resumed and again else "never")
                 numbers[f"{key}_said_times"] = h.scalar(
                     session, "SELECT COUNT(*) FROM events WHERE message LIKE ? AND ts BETWEEN"
-                    " ? AND ?", (f"{UNREACHABLE}%", window.began, window.ended))
+                    " ? AND ?", (f"{down}%", window.began, window.ended))
             numbers[f"{key}_s"] = round(window.seconds)
             numbers[f"{key}_at_s"] = round(window.began - t0)
             numbers[f"{key}_units_done_during"] = window.done_during
@@ -194,9 +203,14 @@ def run(quick: bool, seed: int, workdir: Path) -> Result:
                 result.check(f"{name}: the direct job went on while Drive was out",
                              window.done_during > 0, f"{window.done_during} units done in it")
                 continue
-            said = _said(session, UNREACHABLE, window.began, window.ended)
+            down, _ = _words(window.what)
+            said = _said(session, down, window.began, window.ended)
             result.check(f"{name}: the log said EE is unreachable while {SAYS[window.what]}"
-                         " was out", said is not None, f"no '{UNREACHABLE}' event in it")
+                         " was out", said is not None, f"no '{down}' event in it")
+            if window.what == "pixels":
+                result.check(f"{name}: said once, not again at each poll that EE answered",
+                             numbers[f"{key}_said_times"] == 1,
+                             f"said {numbers[f'{key}_said_times']} times")
             numbers[f"{key}_log_said_after_s"] = (
                 round(said - window.began, 1) if said else "never")
             if window.what != "ee" or quick:

@@ -28,7 +28,7 @@ class HeaderState:
     route: str = BATCH  # the job's export.route (core/routes.py)
 
 
-SERVICE_LABEL = {"ee": "EE", "drive": "Drive"}
+SERVICE_LABEL = {"ee": "EE", "drive": "Drive", "direct": "EE direct"}
 WORKER_LABEL = {
     "here": ("● worker", "header--ok"),
     "attached": ("● worker elsewhere", "header--ok"),
