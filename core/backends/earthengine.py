@@ -22,7 +22,10 @@ _EE_LOCK = threading.RLock()
 
 # What ee.data.listOperations asks for; the most the service returns in one page.
 OPERATIONS_PAGE_SIZE = 500
-OPERATION_GET_RETRIES = 2  # the worker retries at its next poll anyway
+# The client's own retries of a poll's call (operations.list, .get): the worker polls again
+# anyway. earthengine-api's default (5, backing off ~60 s in all) held the loop, under the
+# adapter's lock, through most of an outage before it could say EE is unreachable.
+OPERATION_GET_RETRIES = 2
 QUOTA_STATUS_HEADER = "x-earth-engine-quota-status"
 RESTRICTED_WARNING = "Your project has exceeded its noncommercial compute quota"
 # Google's endpoint for many automated interactive requests (computePixels); the same 40
@@ -164,7 +167,8 @@ class EarthEngine:
         while request is not None:
             request.add_response_callback(self._inspect)
             with _EE_LOCK:
-                response = ee.data._execute_cloud_call(request)
+                response = ee.data._execute_cloud_call(request,
+                                                       num_retries=OPERATION_GET_RETRIES)
                 request = operations.list_next(request, response)
             yield [Operation.from_json(op) for op in response.get("operations", [])]
 

@@ -246,8 +246,11 @@ class Direct(WorkerBase):
                 self.computed_up_to = row["est_pixels"]
                 self._keep_lesson()
         self.manifest_due = True
-        self._reachable("direct")
-        self.direct_probe_wait = 0.0
+        if unit == self.direct_probe:
+            # Asked while the route was down: it is back. (A request sent before it went
+            # down says nothing of now: ending the wait on one made it flap.)
+            self._reachable("direct")
+            self.direct_probe, self.direct_probe_wait = None, 0.0
         if unit not in self.recovered:
             self.finished.append(time.time())
         if self.direct_bands:
@@ -299,9 +302,9 @@ class Direct(WorkerBase):
         if unit == self.direct_probe:  # the one that asked found it still down
             most = max(self.limits.poll_seconds, PROBE_FIRST)
             self.direct_probe_wait = min(self.direct_probe_wait * 2, most)
+            self.direct_probe = None
         elif not self.direct_probe_wait:
             self.direct_probe_wait = PROBE_FIRST
-        self.direct_probe = None
         self.direct_probe_at = time.time() + self.direct_probe_wait
 
     def _too_heavy(self, row: Any, message: str) -> None:
