@@ -127,6 +127,10 @@ class Direct(WorkerBase):
     def fetch_direct(self) -> None:
         """Start fetches of direct units due now, up to the request limit."""
         live = LiveLimits.of(self.limits, self.store.settings())
+        if "ee" in self.down:
+            # All of EE out: once a poll answers, the direct route is asked at once (its own
+            # backoff, grown through the outage, would hold it up to poll_seconds more).
+            self.direct_probe_at = 0.0
         if live.paused or "disk" in self.waits or "ee" in self.down or self.stopping:
             return
         limit = self.limits.direct_requests

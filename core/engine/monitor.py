@@ -46,6 +46,11 @@ RESTRICTED_TEXT = (
     "the month ends or the tier is raised. The job goes on, slower. See "
     "https://developers.google.com/earth-engine/guides/noncommercial_tiers#restricted_mode")
 
+# The longest wait between polls while EE is out. A poll gives up within seconds (two retries
+# of the client's own), so failures add up fast; up to a minute apart, work resumed 40 s
+# after an outage ended in a reliability run.
+OUTAGE_POLL_MOST = 20.0
+
 
 class Monitor(WorkerBase):
     def poll(self, *, search_unsent: bool = False) -> list[Any]:
@@ -89,13 +94,14 @@ class Monitor(WorkerBase):
         return lost
 
     def _ee_failed(self, exc: Exception) -> None:
-        """The listing failed: an outage is waited out (polls back off to a minute apart),
-        anything else retried at the next poll."""
+        """The listing failed: an outage is waited out (polls back off to OUTAGE_POLL_MOST
+        apart), anything else retried at the next poll."""
         failure = classify(exc)
         self.ee_failures += 1
         if failure.kind is Kind.OUTAGE:
             self._unreachable("ee", failure.message)
-            delay = min(self.limits.poll_seconds * 2 ** min(self.ee_failures, 8), 60.0)
+            delay = min(self.limits.poll_seconds * 2 ** min(self.ee_failures, 8),
+                        max(OUTAGE_POLL_MOST, self.limits.poll_seconds))
         else:
             self._event(f"listing EE tasks failed, will retry: {failure.message}", "warning")
             delay = self.limits.poll_seconds
