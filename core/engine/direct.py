@@ -19,17 +19,13 @@ to the batch route (whose own failures split it) and split a direct one.
 
 from __future__ import annotations
 
-import csv
 import errno
 import hashlib
-import io
-import math
 import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +33,13 @@ from core.backends.drive import VerifyError
 from core.backends.failures import Kind, classify
 from core.batches import unit_batch
 from core.engine.base import WorkerBase, fsync_dir
+from core.engine.direct_answers import Fetched, check_image, check_table, remove_parts, write_part
 from core.limits import LiveLimits
 from core.naming import file_prefix
 from core.outputs.bands import write_band_names
 from core.recipes import RECIPES
 from core.recipes.build import RecipeError, UnitWork, build
-from core.routes import AUTO, BATCH, DIRECT, Chunk, PixelGrid, chunk_side, chunks, unit_grid
+from core.routes import AUTO, BATCH, DIRECT, Chunk, chunk_side, chunks, unit_grid
 from core.states import DONE, DOWNLOADING, FAILED, PENDING
 
 # Under auto, the requests in flight before any unit has come directly (see fetch_direct).
@@ -69,14 +66,6 @@ PROBE_FIRST = 2.0
 
 class Stopped(Exception):
     """The worker stops: a fetch gives up between requests (its unit is sent again later)."""
-
-
-@dataclass(frozen=True)
-class Fetched:
-    title: str
-    part: Path
-    size: int
-    md5: str
 
 
 class Direct(WorkerBase):
@@ -224,7 +213,7 @@ class Direct(WorkerBase):
     def _fetched(self, unit: str, files: list[Fetched]) -> None:
         row = self.store.unit(unit)
         if row is None or row["state"] != DOWNLOADING:  # let go meanwhile (a stop)
-            _remove(f.part for f in files)
+            remove_parts(f.part for f in files)
             return
         placed: list[tuple[Fetched, Path]] = []
         try:
@@ -236,7 +225,7 @@ class Direct(WorkerBase):
             for folder in {final.parent for _, final in placed}:
                 fsync_dir(folder)
         except OSError as exc:
-            _remove(f.part for f in files)
+            remove_parts(f.part for f in files)
             self._fetch_failed(unit, exc)
             return
         with self.store.tx():
@@ -336,7 +325,7 @@ class Direct(WorkerBase):
         """After any stop (inside recover's transaction): fetches cut off start again from
         the beginning, and their parts go."""
         for row in self.store.direct_units_downloading_back_to_pending():
-            _remove(self._direct_part(c.title) for c in self._requests(row))
+            remove_parts(self._direct_part(c.title) for c in self._requests(row))
 
     def stop_direct(self) -> None:
         """The worker stops: fetches still running are let go (their threads remove their
@@ -369,21 +358,21 @@ class Direct(WorkerBase):
                     raise Stopped()
                 if kind == "table":
                     data = self._ask(lambda: self.ee.compute_table(obj, workload_tag=tag))
-                    _check_table(data)
+                    check_table(data)
                 else:
                     grid = chunk.grid
                     assert grid is not None
                     data = self._ask(lambda g=grid: self.ee.compute_pixels(
                         obj, crs=g.crs, transform=list(g.transform), width=g.width,
                         height=g.height, workload_tag=tag))
-                    _check_image(data, grid, len(self.direct_bands) or None)
+                    check_image(data, grid, len(self.direct_bands) or None)
                 part = self._direct_part(chunk.title)
-                _write(part, data)
+                write_part(part, data)
                 done.append(Fetched(chunk.title, part, len(data), hashlib.md5(data).hexdigest()))
             if self.stopping:
                 raise Stopped()
         except BaseException:
-            _remove(f.part for f in done)
+            remove_parts(f.part for f in done)
             raise
         return done
 
@@ -400,53 +389,6 @@ class Direct(WorkerBase):
             if self.stop_event.wait(delay):
                 raise Stopped()
         raise AssertionError("unreachable")
-
-
-def _check_image(data: bytes, grid: PixelGrid, bands: int | None) -> None:
-    """The GeoTIFF EE sent is the one asked for: its size, bands, CRS and georeferencing."""
-    from rasterio.crs import CRS
-    from rasterio.errors import RasterioError
-    from rasterio.io import MemoryFile
-
-    try:
-        with MemoryFile(data) as mem, mem.open() as ds:
-            shape, count, crs, transform = (ds.height, ds.width), ds.count, ds.crs, ds.transform
-    except RasterioError as exc:
-        raise VerifyError(f"the GeoTIFF EE sent does not open: {exc}") from exc
-    if shape != (grid.height, grid.width):
-        raise VerifyError(f"EE sent {shape[1]} x {shape[0]} pixels for a request of "
-                          f"{grid.width} x {grid.height}")
-    if bands is not None and count != bands:
-        raise VerifyError(f"EE sent {count} bands, the recipe makes {bands}")
-    if crs is None or crs != CRS.from_user_input(grid.crs):
-        raise VerifyError(f"EE sent the pixels in {crs}, not {grid.crs}")
-    got = (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f)
-    step = abs(grid.transform[0])
-    if any(not math.isclose(g, w, rel_tol=1e-9, abs_tol=step * 1e-6)
-           for g, w in zip(got, grid.transform, strict=True)):
-        raise VerifyError(f"EE sent the pixels at {got}, not at {grid.transform}")
-
-
-def _check_table(data: bytes) -> None:
-    """A CSV with a header and rows as wide as it."""
-    try:
-        rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise VerifyError(f"the table EE sent is not a CSV: {exc}") from exc
-    if not rows or any(len(r) != len(rows[0]) for r in rows):
-        raise VerifyError("the table EE sent has no header or rows of another width")
-
-
-def _write(part: Path, data: bytes) -> None:
-    with open(part, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _remove(parts: Any) -> None:
-    for part in parts:
-        part.unlink(missing_ok=True)
 
 
 __all__ = ["DIRECT", "Direct"]
