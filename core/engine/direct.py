@@ -129,7 +129,7 @@ class Direct(WorkerBase):
             limit = min(limit, AUTO_PROBE)
         if "direct" in self.down:
             # Out on its own (EE's polls answer, so they cannot say when it is back): one
-            # request at a time asks, every poll_seconds; its success lets the rest go.
+            # request at a time asks (_probe_later says when); its success lets the rest go.
             if self.fetches or time.time() < self.direct_probe_at:
                 return
             limit = 1

@@ -9,6 +9,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from core.backends.earthengine import OPERATION_GET_RETRIES, EarthEngine
+from core.backends.failures import Kind, classify
 from core.emulator.batch import SUCCEEDED
 from core.engine.monitor import RESTRICTED_TEXT
 from core.engine.runner import run_session
@@ -53,6 +57,21 @@ def test_a_drive_listing_lag_of_seconds_exports_no_unit_twice(tmp_path: Path) ->
         assert_all_done_and_verified(store, emu.url)
     finally:
         emu.stop()
+
+
+def test_a_poll_gives_up_after_two_retries_of_its_own_while_ee_is_out() -> None:
+    """A poll's call must fail within seconds for the worker to say EE is down: with
+    earthengine-api's five retries (~60 s of backoff, the adapter's lock held) the loop waited
+    out most of an outage before it could say so."""
+    listed = "GET ee operations.list"
+    with emulator_with() as emu:
+        client = EarthEngine.for_emulator(emu.url, "test-project")
+        admin(emu.url, "/_emulator/outage", {"route": "ee", "seconds": 3600})
+        before = emu.state()["requests"].get(listed, 0)
+        with pytest.raises(Exception) as caught:
+            next(client.operation_pages())
+        assert classify(caught.value).kind is Kind.OUTAGE
+        assert emu.state()["requests"][listed] - before == 1 + OPERATION_GET_RETRIES == 3
 
 
 def test_outages_at_the_start_and_mid_run_fail_nothing(tmp_path: Path) -> None:
